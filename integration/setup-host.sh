@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian 12 machine to build and test bcvk: install the host packages, and write a
+# project-local containers.conf (never the global one) for the quirks some machines have:
+#  - cgroups v1/hybrid: crun 1.8 refuses them ("cgroups in hybrid mode not supported"): use runc;
+#  - no CAP_SYS_RESOURCE: podman's default ulimits exceed the hard limits and runc fails with
+#    "setrlimit ... operation not permitted": clamp them to the hard limits, nproc to at most
+#    32768 (podman 4.3 itself runs clamped to that here).
+# Idempotent and quick when everything is in place. Scripts pick the file up through lib.sh.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+need=()
+for pkg in podman runc debootstrap conmon openssh-client jq; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing host packages: ${need[*]}"
+  [ "$(id -u)" = 0 ] || die "installing ${need[*]} needs root: run this script as root"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q "${need[@]}" >/dev/null
+fi
+
+mkdir -p "$BCVK_BUILD"
+conf=$BCVK_BUILD/containers.conf
+runtime=""
+if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then runtime=runc; fi
+nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
+[ "$nofile" = unlimited ] && nofile=1048576
+[ "$nproc" = unlimited ] && nproc=32768
+[ "$nproc" -gt 32768 ] && nproc=32768
+clamp=""
+# Only clamp where podman's defaults (nofile 1048576, nproc 4194304) would exceed the hard limits
+# and we may not raise them.
+if ! capsh --has-p=cap_sys_resource >/dev/null 2>&1 && { [ "$nofile" -lt 1048576 ] || [ "$nproc" -lt 4194304 ]; }; then
+  clamp=yes
+fi
+if [ -n "$runtime$clamp" ]; then
+  {
+    echo "# written by integration/setup-host.sh for this machine; used through CONTAINERS_CONF"
+    echo "[containers]"
+    [ -n "$clamp" ] && echo "default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"
+    echo "[engine]"
+    [ -n "$runtime" ] && echo "runtime = \"$runtime\""
+  } > "$conf.tmp"
+  mv "$conf.tmp" "$conf"
+  export CONTAINERS_CONF=$conf
+else
+  rm -f "$conf"
+fi
+podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}} {{.Store.GraphRoot}}' >/dev/null \
+  || die "podman does not work on this machine: see 'podman info'"
+log "host ready: podman $(podman version --format '{{.Client.Version}}'), runtime $(podman info --format '{{.Host.OCIRuntime.Name}}'), store $(podman info --format '{{.Store.GraphRoot}}')${CONTAINERS_CONF:+, config $CONTAINERS_CONF}"
