@@ -1,1 +1,278 @@
+//! Helpers for the end-to-end tests: podman invocations of the real bcvk image, the store
+//! fingerprint, and leak checks. Settings come from `integration/lib.sh` (exported by the
+//! `integration/test` script); defaults match it.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+pub fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+pub fn bcvk_image() -> String {
+    var("BCVK_IMAGE", "localhost/bcvk:latest")
+}
+pub fn debian() -> String {
+    var("BCVK_TEST_DEBIAN", "localhost/bcvk-test/debian:latest")
+}
+pub fn layered() -> String {
+    var("BCVK_TEST_LAYERED", "localhost/bcvk-test/layered:latest")
+}
+pub fn nokernel() -> String {
+    var("BCVK_TEST_NOKERNEL", "localhost/bcvk-test/nokernel:latest")
+}
+pub fn host_store() -> PathBuf {
+    PathBuf::from(var("BCVK_HOST_STORE", "/var/lib/containers/storage"))
+}
+
+/// Every container the tests create carries this label, so teardown finds them all.
+pub const TEST_LABEL: &str = "bcvk.integration=1";
+
+/// The result of a command, with text output.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    fn from(out: Output, elapsed: Duration) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed,
+        }
+    }
+    /// For assertion messages: everything this run printed.
+    pub fn show(&self) -> String {
+        format!(
+            "exit {} after {:.1}s\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            self.elapsed.as_secs_f64(),
+            self.stdout.trim_end(),
+            tail(&self.stderr, 60)
+        )
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Run a program to completion, capturing its output.
+pub fn cmd(program: &str, args: &[&str]) -> Run {
+    let t = Instant::now();
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    Run::from(out, t.elapsed())
+}
+
+pub fn podman(args: &[&str]) -> Run {
+    cmd("podman", args)
+}
+
+/// The `podman run` arguments every bcvk container needs: privileges and the store, read-only.
+pub fn run_prefix(store_mount: bool) -> Vec<String> {
+    let mut a: Vec<String> = ["run", "--privileged", "--label", TEST_LABEL]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if Path::new("/dev/kvm").exists() {
+        a.extend(["--device".into(), "/dev/kvm".into()]);
+    }
+    if store_mount {
+        a.extend([
+            "-v".into(),
+            format!("{}:/run/host-storage:ro", host_store().display()),
+        ]);
+    }
+    a
+}
+
+/// `podman run --rm <prefix> <podman_extra> bcvk <bcvk_args>`, to completion.
+pub fn bcvk_oneshot(podman_extra: &[&str], bcvk_args: &[&str]) -> Run {
+    let mut a = run_prefix(true);
+    a.insert(1, "--rm".into());
+    a.extend(podman_extra.iter().map(|s| s.to_string()));
+    a.push(bcvk_image());
+    a.extend(bcvk_args.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    podman(&refs)
+}
+
+/// A detached bcvk container, removed when dropped.
+pub struct Detached {
+    pub name: String,
+}
+
+impl Detached {
+    pub fn start(name: &str, podman_extra: &[&str], bcvk_args: &[&str]) -> Result<Detached, String> {
+        let _ = podman(&["rm", "-f", "-t", "0", name]);
+        let mut a = run_prefix(true);
+        a.extend(["-d".into(), "--name".into(), name.into()]);
+        a.extend(podman_extra.iter().map(|s| s.to_string()));
+        a.push(bcvk_image());
+        a.extend(bcvk_args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let r = podman(&refs);
+        if r.code != 0 {
+            return Err(format!("podman run -d failed: {}", r.show()));
+        }
+        Ok(Detached { name: name.to_string() })
+    }
+
+    /// `podman exec NAME bcvk ARGS...`
+    pub fn bcvk(&self, args: &[&str]) -> Run {
+        let mut a = vec!["exec", self.name.as_str(), "bcvk"];
+        a.extend_from_slice(args);
+        podman(&a)
+    }
+
+    /// `podman exec NAME bcvk ssh -- CMD` run by the guest's shell.
+    pub fn ssh(&self, shell: &str) -> Run {
+        self.bcvk(&["ssh", shell])
+    }
+
+    /// Wait until `bcvk status` says ready; returns the status JSON.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<serde_json::Value, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.bcvk(&["status", "--json"]);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.stdout) {
+                match v["state"].as_str() {
+                    Some("ready") => return Ok(v),
+                    Some("exited") => return Err(format!("VM exited: {v}\n{}", self.logs())),
+                    _ => {}
+                }
+            } else if !self.running() {
+                return Err(format!("container is gone\n{}", self.logs()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready after {timeout:?}\n{}", self.logs()));
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        podman(&["inspect", "--format", "{{.State.Running}}", &self.name]).stdout.trim() == "true"
+    }
+
+    pub fn logs(&self) -> String {
+        let r = podman(&["logs", &self.name]);
+        format!("--- podman logs (tail)\n{}\n{}", tail(&r.stdout, 40), tail(&r.stderr, 40))
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let _ = podman(&["rm", "-f", "-t", "0", &self.name]);
+    }
+}
+
+/// What must not change in the host store: for each test image, its record in images.json,
+/// the records of its layers in layers.json, and every file under its layers (path, type,
+/// size, mode, mtime, and for regular files up to 1 MiB, the contents). The whole metadata
+/// files do change while tests run: podman itself records the test containers there.
+pub fn store_fingerprint(images: &[String]) -> Result<String, String> {
+    let store = host_store();
+    let read_json = |p: &str| -> Result<serde_json::Value, String> {
+        let path = store.join(p);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let imgs = read_json("overlay-images/images.json")?;
+    let layers = read_json("overlay-layers/layers.json")?;
+    let mut h = Sha256::new();
+    let by_id: BTreeMap<String, &serde_json::Value> = layers
+        .as_array()
+        .ok_or("layers.json is not an array")?
+        .iter()
+        .filter_map(|l| Some((l["id"].as_str()?.to_string(), l)))
+        .collect();
+    for name in images {
+        let full = if name.contains(':') { name.clone() } else { format!("{name}:latest") };
+        let rec = imgs
+            .as_array()
+            .ok_or("images.json is not an array")?
+            .iter()
+            .find(|i| i["names"].as_array().is_some_and(|n| n.iter().any(|x| x.as_str() == Some(full.as_str()))))
+            .ok_or(format!("{full} not in the store"))?;
+        h.update(rec.to_string());
+        let mut layer = rec["layer"].as_str().map(str::to_string);
+        while let Some(id) = layer {
+            let l = by_id.get(&id).ok_or(format!("layer {id} missing"))?;
+            h.update(l.to_string());
+            hash_tree(&store.join("overlay").join(&id).join("diff"), &mut h)?;
+            layer = l["parent"].as_str().map(str::to_string);
+        }
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+fn hash_tree(dir: &Path, h: &mut Sha256) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d)
+            .map_err(|e| format!("{}: {e}", d.display()))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            h.update(format!("{}|{}|{}|{}|{}\n", p.display(), m.mode(), m.size(), m.mtime(), m.mtime_nsec()));
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() && m.size() <= 1 << 20 {
+                if let Ok(bytes) = std::fs::read(&p) {
+                    h.update(&bytes);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Host-side traces a bcvk run must not leave: VM processes, bcvk containers of the tests,
+/// mounts of the supervisor's run directory.
+pub fn leaks() -> Vec<String> {
+    let mut found = Vec::new();
+    for proc_name in ["qemu-system-x86_64", "virtiofsd"] {
+        let r = cmd("pgrep", &["-a", "-f", proc_name]);
+        for line in r.stdout.lines().filter(|l| !l.contains("pgrep")) {
+            found.push(format!("process: {line}"));
+        }
+    }
+    let ps = podman(&["ps", "-a", "--filter", &format!("label={TEST_LABEL}"), "--format", "{{.Names}} {{.Status}}"]);
+    for line in ps.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        found.push(format!("container: {line}"));
+    }
+    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for line in mounts.lines().filter(|l| l.contains("/run/bcvk")) {
+            found.push(format!("mount: {line}"));
+        }
+    }
+    found
+}
+
+/// The kernel version the debian test image ships (its /usr/lib/modules entry).
+pub fn image_kernel_version(image: &str) -> Result<String, String> {
+    let r = podman(&["run", "--rm", "--entrypoint", "ls", image, "/usr/lib/modules"]);
+    if r.code != 0 {
+        return Err(r.show());
+    }
+    r.stdout.lines().last().map(str::to_string).ok_or("no kernel in image".into())
+}

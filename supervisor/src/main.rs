@@ -1,2 +1,61 @@
-//! bcvk: boot a bootable container image as a throwaway VM, from inside a container.
-fn main() {}
+//! The `bcvk` binary: parse options, set up logging, run, and map the result to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use bcvk::cli::{self, Cli, Command};
+use bcvk::{run, ssh, status};
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_new(format!("bcvk={level},warn")).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    // stderr, so `podman logs` shows it and stdout stays the command's (or the console's).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+fn main() -> ExitCode {
+    let argv = cli::with_default_subcommand(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // clap exits 0 for --help/--version, 2 for errors; ours is 64 (EX_USAGE).
+            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+        }
+    };
+    init_logging(&cli.log_level);
+    let code = match cli.command {
+        Command::Run(args) => match run::run(*args) {
+            Ok(code) => code,
+            Err(e) => {
+                let tail = e.console_tail();
+                if !tail.is_empty() {
+                    eprintln!("--- last {} lines of the guest console ---", tail.len());
+                    for l in tail {
+                        eprintln!("{l}");
+                    }
+                    eprintln!("---");
+                }
+                eprintln!("bcvk: error: {e}");
+                e.exit_code()
+            }
+        },
+        Command::Ssh(args) => ssh::ssh_subcommand(&args),
+        Command::Status(args) => status::status_subcommand(&args),
+        Command::InstallHostCli => {
+            print!("{}", bcvk::HOST_CLI);
+            0
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build every image the project runs, from Debian's archive only (nothing is pulled):
+#   localhost/bcvk-base:trixie        debootstrap (cached by recipe hash)
+#   localhost/bcvk:latest             the product: supervisor + QEMU + virtiofsd
+#   localhost/bcvk-test/debian:latest, .../layered:latest, .../nokernel:latest   test guests
+# Re-running is cheap: buildah's layer cache keeps the apt layers; only changed steps rebuild.
+# Usage: build-images.sh [bcvk|guests|all]   (default all)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+what=${1:-all}
+
+build() { # build TAG CONTEXT [podman build args...]
+  local tag=$1 ctx=$2; shift 2
+  local t0; t0=$(date +%s)
+  local logf="$BCVK_BUILD/build-${tag//[\/:]/_}.log"
+  mkdir -p "$BCVK_BUILD"
+  podman build --layers "$@" -t "$tag" "$ctx" >"$logf" 2>&1 \
+    || { tail -30 "$logf" >&2; die "podman build of $tag failed: full log in $logf"; }
+  log "$tag built in $(( $(date +%s) - t0 ))s"
+}
+
+"$BCVK_ROOT/test-images/base/build.sh"
+
+if [ "$what" = all ] || [ "$what" = bcvk ]; then
+  log "building the supervisor (cargo build --release)"
+  (cd "$BCVK_ROOT" && cargo build --release --locked -q -p bcvk)
+  build "$BCVK_IMAGE" "$BCVK_ROOT" -f "$BCVK_ROOT/Containerfile" --build-arg "BASE=$BCVK_BASE_IMAGE"
+fi
+if [ "$what" = all ] || [ "$what" = guests ]; then
+  build "$BCVK_TEST_DEBIAN" "$BCVK_ROOT/test-images/debian" --build-arg "BASE=$BCVK_BASE_IMAGE"
+  build "$BCVK_TEST_LAYERED" "$BCVK_ROOT/test-images/layered" --build-arg "BASE=$BCVK_TEST_DEBIAN"
+  # A plain rootfs without any kernel: the base itself, under the name the tests use.
+  podman tag "$BCVK_BASE_IMAGE" "$BCVK_TEST_NOKERNEL"
+fi
+# Dangling images left by rebuilds only cost disk.
+podman image prune -f >/dev/null 2>&1 || true

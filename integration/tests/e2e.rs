@@ -1,0 +1,459 @@
+//! End-to-end tests: real podman, the real bcvk image, real QEMU (TCG here, ~90 s a boot).
+//!
+//! Boots are few and shared: one detached VM (`main`) started with most options serves many
+//! checks through `podman exec NAME bcvk ssh`; one-shot runs cover command mode. Trials run in
+//! the order listed (run with --test-threads=1); the store fingerprint is taken before the
+//! first and compared by the last, and teardown removes every test container.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bcvk_integration::*;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+type R = Result<(), Failed>;
+
+macro_rules! check {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+).into());
+        }
+    };
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
+}
+
+/// The error line bcvk prints: one line, naming the problem and the fix.
+fn error_line(r: &Run) -> Result<String, Failed> {
+    let l = last_line(&r.stderr).to_string();
+    check!(l.starts_with("bcvk: error: "), "no bcvk error line: {}", r.show());
+    Ok(l)
+}
+
+// ---------------------------------------------------------------- bad input, no boot
+
+fn unknown_image() -> R {
+    let r = bcvk_oneshot(&[], &["localhost/bcvk-test/does-not-exist"]);
+    check!(r.code == 66, "want exit 66: {}", r.show());
+    let l = error_line(&r)?;
+    check!(l.contains("does-not-exist") && l.contains("podman"), "{l}");
+    check!(!r.stderr.contains("panicked"), "{}", r.show());
+    Ok(())
+}
+
+fn image_without_kernel() -> R {
+    let r = bcvk_oneshot(&[], &[&nokernel()]);
+    check!(r.code == 66, "want exit 66: {}", r.show());
+    let l = error_line(&r)?;
+    check!(l.contains("has no kernel: is it a bootc image?"), "{l}");
+    Ok(())
+}
+
+fn resolves_short_names_and_ids() -> R {
+    // The no-kernel error proves the reference resolved to that image.
+    let id = podman(&["image", "inspect", "--format", "{{.Id}}", &nokernel()]).stdout.trim().to_string();
+    for reference in ["bcvk-test/nokernel", &id[..12], &format!("sha256:{id}")] {
+        let r = bcvk_oneshot(&[], &[reference]);
+        check!(r.code == 66 && r.stderr.contains("has no kernel"), "{reference}: {}", r.show());
+    }
+    Ok(())
+}
+
+fn missing_store_mount() -> R {
+    let mut a = run_prefix(false);
+    a.insert(1, "--rm".into());
+    a.extend([bcvk_image(), debian()]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let r = podman(&refs);
+    check!(r.code == 66, "want exit 66: {}", r.show());
+    let l = error_line(&r)?;
+    check!(l.contains("/run/host-storage") && l.contains("-v "), "{l}");
+    Ok(())
+}
+
+fn bad_option_values() -> R {
+    for (args, flag) in [
+        (vec!["--memory", "4X"], "--memory"),
+        (vec!["--vcpus", "0"], "--vcpus"),
+        (vec!["--itype", "u1.huge"], "u1.small"),
+        (vec!["--port", "99999:80"], "--port"),
+    ] {
+        let mut all = vec![debian()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let r = bcvk_oneshot(&[], &refs);
+        check!(r.code == 64, "{args:?}: want exit 64: {}", r.show());
+        check!(r.stderr.contains(flag), "{args:?}: error does not name {flag}: {}", r.show());
+    }
+    Ok(())
+}
+
+fn kvm_forced_without_device() -> R {
+    let r = podman(&[
+        "run", "--rm", "--privileged", "--label", TEST_LABEL,
+        "-v", &format!("{}:/run/host-storage:ro", host_store().display()),
+        &bcvk_image(), &debian(), "--accel", "kvm",
+    ]);
+    // --privileged exposes host devices, so /dev/kvm may be visible; then KVM is tried and, on
+    // a machine where KVM cannot run the guest, must fail loudly (exit 69).
+    if r.code == 69 {
+        let l = error_line(&r)?;
+        check!(l.contains("kvm"), "{l}");
+        return Ok(());
+    }
+    Err(format!("want exit 69: {}", r.show()).into())
+}
+
+// ---------------------------------------------------------------- one-shot command
+
+fn oneshot_command() -> R {
+    let kver = image_kernel_version(&debian())?;
+    let script = "uname -r; nproc; grep MemTotal /proc/meminfo; cat /proc/cmdline; \
+                  echo to-stderr >&2; \
+                  if timeout 5 bash -c 'exec 3<>/dev/tcp/10.0.2.2/2222' 2>/dev/null; then echo net-reachable; else echo net-isolated; fi; \
+                  exit 42";
+    let r = bcvk_oneshot(
+        &[],
+        &[&debian(), "--net", "none", "--memory", "1536M", "--vcpus", "2", "--karg", "bcvk.test=oneshot", "--", "sh", "-c", script],
+    );
+    check!(r.code == 42, "want the command's exit code 42: {}", r.show());
+    let out: Vec<&str> = r.stdout.lines().collect();
+    check!(out.first() == Some(&kver.as_str()), "uname -r should print the guest kernel {kver}: {}", r.show());
+    check!(out.get(1) == Some(&"2"), "nproc should be 2: {}", r.show());
+    let mem_kb: u64 = out.get(2).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    check!((1_300_000..=1_572_864).contains(&mem_kb), "MemTotal {mem_kb} kB for --memory 1536M: {}", r.show());
+    check!(r.stdout.contains("bcvk.test=oneshot"), "karg missing from /proc/cmdline: {}", r.show());
+    check!(r.stdout.contains("net-isolated"), "--net none guest reached 10.0.2.2: {}", r.show());
+    check!(r.stderr.contains("to-stderr"), "guest stderr should reach stderr: {}", r.show());
+    check!(!r.stderr.contains("to-stderr\n") || !r.stdout.contains("to-stderr"), "stderr leaked into stdout");
+    check!(!r.stdout.contains("Linux version"), "console output must not pollute stdout in command mode");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- the shared detached VM
+
+struct Notify {
+    path: PathBuf,
+    msgs: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+fn notify_listener(dir: &Path) -> Notify {
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+    let msgs = Arc::new(Mutex::new(Vec::new()));
+    let m = msgs.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            m.lock().unwrap().push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned()));
+        }
+    });
+    Notify { path, msgs }
+}
+
+struct MainVm {
+    vm: Detached,
+    dir: tempfile::TempDir,
+    notify: Notify,
+    started_ready: Result<serde_json::Value, String>,
+}
+
+static MAIN: OnceLock<Mutex<Option<MainVm>>> = OnceLock::new();
+
+fn main_vm() -> Result<std::sync::MutexGuard<'static, Option<MainVm>>, Failed> {
+    let cell = MAIN.get_or_init(|| Mutex::new(start_main_vm().map_err(|e| eprintln!("{e}")).ok()));
+    let guard = cell.lock().unwrap_or_else(|e| e.into_inner());
+    check!(guard.is_some(), "the main VM did not start (see above)");
+    Ok(guard)
+}
+
+const MAIN_NAME: &str = "bcvk-it-main";
+
+fn start_main_vm() -> Result<MainVm, String> {
+    let dir = tempfile::Builder::new().prefix("bcvk-it-").tempdir_in("/var/tmp").map_err(|e| e.to_string())?;
+    for d in ["rw", "ro", "units/system", "disks"] {
+        std::fs::create_dir_all(dir.path().join(d)).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(dir.path().join("ro/readme"), "read-only data\n").map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.path().join("units/system/bcvk-it-marker.service"),
+        "[Unit]\nDescription=integration marker\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo unit-ran > /run/bcvk-it-marker'\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .map_err(|e| e.to_string())?;
+    // A guest "web server" without extra packages: systemd socket activation.
+    std::fs::write(
+        dir.path().join("units/system/bcvk-it-echo.socket"),
+        "[Socket]\nListenStream=8080\nAccept=yes\n[Install]\nWantedBy=sockets.target\n",
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.path().join("units/system/bcvk-it-echo@.service"),
+        "[Service]\nExecStart=/bin/echo hello-from-guest\nStandardOutput=socket\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let notify = notify_listener(dir.path());
+    let d = dir.path().display().to_string();
+    let vols = [
+        format!("{d}/rw:/mnt/rw"),
+        format!("{d}/ro:/mnt/ro"),
+        format!("{d}/units:/mnt/units:ro"),
+        format!("{d}/disks:/mnt/disks"),
+    ];
+    let podman_extra: Vec<String> = [
+        "--sdnotify=container", "-p", "127.0.0.1:18080:8080",
+        "-v", &vols[0], "-v", &vols[1], "-v", &vols[2], "-v", &vols[3],
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let bcvk_args = [
+        debian().as_str(), "--memory", "2G", "--vcpus", "2", "--karg", "bcvk.test=main",
+        "--bind", "/mnt/rw:work", "--ro-bind", "/mnt/ro:rodata", "--systemd-units", "/mnt/units",
+        "--add-swap", "256M", "--mount-disk-file", "/mnt/disks/extra.qcow2:extra",
+        "--virtio-serial-out", "testport:/mnt/rw/serial.out", "--port", "8080:8080",
+        "--stop-timeout", "45",
+    ]
+    .map(str::to_string);
+    let t0 = Instant::now();
+    // podman run -d --sdnotify=container returns once the container sent READY=1.
+    let mut a = run_prefix(true);
+    a.extend(["-d".into(), "--name".into(), MAIN_NAME.into()]);
+    a.extend(podman_extra);
+    a.push(bcvk_image());
+    a.extend(bcvk_args);
+    let _ = podman(&["rm", "-f", "-t", "0", MAIN_NAME]);
+    let out = std::process::Command::new("podman")
+        .args(&a)
+        .env("NOTIFY_SOCKET", &notify.path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let vm = Detached { name: MAIN_NAME.into() };
+    if !out.status.success() {
+        return Err(format!("podman run failed: {}\n{}", String::from_utf8_lossy(&out.stderr), vm.logs()));
+    }
+    eprintln!("main VM: podman run returned after {:.1}s", t0.elapsed().as_secs_f64());
+    let started_ready = vm.wait_ready(Duration::from_secs(600));
+    Ok(MainVm { vm, dir, notify, started_ready })
+}
+
+fn with_main(f: impl FnOnce(&MainVm) -> R) -> R {
+    let guard = main_vm()?;
+    let m = guard.as_ref().expect("checked");
+    if let Err(e) = &m.started_ready {
+        return Err(format!("main VM never became ready: {e}").into());
+    }
+    f(m)
+}
+
+fn ssh_ok(m: &MainVm, shell: &str) -> Result<String, Failed> {
+    let r = m.vm.ssh(shell);
+    check!(r.code == 0, "`{shell}` failed in the guest: {}", r.show());
+    Ok(r.stdout)
+}
+
+fn main_ready_notify_after_ssh() -> R {
+    with_main(|m| {
+        let msgs = m.notify.msgs.lock().unwrap().clone();
+        let ready = msgs.iter().find(|(_, s)| s.lines().any(|l| l == "READY=1"));
+        check!(ready.is_some(), "no READY=1 received; got {msgs:?}");
+        // READY=1 means SSH answers: right after it, ssh must work at once.
+        let r = m.vm.ssh("true");
+        check!(r.code == 0, "ssh failed right after READY=1: {}", r.show());
+        let status = m.started_ready.as_ref().unwrap();
+        check!(status["timings"]["ready_ms"].as_u64().is_some(), "status lacks ready_ms: {status}");
+        check!(status["ssh"]["port"].as_u64() == Some(2222), "{status}");
+        Ok(())
+    })
+}
+
+fn main_ssh_twice_and_exit_code() -> R {
+    with_main(|m| {
+        let a = m.vm.ssh("hostname");
+        let b = m.vm.bcvk(&["ssh", "hostname"]);
+        check!(a.code == 0 && b.code == 0, "{}\n{}", a.show(), b.show());
+        check!(a.stdout.trim() == MAIN_NAME, "guest hostname should be the container name: {}", a.show());
+        let r = m.vm.bcvk(&["ssh", "sh", "-c", "echo 'two words'; exit 7"]);
+        check!(r.code == 7, "bcvk ssh must return the remote exit code: {}", r.show());
+        check!(r.stdout.trim() == "two words", "{}", r.show());
+        let st = m.vm.bcvk(&["status"]);
+        check!(st.code == 0 && st.stdout.contains("state: ready"), "{}", st.show());
+        Ok(())
+    })
+}
+
+fn main_resources_and_kargs() -> R {
+    with_main(|m| {
+        let out = ssh_ok(m, "nproc; grep MemTotal /proc/meminfo; cat /proc/cmdline; systemctl is-system-running --wait || true")?;
+        check!(out.lines().next() == Some("2"), "{out}");
+        check!(out.contains("bcvk.test=main"), "{out}");
+        check!(out.contains("running") || out.contains("degraded"), "{out}");
+        Ok(())
+    })
+}
+
+fn main_console_in_podman_logs() -> R {
+    with_main(|m| {
+        let r = podman(&["logs", &m.vm.name]);
+        check!(r.stdout.contains("Linux version") || r.stdout.contains("Welcome to"), "boot console missing from podman logs stdout: {}", tail(&r.stdout, 20));
+        check!(r.stderr.contains("VM ready"), "no ready line in podman logs: {}", tail(&r.stderr, 20));
+        Ok(())
+    })
+}
+
+fn main_bind_rw_and_ro() -> R {
+    with_main(|m| {
+        ssh_ok(m, "echo from-guest > /run/virtiofs-mnt-work/hello && sync")?;
+        let host = std::fs::read_to_string(m.dir.path().join("rw/hello")).unwrap_or_default();
+        check!(host == "from-guest\n", "guest write did not reach the host volume: {host:?}");
+        let out = ssh_ok(m, "cat /run/virtiofs-mnt-rodata/readme; if touch /run/virtiofs-mnt-rodata/x 2>/dev/null; then echo WRITABLE; else echo refused; fi")?;
+        check!(out.contains("read-only data") && out.contains("refused"), "{out}");
+        check!(!m.dir.path().join("ro/x").exists(), "a write through --ro-bind reached the host");
+        Ok(())
+    })
+}
+
+fn main_units_swap_disk_serial() -> R {
+    with_main(|m| {
+        let out = ssh_ok(m, "cat /run/bcvk-it-marker; swapon --show --noheadings; ls -l /dev/disk/by-id/virtio-extra; echo serial-data > /dev/virtio-ports/testport")?;
+        check!(out.contains("unit-ran"), "injected unit did not run: {out}");
+        check!(out.contains("/dev/vd") || out.contains("partition") || out.contains("dm-"), "no swap listed: {out}");
+        check!(out.contains("virtio-extra"), "{out}");
+        check!(m.dir.path().join("disks/extra.qcow2").exists(), "missing disk file was not created");
+        std::thread::sleep(Duration::from_millis(500));
+        let serial = std::fs::read_to_string(m.dir.path().join("rw/serial.out")).unwrap_or_default();
+        check!(serial.contains("serial-data"), "virtio-serial output did not land in the file: {serial:?}");
+        Ok(())
+    })
+}
+
+fn main_port_forward() -> R {
+    with_main(|_| {
+        let mut s = std::net::TcpStream::connect_timeout(&"127.0.0.1:18080".parse().unwrap(), Duration::from_secs(10))
+            .map_err(|e| format!("connect to the published port: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        let _ = s.write_all(b"hi\n");
+        let mut got = String::new();
+        let _ = s.read_to_string(&mut got);
+        check!(got.contains("hello-from-guest"), "guest service not reached through --port: {got:?}");
+        Ok(())
+    })
+}
+
+fn main_stops_gracefully() -> R {
+    let mut guard = main_vm()?;
+    let m = guard.take().expect("checked");
+    let t = Instant::now();
+    let r = podman(&["stop", "-t", "60", &m.vm.name]);
+    let took = t.elapsed();
+    check!(r.code == 0, "podman stop failed: {}", r.show());
+    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &m.vm.name]).stdout.trim().to_string();
+    let logs = podman(&["logs", &m.vm.name]);
+    check!(code == "0", "a stopped VM should exit 0, got {code}: {}", tail(&logs.stderr, 30));
+    check!(took < Duration::from_secs(60), "stop took {took:?}");
+    check!(!logs.stderr.contains("did not power off in time"), "the guest was killed, not powered off: {}", tail(&logs.stderr, 30));
+    let msgs = m.notify.msgs.lock().unwrap().clone();
+    check!(msgs.iter().any(|(_, s)| s.contains("STOPPING=1")), "no STOPPING=1: {msgs:?}");
+    // Data written before the stop is on disk.
+    check!(m.dir.path().join("rw/hello").exists(), "bind data lost");
+    drop(m);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- layers
+
+fn layered_image_layers_and_whiteouts() -> R {
+    let script = "test ! -e /usr/share/bcvk-test/delete-me && echo deleted-ok; \
+                  ls /usr/share/bcvk-test/replace-me; id -u bcvktest >/dev/null && echo user-ok; \
+                  cat /run/bcvk-layered-marker";
+    let r = bcvk_oneshot(&[], &[&layered(), "--", "sh", "-c", script]);
+    check!(r.code == 0, "{}", r.show());
+    let want = "deleted-ok\nnew.txt\nuser-ok\nlayered-unit-ran\n";
+    check!(r.stdout == want, "want {want:?}: {}", r.show());
+    Ok(())
+}
+
+// ---------------------------------------------------------------- guest faults
+
+fn kernel_panic_ends_the_run() -> R {
+    let t = Instant::now();
+    let r = bcvk_oneshot(&[], &[&debian(), "--karg", "rdinit=/nonexistent", "--karg", "init=/nonexistent", "--", "true"]);
+    check!(r.code == 70, "want exit 70: {}", r.show());
+    let l = error_line(&r)?;
+    check!(l.contains("panicked"), "{l}");
+    check!(r.stderr.contains("Kernel panic"), "console tail missing: {}", r.show());
+    check!(t.elapsed() < Duration::from_secs(300), "took {:?}", t.elapsed());
+    Ok(())
+}
+
+fn readiness_timeout_when_sshd_is_masked() -> R {
+    let r = bcvk_oneshot(&[], &[&debian(), "--karg", "systemd.mask=ssh.service", "--ready-timeout", "150", "--", "true"]);
+    check!(r.code == 75, "want exit 75: {}", r.show());
+    let l = error_line(&r)?;
+    check!(l.contains("not reachable over SSH within 150s") && l.contains("sshd"), "{l}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- global checks
+
+static FINGERPRINT: OnceLock<Result<String, String>> = OnceLock::new();
+
+fn test_images() -> Vec<String> {
+    vec![debian(), layered(), nokernel()]
+}
+
+fn store_unchanged() -> R {
+    let before = FINGERPRINT.get().expect("taken at start").clone()?;
+    let after = store_fingerprint(&test_images())?;
+    check!(before == after, "the host store changed under the test images");
+    Ok(())
+}
+
+fn nothing_left_behind() -> R {
+    // Containers of finished tests are removed; give podman a moment.
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = podman(&["rm", "-f", "-t", "0", MAIN_NAME]);
+    let leaks = leaks();
+    check!(leaks.is_empty(), "left behind: {leaks:#?}");
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    FINGERPRINT.get_or_init(|| store_fingerprint(&test_images()));
+    let t = |name: &str, f: fn() -> R| Trial::test(name, f);
+    let trials = vec![
+        t("errors::unknown_image", unknown_image),
+        t("errors::image_without_kernel", image_without_kernel),
+        t("errors::resolves_short_names_and_ids", resolves_short_names_and_ids),
+        t("errors::missing_store_mount", missing_store_mount),
+        t("errors::bad_option_values", bad_option_values),
+        t("errors::kvm_forced_without_device", kvm_forced_without_device),
+        t("oneshot::command_exit_code_streams_resources_net_none", oneshot_command),
+        t("main::ready_notify_after_ssh", main_ready_notify_after_ssh),
+        t("main::ssh_twice_hostname_exit_code_status", main_ssh_twice_and_exit_code),
+        t("main::resources_and_kargs", main_resources_and_kargs),
+        t("main::console_in_podman_logs", main_console_in_podman_logs),
+        t("main::bind_rw_and_ro", main_bind_rw_and_ro),
+        t("main::units_swap_disk_serial", main_units_swap_disk_serial),
+        t("main::port_forward", main_port_forward),
+        t("main::stops_gracefully", main_stops_gracefully),
+        t("layers::layered_image_whiteouts_user_unit", layered_image_layers_and_whiteouts),
+        t("faults::kernel_panic_ends_the_run", kernel_panic_ends_the_run),
+        t("faults::readiness_timeout_when_sshd_is_masked", readiness_timeout_when_sshd_is_masked),
+        t("global::store_unchanged", store_unchanged),
+        t("global::nothing_left_behind", nothing_left_behind),
+    ];
+    let conclusion = libtest_mimic::run(&args, trials);
+    let _ = podman(&["rm", "-f", "-t", "0", MAIN_NAME]);
+    let leftovers = podman(&["ps", "-aq", "--filter", &format!("label={TEST_LABEL}")]);
+    for id in leftovers.stdout.split_whitespace() {
+        let _ = podman(&["rm", "-f", "-t", "0", id]);
+    }
+    conclusion.exit();
+}

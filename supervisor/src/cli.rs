@@ -1,0 +1,308 @@
+//! Command-line options (clap derive). Values are parsed by `config`; this module only names
+//! the options, documents them, and inserts the implicit `run` subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, DiskFileSpec, PortSpec, SerialOutSpec};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0        the guest powered off, or the VM was stopped cleanly (podman stop)
+  1..255   with -- COMMAND / --execute: the command's own exit code (255: ssh could not run it)
+  64       bad usage or option value
+  65       the podman store is unreadable or corrupt
+  66       image not found, or it has no kernel, or no store is mounted
+  69       the requested accelerator is unavailable (--accel kvm without /dev/kvm)
+  70       the guest failed: kernel panic, reboot, QEMU or virtiofsd died
+  75       the guest never became ready (--ready-timeout)
+  71       an internal error (mount, spawn, files under /run/bcvk)
+  130/143  a one-shot command interrupted by SIGINT/SIGTERM";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bcvk",
+    version,
+    about = "Boot a bootable container image as a throwaway VM, from inside a container",
+    long_about = "Boot a bootable container image as a throwaway VM, from inside a container.\n\n\
+        podman run --rm -it --privileged --device /dev/kvm \\\n  \
+        -v /var/lib/containers/storage:/run/host-storage:ro \\\n  \
+        localhost/bcvk IMAGE [OPTIONS] [-- COMMAND...]\n\n\
+        `bcvk IMAGE` is short for `bcvk run IMAGE`.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG also works.
+    #[arg(long, global = true, env = "BCVK_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot IMAGE as a VM (the default subcommand).
+    Run(Box<RunArgs>),
+    /// Open a shell, or run a command, in this container's VM (use with podman exec).
+    Ssh(SshArgs),
+    /// Show the state of this container's VM (use with podman exec).
+    Status(StatusArgs),
+    /// Print the host-side `bcvk` command (a POSIX sh script needing only podman).
+    #[command(name = "install-host-cli")]
+    InstallHostCli,
+}
+
+pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "help"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    /// KVM when it can run the guest, else TCG with a warning
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetArg {
+    /// User-mode networking (NAT through the container's network, DNS from its resolv.conf)
+    User,
+    /// No connectivity: only bcvk's own SSH forward reaches the guest
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheArg {
+    Auto,
+    Always,
+    Never,
+    Metadata,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct RunArgs {
+    /// The image: name[:tag], short name, image ID (or a unique prefix), or name@sha256:digest.
+    pub image: String,
+
+    /// Run this command in the guest once it is ready, then power off; its exit code becomes
+    /// the container's.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+
+    /// Like `-- COMMAND`, as one shell string run by the guest's shell.
+    #[arg(long, value_name = "SHELL", conflicts_with = "command")]
+    pub execute: Option<String>,
+
+    /// The podman store to read (read-only) [default: /run/host-storage, then
+    /// /var/lib/containers/storage]. A rootless store (~/.local/share/containers/storage)
+    /// works when mounted anywhere and named here.
+    #[arg(long, value_name = "DIR", env = "BCVK_STORAGE")]
+    pub storage: Option<PathBuf>,
+
+    /// Put the throwaway writable layer on this directory (a volume) instead of a tmpfs in
+    /// memory: for images that write a lot.
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+
+    /// Guest memory: 512M, 2G, or a bare number of MiB [default: 4G, or the --itype's].
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_mib(s, "--memory"))]
+    pub memory: Option<u64>,
+
+    /// Guest vCPUs [default: the container's CPUs, at most 4, or the --itype's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub vcpus: Option<u32>,
+
+    /// An instance type setting vCPUs and memory: u1.nano, u1.micro, u1.small, u1.medium,
+    /// u1.2xmedium, u1.large, u1.xlarge, u1.2xlarge, u1.4xlarge, u1.8xlarge.
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_instance_type(s))]
+    pub itype: Option<config::InstanceType>,
+
+    /// An extra kernel argument (repeatable).
+    #[arg(long = "karg", value_name = "ARG", value_parser = |s: &str| config::parse_karg(s))]
+    pub kargs: Vec<String>,
+
+    /// Accelerator.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: AccelArg,
+
+    /// QEMU CPU model [default: host with KVM, qemu64 with TCG; use max for images built for
+    /// newer CPUs, e.g. x86-64-v3].
+    #[arg(long, value_name = "MODEL")]
+    pub cpu: Option<String>,
+
+    /// Attach the guest console to this terminal (run with -it); Ctrl-a x quits QEMU.
+    /// Without it the console is streamed read-only to stdout (podman logs).
+    #[arg(long)]
+    pub console: bool,
+
+    /// Share a container directory read-write: SRC[:NAME|:/guest/path]. Mounted at
+    /// /run/virtiofs-mnt-NAME, or at the guest path. Use podman -v to bring host dirs in.
+    #[arg(long, value_name = "SRC[:NAME]", value_parser = |s: &str| config::parse_bind(s, false))]
+    pub bind: Vec<config::BindSpec>,
+
+    /// Like --bind, read-only.
+    #[arg(long = "ro-bind", value_name = "SRC[:NAME]", value_parser = |s: &str| config::parse_bind(s, true))]
+    pub ro_bind: Vec<config::BindSpec>,
+
+    /// Share the mounted podman store read-only at /run/virtiofs-mnt-hoststorage.
+    #[arg(long)]
+    pub bind_storage_ro: bool,
+
+    /// Add a swap device of this size (e.g. 2G).
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_bytes(s, "--add-swap"))]
+    pub add_swap: Option<u64>,
+
+    /// Attach a disk image FILE[:NAME[:raw|qcow2]] as /dev/disk/by-id/virtio-NAME (created
+    /// sparse if missing; qcow2 by suffix).
+    #[arg(long, value_name = "FILE[:NAME[:FMT]]")]
+    pub mount_disk_file: Vec<DiskFileSpec>,
+
+    /// Install and enable the units in DIR/system/ in the guest.
+    #[arg(long, value_name = "DIR")]
+    pub systemd_units: Option<PathBuf>,
+
+    /// A guest port /dev/virtio-ports/NAME whose output lands in FILE: NAME:FILE.
+    #[arg(long, value_name = "NAME:FILE")]
+    pub virtio_serial_out: Vec<SerialOutSpec>,
+
+    /// Guest networking.
+    #[arg(long, value_enum, default_value = "user")]
+    pub net: NetArg,
+
+    /// Forward a container port to a guest port: HOSTPORT:GUESTPORT (repeatable). Publish it
+    /// with podman -p to reach it from the host.
+    #[arg(long = "port", value_name = "HOST:GUEST")]
+    pub ports: Vec<PortSpec>,
+
+    /// Authorize this public key (a file in the container) instead of a generated one.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+
+    /// Accepted for upstream compatibility: a fresh key pair is always generated.
+    #[arg(short = 'K', long = "ssh-keygen")]
+    pub ssh_keygen: bool,
+
+    /// Guest hostname [default: the container's name, unless the image sets one].
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_hostname(s))]
+    pub hostname: Option<String>,
+
+    /// Seconds to wait for the guest to answer SSH before giving up.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub ready_timeout: u64,
+
+    /// Seconds the guest gets to power off on stop before QEMU is stopped. Keep it below
+    /// podman's own stop timeout (podman run --stop-timeout, default 10).
+    #[arg(long, value_name = "SECS", default_value_t = 8)]
+    pub stop_timeout: u64,
+
+    /// virtiofs cache mode for the root file system.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub virtiofs_cache: CacheArg,
+
+    /// Print the QEMU and virtiofsd command lines.
+    #[arg(long)]
+    pub log_cmdline: bool,
+
+    /// Prepare everything, print the command lines, then open a shell in the container
+    /// instead of starting QEMU.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Force a terminal (-tt) even when stdin is not one.
+    #[arg(short = 't')]
+    pub tty: bool,
+    /// Never allocate a terminal.
+    #[arg(short = 'T', conflicts_with = "tty")]
+    pub no_tty: bool,
+    /// Seconds to wait for the VM to become ready first.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+    /// The command to run (a login shell without one); its exit code is returned.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status file as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Wait until the VM is ready (or has exited).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `bcvk IMAGE ...` means `bcvk run IMAGE ...`: insert `run` unless the first argument is a
+/// subcommand or a top-level flag.
+pub fn with_default_subcommand(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let top_flags = ["-h", "--help", "-V", "--version"];
+    let first = argv.get(1).and_then(|a| a.to_str()).map(str::to_owned);
+    match first {
+        None => {}
+        Some(f) if SUBCOMMANDS.contains(&f.as_str()) || top_flags.contains(&f.as_str()) => {}
+        Some(f) if f.starts_with("--log-level") => {}
+        Some(_) => argv.insert(1, "run".into()),
+    }
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let argv = with_default_subcommand(args.iter().map(|s| s.into()).collect());
+        Cli::try_parse_from(argv)
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        match parse(args).unwrap().command {
+            Command::Run(r) => *r,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn image_alone_means_run_and_command_follows_double_dash() {
+        let r = run_args(&["bcvk", "localhost/img", "--memory", "2G", "--", "sh", "-c", "exit 42"]);
+        assert_eq!(r.image, "localhost/img");
+        assert_eq!(r.memory, Some(2048));
+        assert_eq!(r.command, vec!["sh", "-c", "exit 42"]);
+        let r = run_args(&["bcvk", "run", "img", "--karg", "a=b", "--karg", "quiet"]);
+        assert_eq!(r.kargs, vec!["a=b", "quiet"]);
+        // Options may come before the image too.
+        let r = run_args(&["bcvk", "--vcpus", "2", "img"]);
+        assert_eq!((r.image.as_str(), r.vcpus), ("img", Some(2)));
+    }
+
+    #[test]
+    fn subcommands_are_not_taken_for_images() {
+        assert!(matches!(parse(&["bcvk", "ssh", "uname", "-r"]).unwrap().command, Command::Ssh(s) if s.command == ["uname", "-r"]));
+        assert!(matches!(parse(&["bcvk", "status", "--json"]).unwrap().command, Command::Status(s) if s.json));
+        assert!(matches!(parse(&["bcvk", "install-host-cli"]).unwrap().command, Command::InstallHostCli));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_flag_named() {
+        let err = parse(&["bcvk", "img", "--memory", "4X"]).unwrap_err().to_string();
+        assert!(err.contains("--memory"), "{err}");
+        let err = parse(&["bcvk", "img", "--vcpus", "0"]).unwrap_err().to_string();
+        assert!(err.contains("--vcpus"), "{err}");
+        let err = parse(&["bcvk", "img", "--itype", "u1.huge"]).unwrap_err().to_string();
+        assert!(err.contains("u1.small"), "{err}");
+        let err = parse(&["bcvk", "img", "--execute", "true", "--", "true"]).unwrap_err().to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
+        assert!(parse(&["bcvk", "img", "--accel", "xen"]).is_err());
+    }
+}

@@ -1,0 +1,381 @@
+//! Guest configuration written into the throwaway layer of the root file system, before boot.
+//!
+//! bcvk owns the guest's writable layer, so mount units for shares, the swap unit and the
+//! user's `--systemd-units` are plain files put under /etc/systemd/system there. Unlike
+//! `systemd.extra-unit.*` credentials (systemd >= 256) or `fstab.extra` (>= 254), this works
+//! with any systemd, and nothing of it outlives the run. (The SSH key still travels as a
+//! credential: that is the interface other tools and images expect.)
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{BindSpec, BindTarget, DiskFileSpec, DiskFormatOpt, PortSpec};
+use crate::qemu::{DiskFormat, DiskSpec};
+use crate::spawn;
+
+/// Size of a `--mount-disk-file` image created because it did not exist.
+pub const NEW_DISK_SIZE: u64 = 10 << 30;
+const UNIT_DIR: &str = "etc/systemd/system";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuestFsError {
+    #[error("{flag} {path}: no such directory in the container: bring it in with podman -v HOSTDIR:{path}")]
+    MissingSource { flag: &'static str, path: PathBuf },
+    #[error("--systemd-units {dir}: {why}")]
+    Units { dir: PathBuf, why: String },
+    #[error("two shares use the name '{0}': give them distinct names (SRC:NAME)")]
+    DuplicateShare(String),
+    #[error("--port {0}: the container port {0} is taken by bcvk's own SSH forward: use another")]
+    PortTaken(u16),
+    #[error("cannot write {path} into the guest's root file system: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot create the disk image {path}: {why}")]
+    Disk { path: PathBuf, why: String },
+}
+
+/// What the user asked for that needs guest-side configuration.
+#[derive(Debug, Clone, Default)]
+pub struct GuestConfig {
+    pub binds: Vec<BindSpec>,
+    /// The store root to share read-only at /run/virtiofs-mnt-hoststorage.
+    pub bind_storage: Option<PathBuf>,
+    pub systemd_units: Option<PathBuf>,
+    pub swap: bool,
+    pub ports: Vec<PortSpec>,
+    pub ssh_port: u16,
+}
+
+/// One extra virtiofs share and where the guest mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub tag: String,
+    pub source: PathBuf,
+    pub readonly: bool,
+    pub guest_path: PathBuf,
+}
+
+/// A file (or symlink) to create under the guest root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File { path: PathBuf, contents: Vec<u8> },
+    Symlink { path: PathBuf, target: PathBuf },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestPlan {
+    pub shares: Vec<Share>,
+    pub entries: Vec<Entry>,
+}
+
+/// systemd's path escaping (`systemd-escape --path`): the unit name of a mount point.
+pub fn escape_path(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let trimmed = s.trim_matches('/');
+    if trimmed.is_empty() {
+        return "-".into();
+    }
+    let mut out = String::new();
+    for (i, b) in trimmed.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i == 0 => out.push_str("\\x2e"),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b':' | b'_' | b'.' => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+fn mount_unit(share: &Share) -> (String, String) {
+    let name = format!("{}.mount", escape_path(&share.guest_path));
+    let opts = if share.readonly { "ro" } else { "rw" };
+    let body = format!(
+        "# Written by bcvk: the virtiofs share '{tag}'.\n[Unit]\nDescription=bcvk share {tag}\n\n[Mount]\nWhat={tag}\nWhere={path}\nType=virtiofs\nOptions={opts}\n",
+        tag = share.tag,
+        path = share.guest_path.display(),
+    );
+    (name, body)
+}
+
+/// The targets a unit's [Install] section asks to be wanted or required by.
+pub fn install_targets(unit: &str) -> Vec<(String, &'static str)> {
+    let mut in_install = false;
+    let mut out = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+            continue;
+        }
+        if !in_install {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            let kind = match key.trim() {
+                "WantedBy" => ".wants",
+                "RequiredBy" => ".requires",
+                _ => continue,
+            };
+            out.extend(value.split_whitespace().map(|t| (t.to_string(), kind)));
+        }
+    }
+    out
+}
+
+fn unit_path(name: &str) -> PathBuf {
+    Path::new(UNIT_DIR).join(name)
+}
+
+fn enable(entries: &mut Vec<Entry>, unit: &str, target: &str, kind: &str) {
+    entries.push(Entry::Symlink {
+        path: unit_path(&format!("{target}{kind}")).join(unit),
+        target: PathBuf::from("/").join(UNIT_DIR).join(unit),
+    });
+}
+
+/// Plan the shares and the files to write. Reads `--systemd-units` files; writes nothing.
+pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
+    let mut plan = GuestPlan::default();
+    for p in &cfg.ports {
+        if p.host_port == cfg.ssh_port {
+            return Err(GuestFsError::PortTaken(p.host_port));
+        }
+    }
+    for b in &cfg.binds {
+        let flag = if b.readonly { "--ro-bind" } else { "--bind" };
+        if !b.source.is_dir() {
+            return Err(GuestFsError::MissingSource { flag, path: b.source.clone() });
+        }
+        let (name, guest_path) = match &b.target {
+            BindTarget::Named(n) => (n.clone(), PathBuf::from(format!("/run/virtiofs-mnt-{n}"))),
+            BindTarget::Path(p) => (escape_path(p).replace('\\', "_"), p.clone()),
+        };
+        plan.shares.push(Share { tag: format!("mnt-{name}"), source: b.source.clone(), readonly: b.readonly, guest_path });
+    }
+    if let Some(store) = &cfg.bind_storage {
+        plan.shares.push(Share {
+            tag: "mnt-hoststorage".into(),
+            source: store.clone(),
+            readonly: true,
+            guest_path: "/run/virtiofs-mnt-hoststorage".into(),
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &plan.shares {
+        if !seen.insert(s.tag.clone()) {
+            return Err(GuestFsError::DuplicateShare(s.tag.trim_start_matches("mnt-").to_string()));
+        }
+    }
+    for s in plan.shares.clone() {
+        let (name, body) = mount_unit(&s);
+        plan.entries.push(Entry::File { path: unit_path(&name), contents: body.into_bytes() });
+        // Wanted (not required) by local-fs.target: mounted before sshd starts, and a failed
+        // share does not drop the guest into emergency mode.
+        enable(&mut plan.entries, &name, "local-fs.target", ".wants");
+    }
+    if cfg.swap {
+        let name = "dev-disk-by\\x2did-virtio\\x2dswap.swap";
+        let body = "# Written by bcvk: --add-swap.\n[Unit]\nDescription=bcvk swap\n\n[Swap]\nWhat=/dev/disk/by-id/virtio-swap\n";
+        plan.entries.push(Entry::File { path: unit_path(name), contents: body.into() });
+        enable(&mut plan.entries, name, "swap.target", ".wants");
+    }
+    if let Some(dir) = &cfg.systemd_units {
+        plan_units(dir, &mut plan.entries)?;
+    }
+    Ok(plan)
+}
+
+/// `--systemd-units DIR`: every unit in DIR/system/ is installed and enabled per its
+/// [Install] section; drop-in directories (`UNIT.d/`) are copied as they are.
+fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> {
+    let err = |why: String| GuestFsError::Units { dir: dir.to_path_buf(), why };
+    let system = dir.join("system");
+    let list = std::fs::read_dir(&system).map_err(|e| err(format!("cannot read {}: {e} (units go in DIR/system/)", system.display())))?;
+    let mut names: Vec<_> = list.flatten().map(|e| e.path()).collect();
+    names.sort();
+    let mut units = 0;
+    for path in names {
+        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        if path.is_dir() && name.ends_with(".d") {
+            for f in std::fs::read_dir(&path).map_err(|e| err(format!("{}: {e}", path.display())))?.flatten() {
+                let contents = std::fs::read(f.path()).map_err(|e| err(format!("{}: {e}", f.path().display())))?;
+                entries.push(Entry::File { path: unit_path(&name).join(f.file_name()), contents });
+            }
+            continue;
+        }
+        const KINDS: &[&str] = &[".service", ".socket", ".timer", ".target", ".mount", ".path", ".swap", ".automount"];
+        if !path.is_file() || !KINDS.iter().any(|k| name.ends_with(k)) {
+            continue;
+        }
+        let contents = std::fs::read(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        for (target, kind) in install_targets(&String::from_utf8_lossy(&contents)) {
+            enable(entries, &name, &target, kind);
+        }
+        entries.push(Entry::File { path: unit_path(&name), contents });
+        units += 1;
+    }
+    if units == 0 {
+        return Err(err(format!("no unit files in {}", system.display())));
+    }
+    Ok(())
+}
+
+/// Write the planned files into the mounted root (its throwaway upper layer).
+pub fn apply(plan: &GuestPlan, root: &Path) -> Result<(), GuestFsError> {
+    for e in &plan.entries {
+        let (rel, result) = match e {
+            Entry::File { path, contents } => (path, write_file(&root.join(path), contents)),
+            Entry::Symlink { path, target } => (path, make_symlink(&root.join(path), target)),
+        };
+        result.map_err(|source| GuestFsError::Write { path: PathBuf::from("/").join(rel), source })?;
+    }
+    for s in &plan.shares {
+        // The mount point may not exist in the image (a path under /run is created by systemd).
+        let _ = std::fs::create_dir_all(root.join(s.guest_path.strip_prefix("/").unwrap_or(&s.guest_path)));
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, contents)
+}
+
+fn make_symlink(path: &Path, target: &Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let _ = std::fs::remove_file(path);
+    std::os::unix::fs::symlink(target, path)
+}
+
+/// Create the swap device and the requested disk images; returns the QEMU disks.
+/// Runs helpers (mkswap, qemu-img), so it must run before the reaper takes over.
+pub fn prepare_disks(swap: Option<u64>, files: &[DiskFileSpec], run_dir: &Path) -> Result<Vec<DiskSpec>, GuestFsError> {
+    let mut disks = Vec::new();
+    if let Some(size) = swap {
+        let dir = run_dir.join("disks");
+        let path = dir.join("swap.img");
+        let disk_err = |why: String| GuestFsError::Disk { path: path.clone(), why };
+        std::fs::create_dir_all(&dir).map_err(|e| disk_err(e.to_string()))?;
+        let f = std::fs::File::create(&path).map_err(|e| disk_err(e.to_string()))?;
+        f.set_len(size).map_err(|e| disk_err(e.to_string()))?;
+        spawn::run_helper("mkswap", &[path.as_os_str()]).map_err(|e| disk_err(e.to_string()))?;
+        disks.push(DiskSpec { path, format: DiskFormat::Raw, serial: "swap".into(), readonly: false });
+    }
+    for d in files {
+        let disk_err = |why: String| GuestFsError::Disk { path: d.path.clone(), why };
+        if !d.path.exists() {
+            match d.format {
+                DiskFormatOpt::Raw => {
+                    let f = std::fs::File::create(&d.path).map_err(|e| disk_err(e.to_string()))?;
+                    f.set_len(NEW_DISK_SIZE).map_err(|e| disk_err(e.to_string()))?;
+                }
+                DiskFormatOpt::Qcow2 => {
+                    let size = NEW_DISK_SIZE.to_string();
+                    spawn::run_helper("qemu-img", &[std::ffi::OsStr::new("create"), "-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), d.path.as_os_str(), size.as_ref()])
+                        .map_err(|e| disk_err(e.to_string()))?;
+                }
+            }
+            tracing::info!(path = %d.path.display(), size_gib = NEW_DISK_SIZE >> 30, "created a sparse disk image");
+        }
+        disks.push(DiskSpec {
+            path: d.path.clone(),
+            format: match d.format {
+                DiskFormatOpt::Raw => DiskFormat::Raw,
+                DiskFormatOpt::Qcow2 => DiskFormat::Qcow2,
+            },
+            serial: d.name.clone(),
+            readonly: false,
+        });
+    }
+    Ok(disks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_paths_like_systemd() {
+        assert_eq!(escape_path(Path::new("/run/virtiofs-mnt-work")), "run-virtiofs\\x2dmnt\\x2dwork");
+        assert_eq!(escape_path(Path::new("/srv/my data/")), "srv-my\\x20data");
+        assert_eq!(escape_path(Path::new("/")), "-");
+        assert_eq!(escape_path(Path::new("/.hidden")), "\\x2ehidden");
+    }
+
+    #[test]
+    fn install_sections_become_symlinks() {
+        let unit = "[Unit]\nWantedBy=ignored.target\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target default.target\nRequiredBy=foo.service\n";
+        assert_eq!(
+            install_targets(unit),
+            vec![("multi-user.target".into(), ".wants"), ("default.target".into(), ".wants"), ("foo.service".into(), ".requires")]
+        );
+    }
+
+    #[test]
+    fn binds_become_shares_with_mount_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = GuestConfig {
+            binds: vec![
+                BindSpec { source: dir.path().into(), target: BindTarget::Named("work".into()), readonly: false },
+                BindSpec { source: dir.path().into(), target: BindTarget::Path("/srv/data".into()), readonly: true },
+            ],
+            bind_storage: Some(dir.path().into()),
+            swap: true,
+            ssh_port: 2222,
+            ..Default::default()
+        };
+        let plan = plan(&cfg).unwrap();
+        let tags: Vec<_> = plan.shares.iter().map(|s| (s.tag.as_str(), s.guest_path.to_str().unwrap(), s.readonly)).collect();
+        assert_eq!(tags, vec![
+            ("mnt-work", "/run/virtiofs-mnt-work", false),
+            ("mnt-srv-data", "/srv/data", true),
+            ("mnt-hoststorage", "/run/virtiofs-mnt-hoststorage", true),
+        ]);
+        let root = tempfile::tempdir().unwrap();
+        apply(&plan, root.path()).unwrap();
+        let unit = std::fs::read_to_string(root.path().join("etc/systemd/system/srv-data.mount")).unwrap();
+        assert!(unit.contains("What=mnt-srv-data\nWhere=/srv/data\nType=virtiofs\nOptions=ro\n"), "{unit}");
+        let link = root.path().join("etc/systemd/system/local-fs.target.wants/run-virtiofs\\x2dmnt\\x2dwork.mount");
+        assert_eq!(std::fs::read_link(link).unwrap(), Path::new("/etc/systemd/system/run-virtiofs\\x2dmnt\\x2dwork.mount"));
+        assert!(root.path().join("etc/systemd/system/swap.target.wants/dev-disk-by\\x2did-virtio\\x2dswap.swap").is_symlink());
+        assert!(root.path().join("srv/data").is_dir());
+    }
+
+    #[test]
+    fn rejects_missing_sources_duplicates_and_the_ssh_port() {
+        let missing = GuestConfig {
+            binds: vec![BindSpec { source: "/nonexistent/bcvk".into(), target: BindTarget::Named("x".into()), readonly: true }],
+            ..Default::default()
+        };
+        let err = plan(&missing).unwrap_err().to_string();
+        assert!(err.contains("--ro-bind /nonexistent/bcvk") && err.contains("podman -v"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let b = BindSpec { source: dir.path().into(), target: BindTarget::Named("x".into()), readonly: false };
+        let dup = GuestConfig { binds: vec![b.clone(), b], ..Default::default() };
+        assert!(plan(&dup).unwrap_err().to_string().contains("'x'"));
+        let port = GuestConfig { ports: vec![PortSpec { host_port: 2222, guest_port: 80 }], ssh_port: 2222, ..Default::default() };
+        assert!(matches!(plan(&port), Err(GuestFsError::PortTaken(2222))));
+    }
+
+    #[test]
+    fn systemd_units_are_installed_and_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = dir.path().join("system");
+        std::fs::create_dir_all(sys.join("marker.service.d")).unwrap();
+        std::fs::write(sys.join("marker.service"), "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n").unwrap();
+        std::fs::write(sys.join("marker.service.d/x.conf"), "[Service]\nEnvironment=A=1\n").unwrap();
+        std::fs::write(sys.join("README"), "not a unit").unwrap();
+        let plan = plan(&GuestConfig { systemd_units: Some(dir.path().into()), ..Default::default() }).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        apply(&plan, root.path()).unwrap();
+        let etc = root.path().join("etc/systemd/system");
+        assert!(etc.join("marker.service").is_file());
+        assert!(etc.join("marker.service.d/x.conf").is_file());
+        assert!(etc.join("multi-user.target.wants/marker.service").is_symlink());
+        assert!(!etc.join("README").exists());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(plan_units(empty.path(), &mut Vec::new()).unwrap_err().to_string().contains("DIR/system/"));
+    }
+}

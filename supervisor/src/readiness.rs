@@ -1,0 +1,109 @@
+//! Readiness: the VM is ready when a real SSH round trip succeeds, not when a unit started
+//! (upstream bcvk's bug #309 came from trusting a socket unit). Then the manager is told:
+//! sd_notify `READY=1` for Quadlet `Notify=true` / `podman run --sdnotify=container`.
+//!
+//! The probe is cheap first: QEMU's user-mode network accepts TCP on the forwarded port at
+//! once, whether or not the guest listens, and drops the connection when the guest refuses.
+//! So "ready to try ssh" is: the SSH banner arrives. Only then is `ssh true` spent.
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// How often the banner is polled: sshd is noticed within this much of listening.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// True when `bytes` (the first bytes a server sent) are an SSH identification string.
+/// RFC 4253 allows other lines before "SSH-", so look at line starts.
+pub fn is_ssh_banner(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"SSH-") || bytes.windows(5).any(|w| w == b"\nSSH-")
+}
+
+/// One banner probe: connect, read what the server says first, within `timeout`.
+pub async fn banner_seen(port: u16, timeout: Duration) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut buf = [0u8; 256];
+        let mut got = 0;
+        while got < buf.len() {
+            match stream.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    got += n;
+                    if is_ssh_banner(&buf[..got]) {
+                        return Some(true);
+                    }
+                }
+            }
+        }
+        Some(false)
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
+}
+
+/// Wait until the banner is seen, polling every [`POLL_INTERVAL`].
+pub async fn wait_for_banner(port: u16) {
+    loop {
+        if banner_seen(port, Duration::from_secs(2)).await {
+            return;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The manager's notification socket, if one was given (`NOTIFY_SOCKET`).
+pub fn notify_socket_present() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// Send sd_notify states; a missing socket is not an error (plain `podman run`).
+pub fn notify(states: &[sd_notify::NotifyState]) {
+    if !notify_socket_present() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn recognises_ssh_banners() {
+        assert!(is_ssh_banner(b"SSH-2.0-OpenSSH_10.0p2 Debian-7\r\n"));
+        assert!(is_ssh_banner(b"hello\r\nSSH-2.0-x\r\n"));
+        assert!(!is_ssh_banner(b""));
+        assert!(!is_ssh_banner(b"HTTP/1.1 400 Bad Request"));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn banner_probe_against_real_sockets() {
+        // A server that speaks SSH first.
+        let ssh = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ssh_port = ssh.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = ssh.accept().await.unwrap();
+                let _ = s.write_all(b"SSH-2.0-test\r\n").await;
+            }
+        });
+        // What slirp does when the guest is not listening yet: accept, then close.
+        let refuse = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refuse_port = refuse.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = refuse.accept().await.unwrap();
+                drop(s);
+            }
+        });
+        assert!(banner_seen(ssh_port, Duration::from_secs(2)).await);
+        assert!(!banner_seen(refuse_port, Duration::from_secs(2)).await);
+        tokio::time::timeout(Duration::from_secs(2), wait_for_banner(ssh_port))
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,549 @@
+//! `bcvk run`: turn the options into a VM plan, prepare it (store lookup, root file system,
+//! kernel, key, credentials), run it, and clean up. Every step that can fail on bad input runs
+//! before anything is started or mounted, and whatever was set up is undone on every path.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cli::{AccelArg, CacheArg, NetArg, RunArgs};
+use crate::console::Echo;
+use crate::credentials::{self, Credential};
+use crate::guestfs;
+use crate::init::{self, Children, ExitInfo};
+use crate::kernel::{self, BootFiles, KernelError};
+use crate::qemu::{self, Accel, ConsoleSpec, NetSpec, PortForward, QemuSpec, VirtiofsShare};
+use crate::rootfs::{self, MountedRootfs, Scratch};
+use crate::spawn::{self, SpawnError};
+use crate::ssh::{self, SshTarget, Tty};
+use crate::status::{self, SshEndpoint, State, Status, Timings};
+use crate::store::{self, Store, StoreError};
+use crate::virtiofsd::{CacheMode, Sandbox, VirtiofsSpec};
+use crate::vm::{self, Outcome, VmError, VmLaunch};
+
+/// The tag of the root file system share; the kernel mounts it with `root=<tag>`.
+pub const ROOT_TAG: &str = "rootfs";
+/// The port QEMU forwards to the guest's sshd, inside the container only.
+pub const SSH_PORT: u16 = 2222;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Ssh(#[from] ssh::SshError),
+    #[error(transparent)]
+    Credential(#[from] credentials::CredentialError),
+    #[error(transparent)]
+    Qemu(#[from] qemu::QemuError),
+    #[error(transparent)]
+    GuestFs(#[from] guestfs::GuestFsError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("--accel kvm: {0}")]
+    KvmUnavailable(String),
+    #[error("cannot prepare {path}: {source}")]
+    RunDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error("stopped by {0} before the VM started")]
+    StoppedEarly(nix::sys::signal::Signal),
+}
+
+impl RunError {
+    /// The documented exit code (see `cli::EXIT_CODES`).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Usage(_) | RunError::Credential(_) | RunError::Qemu(_) => 64,
+            RunError::Store(StoreError::ImageNotFound { .. })
+            | RunError::Store(StoreError::Ambiguous { .. })
+            | RunError::Store(StoreError::NotFound { .. })
+            | RunError::Kernel(KernelError::NoKernel { .. }) => 66,
+            RunError::Store(_) => 65,
+            RunError::KvmUnavailable(_) => 69,
+            RunError::Vm(VmError::ReadyTimeout { .. }) => 75,
+            RunError::Vm(VmError::Kvm { .. }) => 69,
+            RunError::Vm(_) => 70,
+            RunError::StoppedEarly(sig) => 128 + *sig as i32,
+            _ => 71,
+        }
+    }
+
+    pub fn console_tail(&self) -> &[String] {
+        match self {
+            RunError::Vm(e) => e.console_tail(),
+            _ => &[],
+        }
+    }
+}
+
+/// What the host offers for acceleration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCaps {
+    /// Ok when /dev/kvm opens read-write; else why not.
+    pub kvm_device: Result<(), String>,
+    /// /proc/cpuinfo lists vmx or svm.
+    pub cpu_virt_flags: bool,
+}
+
+impl HostCaps {
+    pub fn probe() -> HostCaps {
+        let kvm_device = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .map(drop)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => "/dev/kvm does not exist in the container: add --device /dev/kvm to podman run".to_string(),
+                std::io::ErrorKind::PermissionDenied => "/dev/kvm is not accessible (permission denied): check its mode on the host (ubuntu runners need a udev rule making it 0666)".to_string(),
+                _ => format!("/dev/kvm cannot be opened: {e}"),
+            });
+        let cpu_virt_flags = std::fs::read_to_string("/proc/cpuinfo")
+            .map(|c| cpu_has_virt_flags(&c))
+            .unwrap_or(false);
+        HostCaps { kvm_device, cpu_virt_flags }
+    }
+}
+
+pub fn cpu_has_virt_flags(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
+
+/// Pick the accelerator. `auto` takes KVM only when the device opens AND the CPU shows
+/// hardware virtualization: a /dev/kvm without vmx/svm (a paravirtual or broken nested KVM)
+/// makes QEMU abort or pause on stock kernels. The warning says which and why.
+pub fn choose_accel(req: AccelArg, caps: &HostCaps) -> Result<(Accel, Option<String>), RunError> {
+    match req {
+        AccelArg::Tcg => Ok((Accel::Tcg, None)),
+        AccelArg::Kvm => match &caps.kvm_device {
+            Ok(()) => {
+                let warn = (!caps.cpu_virt_flags).then(|| "the CPU reports no vmx/svm flags: KVM may fail to run the guest; --accel auto would use TCG".to_string());
+                Ok((Accel::Kvm, warn))
+            }
+            Err(why) => Err(RunError::KvmUnavailable(why.clone())),
+        },
+        AccelArg::Auto => match (&caps.kvm_device, caps.cpu_virt_flags) {
+            (Ok(()), true) => Ok((Accel::Kvm, None)),
+            (Ok(()), false) => Ok((Accel::Tcg, Some("/dev/kvm exists but the CPU reports no vmx/svm virtualization flags (nested virtualization off, or a paravirtual KVM that cannot run stock kernels): using TCG software emulation, boots take minutes; --accel kvm forces KVM".into()))),
+            (Err(why), _) => Ok((Accel::Tcg, Some(format!("KVM unavailable ({why}): using TCG software emulation, boots take minutes")))),
+        },
+    }
+}
+
+/// The kernel command line: root from the virtiofs share, console on the serial port, and a
+/// panic ends the VM (with QEMU's -no-reboot) instead of hanging it.
+pub fn kernel_cmdline(boot: &BootFiles, kargs: &[String]) -> Vec<String> {
+    let mut c: Vec<String> = vec![
+        format!("root={ROOT_TAG}"),
+        "rootfstype=virtiofs".into(),
+        "rw".into(),
+        "console=ttyS0".into(),
+        "panic=-1".into(),
+        // The root has no SELinux labels (virtiofs over an overlay of the layers).
+        "selinux=0".into(),
+    ];
+    if boot.initrd.is_none() {
+        // Without an initramfs the kernel mounts the virtiofs root itself and execs init.
+        c.push("init=/sbin/init".into());
+    }
+    c.extend(kargs.iter().cloned());
+    c
+}
+
+pub fn default_vcpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+        .min(4)
+}
+
+/// The container's name, from podman's /run/.containerenv (privileged containers get it).
+pub fn container_name(containerenv: &str) -> Option<String> {
+    containerenv
+        .lines()
+        .find_map(|l| l.strip_prefix("name=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .map(str::to_string)
+        .filter(|n| !n.is_empty())
+}
+
+fn run_dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::RunDir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Prepare the run directory: a fresh one each run (a restarted container must not see the
+/// previous run's sockets, key or status).
+fn fresh_run_dir(run_dir: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(run_dir).map_err(run_dir_err(run_dir))?;
+    for entry in std::fs::read_dir(run_dir).map_err(run_dir_err(run_dir))?.flatten() {
+        let p = entry.path();
+        // A leftover mount from a crashed run would make remove_dir_all fail; try to unmount.
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+    }
+    Ok(())
+}
+
+/// Everything `run` mounted or created, undone in reverse order.
+struct Prepared {
+    rootfs: Option<MountedRootfs>,
+    run_dir: PathBuf,
+}
+
+impl Prepared {
+    fn cleanup(&mut self) {
+        if let Some(r) = self.rootfs.take() {
+            if let Err(e) = r.unmount() {
+                tracing::warn!(error = %e, "cannot unmount the root file system");
+            }
+        }
+        for leftover in ["ssh", "boot", "disks"] {
+            let _ = std::fs::remove_dir_all(self.run_dir.join(leftover));
+        }
+    }
+}
+
+/// Run the VM; returns the container's exit code.
+pub fn run(args: RunArgs) -> Result<i32, RunError> {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::RunDir { path: "tokio runtime".into(), source: e })?;
+    rt.block_on(async move {
+        init::become_subreaper();
+        let children = Children::default();
+        let mut requests = init::start(children.clone()).map_err(|e| RunError::RunDir { path: "signal handlers".into(), source: e })?;
+        let run_dir = PathBuf::from(status::RUN_DIR);
+        let mut prepared = Prepared { rootfs: None, run_dir: run_dir.clone() };
+        let result = async {
+            let launch = prepare(&args, &run_dir, &mut prepared, started)?;
+            if let Ok(init::Request::Stop(sig)) = requests.try_recv() {
+                return Err(RunError::StoppedEarly(sig));
+            }
+            if args.debug {
+                return debug_shell(&launch);
+            }
+            let outcome = vm::run(launch, children.clone(), &mut requests).await?;
+            Ok(match outcome {
+                Outcome::PoweredOff => {
+                    tracing::info!("the guest powered off");
+                    0
+                }
+                Outcome::Stopped(sig) if args.command.is_empty() && args.execute.is_none() => {
+                    tracing::info!(signal = %sig, "VM stopped");
+                    0
+                }
+                Outcome::Stopped(sig) => 128 + sig as i32,
+                Outcome::CommandExited(exit) => exit_code_of(exit),
+            })
+        }
+        .await;
+        prepared.cleanup();
+        result
+    })
+}
+
+fn exit_code_of(exit: ExitInfo) -> i32 {
+    exit.code().clamp(0, 255)
+}
+
+fn prepare(args: &RunArgs, run_dir: &Path, prepared: &mut Prepared, started: Instant) -> Result<VmLaunch, RunError> {
+    let one_shot = !args.command.is_empty() || args.execute.is_some();
+    if args.console && one_shot {
+        return Err(RunError::Usage("--console cannot be combined with a command: the console and the command would share the terminal".into()));
+    }
+    // Look everything up before touching anything.
+    let store_root = store::locate_store(args.storage.as_deref())?;
+    let store = Store::open(&store_root)?;
+    let image = store.resolve(&args.image)?;
+    tracing::info!(image = %image.name, id = %&image.id[..12], layers = image.layers.len(), "image found");
+    let (accel, warning) = choose_accel(args.accel, &HostCaps::probe())?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let (vcpus, memory_mib) = match args.itype {
+        Some(t) => (args.vcpus.unwrap_or(t.vcpus), args.memory.unwrap_or(t.memory_mib)),
+        None => (args.vcpus.unwrap_or_else(default_vcpus), args.memory.unwrap_or(4096)),
+    };
+    let guest = guestfs::plan(&guestfs::GuestConfig {
+        binds: args.bind.iter().chain(&args.ro_bind).cloned().collect(),
+        bind_storage: args.bind_storage_ro.then(|| store_root.clone()),
+        systemd_units: args.systemd_units.clone(),
+        swap: args.add_swap.is_some(),
+        ports: args.ports.clone(),
+        ssh_port: SSH_PORT,
+    })?;
+    let virtiofsd_bin = spawn::find_program("virtiofsd")?;
+    let qemu_bin = spawn::find_program("qemu-system-x86_64")?;
+    // Fail now, not at readiness, if the image lacks the ssh client.
+    spawn::find_program("ssh")?;
+
+    fresh_run_dir(run_dir)?;
+    let scratch = match &args.scratch {
+        Some(dir) => Scratch::Dir(dir.clone()),
+        None => Scratch::Tmpfs { size_bytes: None },
+    };
+    let plan = rootfs::plan_rootfs(&image, run_dir, scratch);
+    prepared.rootfs = Some(rootfs::apply_rootfs(&plan)?);
+    let root = prepared.rootfs.as_ref().expect("mounted").root().to_path_buf();
+    let boot = kernel::find_boot_files(&root, &image.name, &run_dir.join("boot"))?;
+    if !boot.others.is_empty() {
+        tracing::info!(chosen = %boot.version, ignored = ?boot.others, "several kernels in the image: booting the newest");
+    }
+    tracing::info!(kernel = %boot.kernel.display(), initrd = ?boot.initrd, "kernel found");
+
+    let mut creds: Vec<Credential> = Vec::new();
+    let (public_key, private_key) = match &args.ssh_key {
+        Some(user_key) => {
+            // The user's own key authorizes them; bcvk still needs its own for readiness and
+            // `bcvk ssh`, so both are authorized.
+            let own = ssh::generate_key(&run_dir.join("ssh"), "bcvk")?;
+            let theirs = ssh::read_public_key(user_key)?;
+            (format!("{}\n{}", own.public_line, theirs), own.private)
+        }
+        None => {
+            let own = ssh::generate_key(&run_dir.join("ssh"), "bcvk")?;
+            (own.public_line, own.private)
+        }
+    };
+    creds.extend(credentials::ssh_key_credentials_multi(&public_key)?);
+    let hostname = args.hostname.clone().or_else(|| {
+        std::fs::read_to_string("/run/.containerenv")
+            .ok()
+            .and_then(|c| container_name(&c))
+            .and_then(|n| crate::config::parse_hostname(&n).ok())
+    });
+    if let Some(h) = &hostname {
+        creds.push(credentials::hostname_credential(h)?);
+    }
+    guestfs::apply(&guest, &root)?;
+    let disks = guestfs::prepare_disks(args.add_swap, &args.mount_disk_file, run_dir)?;
+
+    let mut shares = vec![(
+        ROOT_TAG.to_string(),
+        VirtiofsSpec {
+            socket: run_dir.join("vfs-rootfs.sock"),
+            shared_dir: root.clone(),
+            readonly: false,
+            cache: match args.virtiofs_cache {
+                CacheArg::Auto => CacheMode::Auto,
+                CacheArg::Always => CacheMode::Always,
+                CacheArg::Never => CacheMode::Never,
+                CacheArg::Metadata => CacheMode::Metadata,
+            },
+            sandbox: Sandbox::Namespace,
+            xattr: true,
+            rlimit_nofile: nofile_hard_limit(),
+            thread_pool_size: None,
+            log_level: "warn".into(),
+        },
+    )];
+    for share in &guest.shares {
+        shares.push((
+            share.tag.clone(),
+            VirtiofsSpec {
+                socket: run_dir.join(format!("vfs-{}.sock", share.tag)),
+                shared_dir: share.source.clone(),
+                readonly: share.readonly,
+                cache: CacheMode::Auto,
+                sandbox: Sandbox::Namespace,
+                xattr: true,
+                rlimit_nofile: nofile_hard_limit(),
+                thread_pool_size: None,
+                log_level: "warn".into(),
+            },
+        ));
+    }
+    let smbios = credentials::smbios_args(&creds);
+    let cpu = args.cpu.clone().unwrap_or_else(|| match accel {
+        Accel::Kvm => "host".into(),
+        // qemu64 boots ~50 s faster than max under TCG here (no AVX emulation).
+        Accel::Tcg => "qemu64".into(),
+    });
+    let mut forwards = vec![PortForward {
+        host_addr: Some(std::net::Ipv4Addr::LOCALHOST),
+        host_port: SSH_PORT,
+        guest_port: 22,
+    }];
+    forwards.extend(args.ports.iter().map(|p| PortForward {
+        host_addr: None,
+        host_port: p.host_port,
+        guest_port: p.guest_port,
+    }));
+    let qemu_spec = QemuSpec {
+        accel,
+        cpu,
+        vcpus,
+        memory_mib,
+        kernel: boot.kernel.clone(),
+        initrd: boot.initrd.clone(),
+        cmdline: kernel_cmdline(&boot, &args.kargs),
+        root_share: VirtiofsShare { tag: ROOT_TAG.into(), socket: shares[0].1.socket.clone() },
+        extra_shares: shares[1..]
+            .iter()
+            .map(|(tag, s)| VirtiofsShare { tag: tag.clone(), socket: s.socket.clone() })
+            .collect(),
+        // --net none keeps a NIC for bcvk's own SSH forward only: restrict=on isolates the
+        // guest from the container's network and everything beyond it.
+        net: NetSpec::User { forwards, restrict: args.net == NetArg::None },
+        smbios,
+        disks,
+        serial_outs: args
+            .virtio_serial_out
+            .iter()
+            .map(|s| qemu::SerialOutSpec { name: s.name.clone(), path: s.file.clone() })
+            .collect(),
+        console: ConsoleSpec::Stdio { interactive: args.console },
+        qmp_socket: run_dir.join("qmp.sock"),
+        rng: true,
+    };
+    qemu_spec.validate()?;
+    if args.log_cmdline || args.debug {
+        for (_, s) in &shares {
+            eprintln!("virtiofsd: {}", spawn::shell_line(&virtiofsd_bin, &crate::virtiofsd::virtiofsd_args(s)));
+        }
+        eprintln!("qemu: {}", spawn::shell_line(&qemu_bin, &qemu::qemu_args(&qemu_spec)));
+    }
+    let command = if let Some(e) = &args.execute {
+        Some(e.clone())
+    } else if !args.command.is_empty() {
+        Some(ssh::remote_command(&args.command))
+    } else {
+        None
+    };
+    let status = Status {
+        state: State::Starting,
+        image: image.name.clone(),
+        image_id: image.id.clone(),
+        accel: match accel { Accel::Kvm => "kvm".into(), Accel::Tcg => "tcg".into() },
+        started_at: status::now_unix(),
+        timings: Timings::default(),
+        ssh: SshEndpoint { host: "127.0.0.1".into(), port: SSH_PORT, user: "root".into(), key: private_key.clone() },
+        exit_code: None,
+        message: None,
+    };
+    status::write(run_dir, &status).map_err(|e| RunError::RunDir { path: run_dir.join(status::STATUS_FILE), source: std::io::Error::other(e.to_string()) })?;
+    Ok(VmLaunch {
+        run_dir: run_dir.to_path_buf(),
+        virtiofsd_bin,
+        qemu_bin,
+        shares,
+        qemu: qemu_spec,
+        echo: if args.console { Echo::None } else if one_shot { Echo::None } else { Echo::Stdout },
+        interactive_console: args.console,
+        console_log: run_dir.join("console.log"),
+        ssh: SshTarget { host: "127.0.0.1".into(), port: SSH_PORT, user: "root".into(), key: private_key },
+        command,
+        command_tty: if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() { Tty::Yes } else { Tty::No },
+        ready_timeout: Duration::from_secs(args.ready_timeout),
+        stop_timeout: Duration::from_secs(args.stop_timeout),
+        status,
+        started,
+    })
+}
+
+fn nofile_hard_limit() -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(_, hard)| hard)
+        .filter(|h| *h != nix::sys::resource::RLIM_INFINITY)
+}
+
+/// `--debug`: everything is prepared; hand the container to a shell instead of QEMU.
+fn debug_shell(launch: &VmLaunch) -> Result<i32, RunError> {
+    use std::os::unix::process::CommandExt;
+    eprintln!(
+        "bcvk --debug: root file system at {}, run directory {}; QEMU not started. Exit the shell to clean up.",
+        launch.shares[0].1.shared_dir.display(),
+        launch.run_dir.display()
+    );
+    let shell = spawn::find_program("bash").or_else(|_| spawn::find_program("sh"))?;
+    let status = std::process::Command::new(&shell)
+        .arg0("bash")
+        .status()
+        .map_err(|e| RunError::Spawn(SpawnError::Start { role: spawn::Role::Qemu, program: shell.clone(), source: e }))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(kvm: bool, flags: bool) -> HostCaps {
+        HostCaps {
+            kvm_device: if kvm { Ok(()) } else { Err("/dev/kvm does not exist in the container: add --device /dev/kvm to podman run".into()) },
+            cpu_virt_flags: flags,
+        }
+    }
+
+    #[test]
+    fn accel_auto_uses_kvm_only_when_it_can_run_the_guest() {
+        assert_eq!(choose_accel(AccelArg::Auto, &caps(true, true)).unwrap(), (Accel::Kvm, None));
+        let (a, w) = choose_accel(AccelArg::Auto, &caps(true, false)).unwrap();
+        assert_eq!(a, Accel::Tcg);
+        assert!(w.unwrap().contains("no vmx/svm"));
+        let (a, w) = choose_accel(AccelArg::Auto, &caps(false, true)).unwrap();
+        assert_eq!(a, Accel::Tcg);
+        assert!(w.unwrap().contains("--device /dev/kvm"));
+        assert_eq!(choose_accel(AccelArg::Tcg, &caps(true, true)).unwrap(), (Accel::Tcg, None));
+    }
+
+    #[test]
+    fn accel_kvm_without_device_is_an_error_with_the_fix() {
+        let err = choose_accel(AccelArg::Kvm, &caps(false, true)).unwrap_err();
+        assert_eq!(err.exit_code(), 69);
+        assert!(err.to_string().contains("add --device /dev/kvm"), "{err}");
+        let (a, w) = choose_accel(AccelArg::Kvm, &caps(true, false)).unwrap();
+        assert_eq!(a, Accel::Kvm);
+        assert!(w.is_some());
+    }
+
+    #[test]
+    fn detects_virtualization_flags() {
+        assert!(cpu_has_virt_flags("processor: 0\nflags\t\t: fpu vme vmx sse\n"));
+        assert!(cpu_has_virt_flags("flags : fpu svm\n"));
+        assert!(!cpu_has_virt_flags("flags : fpu vme sse hypervisor\n"));
+        assert!(!cpu_has_virt_flags("vmx flags : none\n"));
+    }
+
+    #[test]
+    fn cmdline_mounts_the_virtiofs_root_and_appends_kargs_last() {
+        let boot = BootFiles {
+            version: "6.12".into(),
+            kernel: "/k".into(),
+            initrd: Some("/i".into()),
+            uki_cmdline: None,
+            source: kernel::KernelSource::Modules,
+            others: vec![],
+        };
+        let c = kernel_cmdline(&boot, &["quiet".into(), "foo=bar".into()]);
+        assert_eq!(&c[..3], &["root=rootfs", "rootfstype=virtiofs", "rw"]);
+        assert!(c.contains(&"panic=-1".to_string()));
+        assert_eq!(&c[c.len() - 2..], &["quiet", "foo=bar"]);
+        let no_initrd = BootFiles { initrd: None, ..boot };
+        assert!(kernel_cmdline(&no_initrd, &[]).contains(&"init=/sbin/init".to_string()));
+    }
+
+    #[test]
+    fn reads_the_container_name_from_containerenv() {
+        let env = "engine=\"podman-4.3.1\"\nname=\"testvm\"\nid=\"abc\"\n";
+        assert_eq!(container_name(env).as_deref(), Some("testvm"));
+        assert_eq!(container_name("engine=\"podman\"\n"), None);
+    }
+}

@@ -1,0 +1,211 @@
+//! The one place that starts processes: binary lookup, parent-death signal, argv logging.
+//!
+//! Nothing here waits for a child: as PID 1 the supervisor reaps every child itself
+//! (`init::Reaper`), and a second `wait` on the same pid would steal its status. The only
+//! exception is [`run_helper`], used before the reaper starts.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+
+use nix::unistd::Pid;
+
+/// Directories searched after `$PATH`: Debian installs virtiofsd in /usr/libexec.
+const EXTRA_DIRS: &[&str] = &["/usr/libexec", "/usr/lib/qemu", "/usr/local/libexec"];
+
+/// What a child is for; used in logs and to decide what its exit means.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Role {
+    Virtiofsd { tag: String },
+    Qemu,
+    SshProbe,
+    SshCommand,
+    SshPoweroff,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Virtiofsd { tag } => write!(f, "virtiofsd[{tag}]"),
+            Role::Qemu => f.write_str("qemu"),
+            Role::SshProbe => f.write_str("ssh-probe"),
+            Role::SshCommand => f.write_str("ssh-command"),
+            Role::SshPoweroff => f.write_str("ssh-poweroff"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{name} not found in PATH or {dirs}: the bcvk image is incomplete, rebuild it")]
+    NotFound { name: String, dirs: String },
+    #[error("cannot start {role} ({program}): {source}")]
+    Start {
+        role: Role,
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr}")]
+    HelperFailed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+/// A started child. Its exit is observed through the reaper, never through this handle.
+pub struct Spawned {
+    pub pid: Pid,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+}
+
+/// The stdio a child gets.
+pub struct Stdios {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+impl Stdios {
+    /// stdin from /dev/null, stdout and stderr piped to the supervisor.
+    pub fn piped() -> Stdios {
+        Stdios {
+            stdin: Stdio::null(),
+            stdout: Stdio::piped(),
+            stderr: Stdio::piped(),
+        }
+    }
+}
+
+/// Find `name` in `$PATH`, then in the libexec directories distributions use.
+pub fn find_program(name: &str) -> Result<PathBuf, SpawnError> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(EXTRA_DIRS.iter().map(PathBuf::from));
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| SpawnError::NotFound {
+            name: name.to_string(),
+            dirs: EXTRA_DIRS.join(", "),
+        })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Render an argv for logs and `--log-cmdline`, quoted so it can be pasted into a shell.
+pub fn shell_line(program: &Path, args: &[OsString]) -> String {
+    std::iter::once(program.as_os_str())
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(|a| shell_words::quote(&a.to_string_lossy()).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Start `program` with `args`. The child gets SIGKILL if the supervisor dies (it must not
+/// outlive us: a QEMU without its supervisor is a leak), and its own process group is NOT
+/// changed, so a terminal's SIGINT reaches it only through us.
+pub fn spawn(
+    role: Role,
+    program: &Path,
+    args: &[OsString],
+    stdios: Stdios,
+) -> Result<Spawned, SpawnError> {
+    tracing::debug!(%role, argv = %shell_line(program, args), "spawn");
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(stdios.stdin)
+        .stdout(stdios.stdout)
+        .stderr(stdios.stderr);
+    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
+    // functions (prctl, sigprocmask through nix, which do not allocate).
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)?;
+            // The supervisor may run with signals blocked in some threads; children start clean.
+            nix::sys::signal::SigSet::empty()
+                .thread_set_mask()
+                .map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| SpawnError::Start {
+        role: role.clone(),
+        program: program.to_path_buf(),
+        source,
+    })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // std's Child never reaps on drop; the reaper owns the wait.
+    let mut child = child;
+    Ok(Spawned {
+        pid,
+        stdin: child.stdin.take(),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+    })
+}
+
+/// Run a short helper (mkswap, qemu-img) to completion. Only valid BEFORE the reaper starts,
+/// since it waits for its own child.
+pub fn run_helper<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Result<(), SpawnError> {
+    let program = find_program(name)?;
+    let argv: Vec<OsString> = args.iter().map(|a| a.as_ref().to_os_string()).collect();
+    tracing::debug!(argv = %shell_line(&program, &argv), "run helper");
+    let out = Command::new(&program)
+        .args(&argv)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| SpawnError::Start {
+            role: Role::Qemu,
+            program: program.clone(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(SpawnError::HelperFailed {
+            program: name.to_string(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_sh_and_reports_missing_programs() {
+        assert!(find_program("sh").unwrap().ends_with("sh"));
+        let err = find_program("no-such-program-bcvk").unwrap_err();
+        assert!(err.to_string().contains("no-such-program-bcvk not found"));
+    }
+
+    #[test]
+    fn shell_line_quotes_arguments() {
+        let line = shell_line(
+            Path::new("/usr/bin/qemu"),
+            &["-append".into(), "root=rootfs rw".into()],
+        );
+        assert_eq!(line, "/usr/bin/qemu -append 'root=rootfs rw'");
+    }
+
+    #[test]
+    fn helper_failure_carries_stderr() {
+        let err = run_helper("sh", &["-c", "echo boom >&2; exit 3"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("boom"), "{msg}");
+        assert!(msg.contains("exit status: 3"), "{msg}");
+    }
+}

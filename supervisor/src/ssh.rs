@@ -1,0 +1,299 @@
+//! SSH into the guest: the per-VM key pair, and the ssh client's command line.
+//!
+//! The key is generated in process (no ssh-keygen), written 0600 under /run/bcvk/ssh, and its
+//! public half reaches the guest as systemd credentials (see `credentials`). The ssh client is
+//! OpenSSH's, started in batch mode against the port QEMU forwards inside the container.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::RngExt as _;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot create the SSH key {path}: {source}")]
+    WriteKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode the SSH key: {0}")]
+    Encode(String),
+    #[error("cannot read the public key {path}: {source}: pass an OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub) mounted into the container")]
+    ReadPublicKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not an OpenSSH public key (expected one line like 'ssh-ed25519 AAAA... comment')")]
+    BadPublicKey { path: PathBuf },
+}
+
+/// The key files of one VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPair {
+    pub private: PathBuf,
+    pub public_line: String,
+}
+
+/// Generate a fresh ed25519 key pair into `dir` (created 0700): `id_ed25519` (0600) and
+/// `id_ed25519.pub`. Each VM gets its own; nothing is reused across runs.
+pub fn generate_key(dir: &Path, comment: &str) -> Result<KeyPair, SshError> {
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SshError::WriteKey { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(write_err(dir))?;
+    let seed: [u8; 32] = rand::rng().random();
+    let keypair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
+    let private = ssh_key::PrivateKey::new(keypair.into(), comment)
+        .map_err(|e| SshError::Encode(e.to_string()))?;
+    let pem = private
+        .to_openssh(ssh_key::LineEnding::LF)
+        .map_err(|e| SshError::Encode(e.to_string()))?;
+    let public_line = private
+        .public_key()
+        .to_openssh()
+        .map_err(|e| SshError::Encode(e.to_string()))?;
+
+    let key_path = dir.join("id_ed25519");
+    let _ = std::fs::remove_file(&key_path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)
+        .map_err(write_err(&key_path))?;
+    f.write_all(pem.as_bytes())
+        .map_err(write_err(&key_path))?;
+    let pub_path = dir.join("id_ed25519.pub");
+    std::fs::write(&pub_path, format!("{public_line}\n")).map_err(write_err(&pub_path))?;
+    Ok(KeyPair {
+        private: key_path,
+        public_line,
+    })
+}
+
+/// Read a user's own public key (`--ssh-key FILE`): one line, an OpenSSH public key.
+pub fn read_public_key(path: &Path) -> Result<String, SshError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SshError::ReadPublicKey {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let line = text.trim();
+    let algo = line.split_whitespace().next().unwrap_or("");
+    let known = algo.starts_with("ssh-") || algo.starts_with("ecdsa-") || algo.starts_with("sk-");
+    if line.is_empty() || line.contains('\n') || !known || ssh_key::PublicKey::from_openssh(line).is_err() {
+        return Err(SshError::BadPublicKey {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(line.to_string())
+}
+
+/// How to reach the guest's sshd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+}
+
+/// Whether ssh should allocate a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tty {
+    /// `-T`: never (probes, scripted commands).
+    No,
+    /// `-t`: when our stdin is a terminal.
+    Yes,
+    /// `-tt`: force, even without a local terminal.
+    Force,
+}
+
+/// The ssh client's argv (without the program) for running `remote` (already one shell string,
+/// or empty for a login shell). Batch mode: no password prompts, no host-key questions (the
+/// guest's host key is new on every boot, so recording it would only produce warnings).
+pub fn ssh_args(
+    target: &SshTarget,
+    tty: Tty,
+    connect_timeout_s: u32,
+    remote: Option<&str>,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut opt = |k: &str, v: &str| {
+        a.push("-o".into());
+        a.push(format!("{k}={v}").into());
+    };
+    opt("BatchMode", "yes");
+    opt("PasswordAuthentication", "no");
+    opt("KbdInteractiveAuthentication", "no");
+    opt("StrictHostKeyChecking", "no");
+    opt("UserKnownHostsFile", "/dev/null");
+    opt("GlobalKnownHostsFile", "/dev/null");
+    opt("LogLevel", "ERROR");
+    opt("IdentitiesOnly", "yes");
+    opt("ConnectTimeout", &connect_timeout_s.to_string());
+    // A guest that dies mid-command must not leave ssh hanging forever.
+    opt("ServerAliveInterval", "5");
+    opt("ServerAliveCountMax", "6");
+    a.push("-i".into());
+    a.push(target.key.clone().into_os_string());
+    a.push("-p".into());
+    a.push(target.port.to_string().into());
+    a.push(match tty {
+        Tty::No => "-T".into(),
+        Tty::Yes => "-t".into(),
+        Tty::Force => "-tt".into(),
+    });
+    a.push(format!("{}@{}", target.user, target.host).into());
+    if let Some(r) = remote {
+        // `--` keeps a remote command starting with '-' from being read as an ssh option.
+        a.push("--".into());
+        a.push(r.into());
+    }
+    a
+}
+
+/// Join a command's words into one remote shell string that the guest's shell splits back into
+/// exactly these words (ssh itself joins its arguments with spaces, losing the boundaries).
+pub fn remote_command(words: &[String]) -> String {
+    shell_words::join(words)
+}
+
+/// `bcvk ssh [cmd...]` inside a bcvk container: wait for readiness if the VM is still
+/// booting, then replace this process with ssh, so its exit code is the remote command's.
+pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
+    use std::io::IsTerminal;
+    use std::os::unix::process::CommandExt;
+    let run_dir = Path::new(crate::status::RUN_DIR);
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    let st = match crate::status::read(run_dir) {
+        Ok(st) if st.state == crate::status::State::Ready => st,
+        Ok(st) => {
+            if matches!(st.state, crate::status::State::Starting | crate::status::State::Booting) {
+                eprintln!("bcvk: the VM is {}; waiting until it is ready...", st.state);
+            }
+            match crate::status::wait_ready(run_dir, timeout) {
+                Ok(st) if st.state == crate::status::State::Ready => st,
+                Ok(st) => {
+                    eprintln!("bcvk: error: the VM is {} (not ready): see podman logs", st.state);
+                    return 255;
+                }
+                Err(e) => {
+                    eprintln!("bcvk: error: {e}");
+                    return 255;
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("bcvk: error: {e}");
+            return 255;
+        }
+    };
+    let target = SshTarget { host: st.ssh.host, port: st.ssh.port, user: st.ssh.user, key: st.ssh.key };
+    let interactive = std::io::stdin().is_terminal();
+    let tty = if args.tty {
+        Tty::Force
+    } else if args.no_tty || (!args.command.is_empty() && !interactive) {
+        Tty::No
+    } else if interactive {
+        Tty::Yes
+    } else {
+        Tty::No
+    };
+    let remote = (!args.command.is_empty()).then(|| {
+        // One word is taken as a shell string (`bcvk ssh 'systemctl status'`, as upstream's
+        // man pages use it); several words keep their boundaries.
+        if args.command.len() == 1 { args.command[0].clone() } else { remote_command(&args.command) }
+    });
+    let program = match crate::spawn::find_program("ssh") {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("bcvk: error: {e}");
+            return 255;
+        }
+    };
+    let err = std::process::Command::new(program)
+        .args(ssh_args(&target, tty, 10, remote.as_deref()))
+        .exec();
+    eprintln!("bcvk: error: cannot run ssh: {err}");
+    255
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_a_private_key_readable_only_by_root_and_a_valid_public_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let kp = generate_key(&dir.path().join("ssh"), "bcvk-test").unwrap();
+        let mode = std::fs::metadata(&kp.private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = std::fs::metadata(dir.path().join("ssh")).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        assert!(kp.public_line.starts_with("ssh-ed25519 AAAA"), "{}", kp.public_line);
+        assert!(kp.public_line.ends_with(" bcvk-test"));
+        let pem = std::fs::read_to_string(&kp.private).unwrap();
+        assert!(pem.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        // Private and public halves belong together; two runs differ.
+        let parsed = ssh_key::PrivateKey::from_openssh(&pem).unwrap();
+        assert_eq!(parsed.public_key().to_openssh().unwrap(), kp.public_line);
+        let again = generate_key(&dir.path().join("ssh"), "bcvk-test").unwrap();
+        assert_ne!(again.public_line, kp.public_line);
+    }
+
+    #[test]
+    fn reads_user_public_keys_and_rejects_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let kp = generate_key(dir.path(), "me").unwrap();
+        let pub_path = dir.path().join("id_ed25519.pub");
+        assert_eq!(read_public_key(&pub_path).unwrap(), kp.public_line);
+        let err = read_public_key(&kp.private).unwrap_err();
+        assert!(err.to_string().contains("is not an OpenSSH public key"), "{err}");
+        let err = read_public_key(&dir.path().join("missing.pub")).unwrap_err();
+        assert!(err.to_string().contains("cannot read the public key"), "{err}");
+    }
+
+    #[test]
+    fn ssh_args_are_batch_mode_with_the_key_and_port() {
+        let t = SshTarget {
+            host: "127.0.0.1".into(),
+            port: 2222,
+            user: "root".into(),
+            key: "/run/bcvk/ssh/id_ed25519".into(),
+        };
+        let args: Vec<String> = ssh_args(&t, Tty::No, 10, Some("uname -r"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        for want in [
+            "-o BatchMode=yes",
+            "-o StrictHostKeyChecking=no",
+            "-o UserKnownHostsFile=/dev/null",
+            "-o PasswordAuthentication=no",
+            "-o ConnectTimeout=10",
+            "-i /run/bcvk/ssh/id_ed25519 -p 2222 -T root@127.0.0.1 -- uname -r",
+        ] {
+            assert!(joined.contains(want), "missing {want:?} in {joined}");
+        }
+        let login = ssh_args(&t, Tty::Yes, 10, None);
+        assert_eq!(login.last().unwrap(), "root@127.0.0.1");
+        assert!(login.contains(&OsString::from("-t")));
+    }
+
+    #[test]
+    fn remote_command_keeps_word_boundaries() {
+        let words: Vec<String> = ["sh", "-c", "echo 'a b'; exit 42"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let joined = remote_command(&words);
+        assert_eq!(shell_words::split(&joined).unwrap(), words);
+        assert_eq!(remote_command(&["true".to_string()]), "true");
+    }
+}

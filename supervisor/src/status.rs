@@ -1,0 +1,246 @@
+//! The VM's state as others see it: `/run/bcvk/status.json` (read by `bcvk status` and
+//! `bcvk ssh` through `podman exec`) and the one-line summaries printed for people.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the supervisor keeps its runtime files inside the container.
+pub const RUN_DIR: &str = "/run/bcvk";
+pub const STATUS_FILE: &str = "status.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Starting,
+    Booting,
+    Ready,
+    Stopping,
+    Exited,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Starting => "starting",
+            State::Booting => "booting",
+            State::Ready => "ready",
+            State::Stopping => "stopping",
+            State::Exited => "exited",
+        })
+    }
+}
+
+/// Milliseconds since the supervisor started, per phase (absent until reached).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qemu_exec_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initrd_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_root_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_done_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: State,
+    pub image: String,
+    pub image_id: String,
+    pub accel: String,
+    /// Unix time (seconds) the supervisor started.
+    pub started_at: u64,
+    pub timings: Timings,
+    pub ssh: SshEndpoint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("no bcvk VM runs in this container ({path} is missing): run this inside a bcvk container, e.g. podman exec NAME bcvk status")]
+    Missing { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a bcvk status file ({source}): is the supervisor of another version?")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn status_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(STATUS_FILE)
+}
+
+/// Write atomically (temp file + rename) so a concurrent `bcvk status` never reads half a file.
+pub fn write(run_dir: &Path, status: &Status) -> Result<(), StatusError> {
+    let path = status_path(run_dir);
+    let tmp = run_dir.join(format!(".{STATUS_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(status).expect("status serializes");
+    std::fs::write(&tmp, json)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|source| StatusError::Write { path, source })
+}
+
+pub fn read(run_dir: &Path) -> Result<Status, StatusError> {
+    let path = status_path(run_dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StatusError::Missing { path })
+        }
+        Err(source) => return Err(StatusError::Read { path, source }),
+    };
+    serde_json::from_slice(&bytes).map_err(|source| StatusError::Parse { path, source })
+}
+
+/// The human form of `bcvk status`.
+pub fn render(status: &Status) -> String {
+    let mut out = format!(
+        "state: {}\nimage: {} ({})\naccel: {}\n",
+        status.state,
+        status.image,
+        &status.image_id[..status.image_id.len().min(12)],
+        status.accel
+    );
+    if let Some(ms) = status.timings.ready_ms {
+        out.push_str(&format!("ready after: {:.1}s\n", ms as f64 / 1000.0));
+    }
+    let uptime = now_unix().saturating_sub(status.started_at);
+    out.push_str(&format!(
+        "uptime: {uptime}s\nssh: {}@{}:{} (bcvk ssh)\n",
+        status.ssh.user, status.ssh.host, status.ssh.port
+    ));
+    if let Some(code) = status.exit_code {
+        out.push_str(&format!("exit code: {code}\n"));
+    }
+    if let Some(msg) = &status.message {
+        out.push_str(&format!("message: {msg}\n"));
+    }
+    out
+}
+
+/// Wait until the VM is ready or has exited, polling the status file.
+pub fn wait_ready(run_dir: &Path, timeout: std::time::Duration) -> Result<Status, StatusError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let st = read(run_dir)?;
+        if matches!(st.state, State::Ready | State::Exited | State::Stopping)
+            || std::time::Instant::now() >= deadline
+        {
+            return Ok(st);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// `bcvk status [--json] [--wait]`: exit 0 when ready, 1 otherwise (so scripts can poll).
+pub fn status_subcommand(args: &crate::cli::StatusArgs) -> i32 {
+    let run_dir = Path::new(RUN_DIR);
+    let res = if args.wait {
+        wait_ready(run_dir, std::time::Duration::from_secs(3600))
+    } else {
+        read(run_dir)
+    };
+    match res {
+        Ok(st) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
+            } else {
+                print!("{}", render(&st));
+            }
+            if st.state == State::Ready { 0 } else { 1 }
+        }
+        Err(e) => {
+            eprintln!("bcvk: error: {e}");
+            match e {
+                StatusError::Missing { .. } => 66,
+                _ => 71,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Status {
+        Status {
+            state: State::Ready,
+            image: "localhost/foo:latest".into(),
+            image_id: "ab".repeat(32),
+            accel: "tcg".into(),
+            started_at: now_unix(),
+            timings: Timings {
+                ready_ms: Some(1500),
+                ..Default::default()
+            },
+            ssh: SshEndpoint {
+                host: "127.0.0.1".into(),
+                port: 2222,
+                user: "root".into(),
+                key: "/run/bcvk/ssh/id_ed25519".into(),
+            },
+            exit_code: None,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_renders() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &sample()).unwrap();
+        let back = read(dir.path()).unwrap();
+        assert_eq!(back, sample());
+        let json = std::fs::read_to_string(status_path(dir.path())).unwrap();
+        assert!(json.contains("\"state\": \"ready\""), "{json}");
+        let text = render(&back);
+        assert!(text.contains("state: ready"));
+        assert!(text.contains("image: localhost/foo:latest (abababababab)"));
+        assert!(text.contains("ready after: 1.5s"));
+    }
+
+    #[test]
+    fn missing_and_corrupt_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("no bcvk VM runs in this container"));
+        std::fs::write(status_path(dir.path()), b"{not json").unwrap();
+        let err = read(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("is not a bcvk status file"));
+    }
+}

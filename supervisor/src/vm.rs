@@ -1,0 +1,590 @@
+//! One VM's life: start virtiofsd and QEMU, follow the boot, declare readiness, run the
+//! one-shot command, and shut everything down in order, whatever ends the run.
+//!
+//! Shutdown order (also on every error): ask the guest to power off (ACPI over QMP, plus
+//! `systemctl poweroff` over ssh once ready), wait `stop_timeout`, then QMP `quit`, then
+//! SIGKILL; then virtiofsd (it exits by itself when QEMU disconnects), then leftover ssh
+//! clients. The caller unmounts the root afterwards.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::console::{self, Echo, GuestEnd, Phase, Tail};
+use crate::init::{Children, ExitInfo, Request};
+use crate::qemu::{self, Qmp, QemuSpec};
+use crate::readiness;
+use crate::spawn::{self, Role, SpawnError, Stdios};
+use crate::ssh::{self, SshTarget, Tty};
+use crate::status::{self, State, Status};
+use crate::virtiofsd::{self, VirtiofsSpec};
+
+/// Everything needed to run the VM, prepared and validated by `run`.
+pub struct VmLaunch {
+    pub run_dir: PathBuf,
+    pub virtiofsd_bin: PathBuf,
+    pub qemu_bin: PathBuf,
+    /// (tag, spec); the root share first.
+    pub shares: Vec<(String, VirtiofsSpec)>,
+    pub qemu: QemuSpec,
+    pub echo: Echo,
+    pub interactive_console: bool,
+    pub console_log: PathBuf,
+    pub ssh: SshTarget,
+    /// The one-shot command as one remote shell string.
+    pub command: Option<String>,
+    pub command_tty: Tty,
+    pub ready_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub status: Status,
+    pub started: Instant,
+}
+
+/// How a run ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest powered itself off.
+    PoweredOff,
+    /// Stopped on request (podman stop, Ctrl-C) and shut down cleanly.
+    Stopped(Signal),
+    /// The one-shot command finished with this status.
+    CommandExited(ExitInfo),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("virtiofsd for '{tag}' exited ({exit}) {when}: {stderr}")]
+    VirtiofsdDied {
+        tag: String,
+        exit: ExitInfo,
+        when: &'static str,
+        stderr: String,
+    },
+    #[error("virtiofsd for '{tag}' did not create its socket within {secs}s: {stderr}")]
+    VirtiofsdSocket {
+        tag: String,
+        secs: u64,
+        stderr: String,
+    },
+    #[error("QEMU exited ({exit}) before the guest was done: {stderr}")]
+    QemuDied {
+        exit: ExitInfo,
+        stderr: String,
+        tail: Vec<String>,
+    },
+    #[error("KVM cannot run this guest (QEMU: {detail}): run with --accel tcg, or fix KVM on the host (nested virtualization, /dev/kvm permissions)")]
+    Kvm { detail: String, tail: Vec<String> },
+    #[error("the guest kernel panicked{hint}")]
+    GuestPanic { hint: String, tail: Vec<String> },
+    #[error("the guest rebooted; bcvk VMs are throwaway and end on reboot (the command did not finish){hint}")]
+    GuestRebooted { hint: String, tail: Vec<String> },
+    #[error("the guest powered off before {what}")]
+    GuestEndedEarly {
+        what: &'static str,
+        tail: Vec<String>,
+    },
+    #[error("the guest was not reachable over SSH within {secs}s (last boot phase: {phase}): check that the image enables sshd, or raise --ready-timeout")]
+    ReadyTimeout {
+        secs: u64,
+        phase: &'static str,
+        tail: Vec<String>,
+    },
+    #[error("cannot run ssh in the guest: {0}")]
+    SshClient(String),
+}
+
+impl VmError {
+    /// The console lines that explain a guest-side failure.
+    pub fn console_tail(&self) -> &[String] {
+        match self {
+            VmError::QemuDied { tail, .. }
+            | VmError::Kvm { tail, .. }
+            | VmError::GuestPanic { tail, .. }
+            | VmError::GuestRebooted { tail, .. }
+            | VmError::GuestEndedEarly { tail, .. }
+            | VmError::ReadyTimeout { tail, .. } => tail,
+            _ => &[],
+        }
+    }
+}
+
+/// Events from the helper tasks to the main loop.
+enum Event {
+    Phase(Phase),
+    KvmError(String),
+}
+
+struct Vm {
+    l: VmLaunch,
+    children: Children,
+    qemu_pid: Option<Pid>,
+    qemu_stderr: Tail,
+    console_tail: Tail,
+    console_done: Option<tokio::sync::oneshot::Receiver<()>>,
+    vfs: Vec<(String, Pid, Tail)>,
+    qmp: Option<Qmp>,
+    ready: bool,
+    phase: Phase,
+}
+
+/// Run the VM to its end. Cleans up its processes on every path.
+pub async fn run(
+    launch: VmLaunch,
+    children: Children,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+) -> Result<Outcome, VmError> {
+    let mut vm = Vm {
+        l: launch,
+        children,
+        qemu_pid: None,
+        qemu_stderr: Tail::default(),
+        console_tail: Tail::default(),
+        console_done: None,
+        vfs: Vec::new(),
+        qmp: None,
+        ready: false,
+        phase: Phase::Firmware,
+    };
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let result = vm.boot_and_supervise(&tx, &mut events, requests).await;
+    let graceful = !matches!(result, Err(VmError::Kvm { .. }));
+    vm.shutdown(graceful, requests).await;
+    let mut status = vm.l.status.clone();
+    status.state = State::Exited;
+    status.exit_code = Some(match &result {
+        Ok(Outcome::CommandExited(e)) => e.code(),
+        Ok(_) => 0,
+        Err(_) => 1,
+    });
+    status.message = result.as_ref().err().map(|e| e.to_string());
+    let _ = status::write(&vm.l.run_dir, &status);
+    result
+}
+
+impl Vm {
+    fn elapsed_ms(&self) -> u64 {
+        self.l.started.elapsed().as_millis() as u64
+    }
+
+    fn set_state(&mut self, state: State) {
+        self.l.status.state = state;
+        if let Err(e) = status::write(&self.l.run_dir, &self.l.status) {
+            tracing::warn!(error = %e, "cannot write the status file");
+        }
+    }
+
+    async fn boot_and_supervise(
+        &mut self,
+        tx: &mpsc::UnboundedSender<Event>,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        requests: &mut mpsc::UnboundedReceiver<Request>,
+    ) -> Result<Outcome, VmError> {
+        self.start_virtiofsd().await?;
+        self.start_qemu(tx)?;
+        self.set_state(State::Booting);
+        self.connect_qmp().await;
+
+        let deadline = tokio::time::Instant::now() + self.l.ready_timeout;
+        let qemu_pid = self.qemu_pid.expect("qemu started");
+        let qemu_exit = self.children.clone();
+        let qemu_exit = qemu_exit.wait(qemu_pid);
+        tokio::pin!(qemu_exit);
+        let vfs_exit = {
+            let children = self.children.clone();
+            let pids: Vec<(String, Pid)> = self.vfs.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+            async move {
+                let waits = pids.into_iter().map(|(tag, pid)| {
+                    let c = children.clone();
+                    Box::pin(async move { (tag, c.wait(pid).await) })
+                });
+                futures_select_all(waits.collect()).await
+            }
+        };
+        tokio::pin!(vfs_exit);
+        let readiness = probe_ready(self.children.clone(), self.l.ssh.clone());
+        tokio::pin!(readiness);
+        let mut command: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<ExitInfo, VmError>>>>> = None;
+        let progress = ProgressLine::new(self.l.echo != Echo::Stdout && std::io::stderr().is_terminal());
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+
+        loop {
+            tokio::select! {
+                Some(req) = requests.recv() => {
+                    let Request::Stop(sig) = req;
+                    progress.clear();
+                    tracing::info!(signal = %sig, "stopping the VM");
+                    return Ok(Outcome::Stopped(sig));
+                }
+                Some(ev) = events.recv() => match ev {
+                    Event::Phase(p) => self.on_phase(p, &progress),
+                    Event::KvmError(detail) => {
+                        progress.clear();
+                        return Err(VmError::Kvm { detail, tail: self.console_tail.lines() });
+                    }
+                },
+                exit = &mut qemu_exit => {
+                    progress.clear();
+                    self.qemu_pid = None;
+                    return self.qemu_ended(exit, command.is_some()).await;
+                }
+                (tag, exit) = &mut vfs_exit => {
+                    progress.clear();
+                    let stderr = self.vfs.iter().find(|(t, _, _)| *t == tag).map(|(_, _, tail)| tail.lines().join(" | ")).unwrap_or_default();
+                    return Err(VmError::VirtiofsdDied { tag, exit, when: "while the VM ran", stderr });
+                }
+                res = &mut readiness, if !self.ready => {
+                    res?;
+                    progress.clear();
+                    self.on_ready();
+                    if let Some(remote) = self.l.command.clone() {
+                        command = Some(Box::pin(run_command(self.children.clone(), self.l.ssh.clone(), remote, self.l.command_tty)));
+                    }
+                }
+                res = async { command.as_mut().expect("guarded").await }, if command.is_some() => {
+                    let exit = res?;
+                    self.l.status.timings.command_done_ms = Some(self.elapsed_ms());
+                    tracing::debug!(%exit, "command finished");
+                    return Ok(Outcome::CommandExited(exit));
+                }
+                _ = tokio::time::sleep_until(deadline), if !self.ready => {
+                    progress.clear();
+                    return Err(VmError::ReadyTimeout {
+                        secs: self.l.ready_timeout.as_secs(),
+                        phase: self.phase.label(),
+                        tail: self.console_tail.lines(),
+                    });
+                }
+                _ = ticker.tick(), if !self.ready => {
+                    progress.show(self.l.started.elapsed(), self.phase);
+                }
+            }
+        }
+    }
+
+    async fn start_virtiofsd(&mut self) -> Result<(), VmError> {
+        for (tag, spec) in &self.l.shares {
+            let _ = std::fs::remove_file(&spec.socket);
+            let args = virtiofsd::virtiofsd_args(spec);
+            let role = Role::Virtiofsd { tag: tag.clone() };
+            let stdios = Stdios {
+                stdin: Stdio::null(),
+                stdout: Stdio::null(),
+                stderr: Stdio::piped(),
+            };
+            let sp = spawn::spawn(role.clone(), &self.l.virtiofsd_bin, &args, stdios)?;
+            self.children.register(sp.pid, role.clone());
+            let tail = Tail::default();
+            if let Some(err) = sp.stderr {
+                forward_lines(err, role.to_string(), tail.clone(), None);
+            }
+            self.vfs.push((tag.clone(), sp.pid, tail));
+        }
+        // virtiofsd creates its socket when it is ready to accept QEMU.
+        const SOCKET_WAIT: Duration = Duration::from_secs(10);
+        let start = Instant::now();
+        for ((tag, spec), (_, pid, tail)) in self.l.shares.iter().zip(&self.vfs) {
+            while !spec.socket.exists() {
+                if !self.children.is_alive(*pid) {
+                    let exit = self.children.wait(*pid).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await; // let stderr drain
+                    return Err(VmError::VirtiofsdDied {
+                        tag: tag.clone(),
+                        exit,
+                        when: "at start",
+                        stderr: tail.lines().join(" | "),
+                    });
+                }
+                if start.elapsed() > SOCKET_WAIT {
+                    return Err(VmError::VirtiofsdSocket {
+                        tag: tag.clone(),
+                        secs: SOCKET_WAIT.as_secs(),
+                        stderr: tail.lines().join(" | "),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        tracing::debug!(ms = start.elapsed().as_millis() as u64, "virtiofsd sockets ready");
+        Ok(())
+    }
+
+    fn start_qemu(&mut self, tx: &mpsc::UnboundedSender<Event>) -> Result<(), VmError> {
+        let args: Vec<OsString> = qemu::qemu_args(&self.l.qemu);
+        let stdios = if self.l.interactive_console {
+            Stdios {
+                stdin: Stdio::inherit(),
+                stdout: Stdio::inherit(),
+                stderr: Stdio::piped(),
+            }
+        } else {
+            Stdios::piped()
+        };
+        let sp = spawn::spawn(Role::Qemu, &self.l.qemu_bin, &args, stdios)?;
+        self.children.register(sp.pid, Role::Qemu);
+        self.qemu_pid = Some(sp.pid);
+        self.l.status.timings.qemu_exec_ms = Some(self.elapsed_ms());
+        tracing::info!(pid = sp.pid.as_raw(), accel = %self.l.status.accel, "QEMU started");
+        if let Some(err) = sp.stderr {
+            let tx = tx.clone();
+            forward_lines(err, "qemu".into(), self.qemu_stderr.clone(), Some(Box::new(move |line: &str| {
+                // With KVM that cannot run the guest, QEMU 7..10 reports this and then PAUSES
+                // instead of exiting: without this watch the run would hang until the timeout.
+                if line.contains("KVM internal error") || line.contains("failed to set MSR") {
+                    let _ = tx.send(Event::KvmError(line.trim().to_string()));
+                }
+            })));
+        }
+        if let Some(out) = sp.stdout {
+            let tail = self.console_tail.clone();
+            let log = self.l.console_log.clone();
+            let echo = self.l.echo;
+            let tx = tx.clone();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            self.console_done = Some(done_rx);
+            let out = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(out))
+                .map_err(|e| VmError::SshClient(format!("console pipe: {e}")))?;
+            tokio::spawn(async move {
+                console::pump(out, echo, &log, tail, |p| {
+                    let _ = tx.send(Event::Phase(p));
+                })
+                .await;
+                let _ = done_tx.send(());
+            });
+        }
+        Ok(())
+    }
+
+    async fn connect_qmp(&mut self) {
+        let path = self.l.qemu.qmp_socket.clone();
+        for _ in 0..200 {
+            if path.exists() {
+                match Qmp::connect(&path).await {
+                    Ok(q) => {
+                        self.qmp = Some(q);
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "QMP not ready yet"),
+                }
+            }
+            if self.qemu_pid.map(|p| !self.children.is_alive(p)).unwrap_or(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tracing::warn!("QMP socket did not come up: graceful shutdown falls back to signals");
+    }
+
+    fn on_phase(&mut self, p: Phase, progress: &ProgressLine) {
+        self.phase = p;
+        let ms = Some(self.elapsed_ms());
+        let t = &mut self.l.status.timings;
+        match p {
+            Phase::Kernel => t.kernel_ms = t.kernel_ms.or(ms),
+            Phase::Initrd => t.initrd_ms = t.initrd_ms.or(ms),
+            Phase::SwitchRoot => t.switch_root_ms = t.switch_root_ms.or(ms),
+            _ => {}
+        }
+        if !progress.active {
+            tracing::info!(phase = p.label(), elapsed_s = self.l.started.elapsed().as_secs(), "boot phase");
+        }
+    }
+
+    fn on_ready(&mut self) {
+        self.ready = true;
+        let ms = self.elapsed_ms();
+        self.l.status.timings.ready_ms = Some(ms);
+        self.set_state(State::Ready);
+        let secs = ms as f64 / 1000.0;
+        let msg = format!("VM ready after {secs:.1}s");
+        readiness::notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&msg),
+        ]);
+        if self.l.command.is_none() {
+            tracing::info!("{msg}: connect with `podman exec -it <container> bcvk ssh`");
+        } else {
+            tracing::info!("{msg}");
+        }
+    }
+
+    async fn qemu_ended(&mut self, exit: ExitInfo, command_started: bool) -> Result<Outcome, VmError> {
+        // Let the console pump drain what QEMU wrote last.
+        if let Some(done) = self.console_done.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+        } else {
+            self.console_tail.load_file(&self.l.console_log);
+        }
+        let tail = self.console_tail.lines();
+        let hint = console::hint(tail.iter().map(String::as_str))
+            .map(|h| format!(": {h}"))
+            .unwrap_or_default();
+        match console::classify_end(tail.iter().map(String::as_str)) {
+            GuestEnd::Panic => Err(VmError::GuestPanic { hint, tail }),
+            GuestEnd::Reboot => Err(VmError::GuestRebooted { hint, tail }),
+            _ if !exit.success() => Err(VmError::QemuDied {
+                exit,
+                stderr: self.qemu_stderr.lines().join(" | "),
+                tail,
+            }),
+            _ if self.l.command.is_some() => Err(VmError::GuestEndedEarly {
+                what: if command_started { "the command finished" } else { "it was ready" },
+                tail,
+            }),
+            _ => Ok(Outcome::PoweredOff),
+        }
+    }
+
+    /// Stop everything, in order. Never fails: it logs and goes on.
+    async fn shutdown(&mut self, graceful: bool, requests: &mut mpsc::UnboundedReceiver<Request>) {
+        if let Some(pid) = self.qemu_pid.filter(|p| self.children.is_alive(*p)) {
+            self.set_state(State::Stopping);
+            readiness::notify(&[sd_notify::NotifyState::Stopping]);
+            let mut exited = false;
+            if graceful {
+                tracing::info!(timeout_s = self.l.stop_timeout.as_secs(), "asking the guest to power off");
+                if let Some(q) = self.qmp.as_mut() {
+                    if let Err(e) = q.system_powerdown().await {
+                        tracing::debug!(error = %e, "QMP system_powerdown failed");
+                    }
+                }
+                if self.ready {
+                    // ACPI needs logind listening to the power button; not every image has it.
+                    let args = ssh::ssh_args(&self.l.ssh, Tty::No, 5, Some("systemctl poweroff --no-block"));
+                    let stdios = Stdios { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() };
+                    if let Ok(sp) = spawn::spawn(Role::SshPoweroff, &ssh_bin(), &args, stdios) {
+                        self.children.register(sp.pid, Role::SshPoweroff);
+                    }
+                }
+                tokio::select! {
+                    _ = self.children.wait(pid) => exited = true,
+                    _ = tokio::time::sleep(self.l.stop_timeout) => {
+                        tracing::warn!(timeout_s = self.l.stop_timeout.as_secs(), "the guest did not power off in time: stopping QEMU");
+                    }
+                    Some(_) = requests.recv() => tracing::warn!("second stop request: stopping QEMU now"),
+                }
+            }
+            if !exited {
+                if let Some(q) = self.qmp.as_mut() {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), q.quit()).await;
+                }
+                self.children.stop(pid, Duration::from_secs(2)).await;
+            }
+        }
+        self.qemu_pid = None;
+        for (tag, pid, _) in std::mem::take(&mut self.vfs) {
+            if self.children.is_alive(pid) {
+                let exit = self.children.stop(pid, Duration::from_secs(2)).await;
+                tracing::debug!(%tag, %exit, "virtiofsd stopped");
+            }
+        }
+        // ssh clients (probe, command, poweroff) have nothing left to talk to.
+        self.children.signal_all(|r| matches!(r, Role::SshProbe | Role::SshCommand | Role::SshPoweroff), Signal::SIGKILL);
+        for (pid, _) in self.children.alive() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.children.wait(pid)).await;
+        }
+        for (_, spec) in &self.l.shares {
+            let _ = std::fs::remove_file(&spec.socket);
+        }
+        let _ = std::fs::remove_file(&self.l.qemu.qmp_socket);
+    }
+}
+
+pub fn ssh_bin() -> PathBuf {
+    spawn::find_program("ssh").unwrap_or_else(|_| PathBuf::from("/usr/bin/ssh"))
+}
+
+/// Wait for the SSH banner, then for a real `ssh true` round trip.
+async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmError> {
+    let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
+    loop {
+        readiness::wait_for_banner(target.port).await;
+        let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"));
+        let stdios = Stdios { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() };
+        let sp = spawn::spawn(Role::SshProbe, &ssh, &args, stdios)?;
+        children.register(sp.pid, Role::SshProbe);
+        let exit = children.wait(sp.pid).await;
+        if exit.success() {
+            return Ok(());
+        }
+        tracing::debug!(%exit, "ssh probe not yet successful");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Run the one-shot command with the container's stdio, returning its exit status.
+async fn run_command(children: Children, target: SshTarget, remote: String, tty: Tty) -> Result<ExitInfo, VmError> {
+    let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
+    let args = ssh::ssh_args(&target, tty, 10, Some(&remote));
+    let stdios = Stdios { stdin: Stdio::inherit(), stdout: Stdio::inherit(), stderr: Stdio::inherit() };
+    let sp = spawn::spawn(Role::SshCommand, &ssh, &args, stdios)?;
+    children.register(sp.pid, Role::SshCommand);
+    Ok(children.wait(sp.pid).await)
+}
+
+/// Log a child's stderr lines and keep them as a tail; `watch` sees each line.
+fn forward_lines(
+    stream: std::process::ChildStderr,
+    who: String,
+    tail: Tail,
+    watch: Option<Box<dyn Fn(&str) + Send>>,
+) {
+    let Ok(rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(stream)) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(rx).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::warn!(target: "bcvk::child", "{who}: {line}");
+            if let Some(w) = &watch {
+                w(&line);
+            }
+            tail.push(&line);
+        }
+    });
+}
+
+/// Resolve to the first of several futures (all of the same type).
+async fn futures_select_all<F: std::future::Future + Unpin>(mut futs: Vec<F>) -> F::Output {
+    if futs.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(move |cx| {
+        for f in futs.iter_mut() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// A single updating progress line on a terminal (elapsed time and boot phase).
+struct ProgressLine {
+    active: bool,
+}
+
+impl ProgressLine {
+    fn new(active: bool) -> ProgressLine {
+        ProgressLine { active }
+    }
+    fn show(&self, elapsed: Duration, phase: Phase) {
+        if self.active {
+            eprint!("\r\x1b[K[{:>4}s] booting: {}", elapsed.as_secs(), phase.label());
+        }
+    }
+    fn clear(&self) {
+        if self.active {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
