@@ -1,2 +1,6 @@
 //! bcvk: boot a bootable container image as a throwaway VM, from inside a container.
+#![allow(dead_code)]
+
+mod credentials;
+
 fn main() {}
