@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 mod credentials;
+mod virtiofsd;
 
 fn main() {}
