@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 mod credentials;
+mod qemu;
 mod virtiofsd;
 
 fn main() {}
