@@ -3,6 +3,7 @@
 // everything is wired up some items have no caller yet.
 #![allow(dead_code)]
 
+mod config;
 mod kernel;
 
 fn main() {}
