@@ -107,7 +107,7 @@ pub struct RunArgs {
     pub scratch: Option<PathBuf>,
 
     /// Guest memory: 512M, 2G, or a bare number of MiB [default: 4G, or the --itype's].
-    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_mib(s, "--memory"))]
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_mib(s).map_err(|e| e.for_flag("--memory")))]
     pub memory: Option<u64>,
 
     /// Guest vCPUs [default: the container's CPUs, at most 4, or the --itype's].
@@ -116,11 +116,11 @@ pub struct RunArgs {
 
     /// An instance type setting vCPUs and memory: u1.nano, u1.micro, u1.small, u1.medium,
     /// u1.2xmedium, u1.large, u1.xlarge, u1.2xlarge, u1.4xlarge, u1.8xlarge.
-    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_instance_type(s))]
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_instance_type(s).map_err(|e| e.for_flag("--itype")))]
     pub itype: Option<config::InstanceType>,
 
     /// An extra kernel argument (repeatable).
-    #[arg(long = "karg", value_name = "ARG", value_parser = |s: &str| config::parse_karg(s))]
+    #[arg(long = "karg", value_name = "ARG", value_parser = |s: &str| config::parse_karg(s).map_err(|e| e.for_flag("--karg")))]
     pub kargs: Vec<String>,
 
     /// Accelerator.
@@ -139,11 +139,11 @@ pub struct RunArgs {
 
     /// Share a container directory read-write: SRC[:NAME|:/guest/path]. Mounted at
     /// /run/virtiofs-mnt-NAME, or at the guest path. Use podman -v to bring host dirs in.
-    #[arg(long, value_name = "SRC[:NAME]", value_parser = |s: &str| config::parse_bind(s, false))]
+    #[arg(long, value_name = "SRC[:NAME]", value_parser = |s: &str| config::parse_bind(s, false).map_err(|e| e.for_flag("--bind")))]
     pub bind: Vec<config::BindSpec>,
 
     /// Like --bind, read-only.
-    #[arg(long = "ro-bind", value_name = "SRC[:NAME]", value_parser = |s: &str| config::parse_bind(s, true))]
+    #[arg(long = "ro-bind", value_name = "SRC[:NAME]", value_parser = |s: &str| config::parse_bind(s, true).map_err(|e| e.for_flag("--ro-bind")))]
     pub ro_bind: Vec<config::BindSpec>,
 
     /// Share the mounted podman store read-only at /run/virtiofs-mnt-hoststorage.
@@ -151,7 +151,7 @@ pub struct RunArgs {
     pub bind_storage_ro: bool,
 
     /// Add a swap device of this size (e.g. 2G).
-    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_bytes(s, "--add-swap"))]
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_bytes(s).map_err(|e| e.for_flag("--add-swap")))]
     pub add_swap: Option<u64>,
 
     /// Attach a disk image FILE[:NAME[:raw|qcow2]] as /dev/disk/by-id/virtio-NAME (created
@@ -185,7 +185,7 @@ pub struct RunArgs {
     pub ssh_keygen: bool,
 
     /// Guest hostname [default: the container's name, unless the image sets one].
-    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_hostname(s))]
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_hostname(s).map_err(|e| e.for_flag("--hostname")))]
     pub hostname: Option<String>,
 
     /// Seconds to wait for the guest to answer SSH before giving up.

@@ -86,33 +86,44 @@ pub fn validate_credential_name(name: &str) -> Result<(), CredentialError> {
 ///   needs is there even then (the VM is throwaway; the image is not).
 ///
 /// When both apply they write the same bytes, so their order does not matter.
-pub fn ssh_key_credentials(public_key: &str) -> Result<Vec<Credential>, CredentialError> {
-    let key = public_key.trim();
-    if key.is_empty() {
+pub fn ssh_key_credentials(public_keys: &[&str]) -> Result<Vec<Credential>, CredentialError> {
+    let mut keys = Vec::new();
+    for public_key in public_keys {
+        let key = public_key.trim();
+        if key.is_empty() {
+            return Err(CredentialError::EmptySshKey);
+        }
+        if key.contains('\n') || key.contains('\r') {
+            return Err(CredentialError::MultiLineSshKey);
+        }
+        if !["ssh-", "ecdsa-", "sk-"].iter().any(|p| key.starts_with(p)) {
+            return Err(CredentialError::UnknownSshKeyType {
+                start: key.chars().take(12).collect(),
+            });
+        }
+        keys.push(key);
+    }
+    if keys.is_empty() {
         return Err(CredentialError::EmptySshKey);
-    }
-    if key.contains('\n') || key.contains('\r') {
-        return Err(CredentialError::MultiLineSshKey);
-    }
-    if !["ssh-", "ecdsa-", "sk-"].iter().any(|p| key.starts_with(p)) {
-        return Err(CredentialError::UnknownSshKeyType {
-            start: key.chars().take(12).collect(),
-        });
     }
 
     // tmpfiles expands '%' specifiers and C escapes in the argument of `f`
     // lines, and writes it without a trailing newline; key comments may hold
-    // either character, so both are escaped, and "\n" adds the newline.
-    let escaped = key.replace('\\', "\\\\").replace('%', "%%");
+    // either character, so both are escaped, and "\n" separates and ends keys.
+    let escaped: String = keys
+        .iter()
+        .map(|k| format!("{}\\n", k.replace('\\', "\\\\").replace('%', "%%")))
+        .collect();
     let tmpfiles = format!(
         "d /root/.ssh 0700 root root -\n\
-         f+ /root/.ssh/authorized_keys 0600 root root - {escaped}\\n\n"
+         f+ /root/.ssh/authorized_keys 0600 root root - {escaped}\n"
     );
+    let authorized: String = keys.iter().map(|k| format!("{k}\n")).collect();
 
     Ok(vec![
         Credential {
             name: "ssh.authorized_keys.root".to_owned(),
-            value: format!("{key}\n").into_bytes(),
+            value: authorized.into_bytes(),
         },
         Credential {
             name: "tmpfiles.extra".to_owned(),
@@ -361,7 +372,7 @@ mod tests {
 
     #[test]
     fn ssh_key_gives_both_credentials() {
-        let creds = ssh_key_credentials(&format!("  {KEY}\n")).unwrap();
+        let creds = ssh_key_credentials(&[&format!("  {KEY}\n")]).unwrap();
         assert_eq!(creds.len(), 2);
         assert_eq!(creds[0].name, "ssh.authorized_keys.root");
         assert_eq!(creds[0].value, format!("{KEY}\n").into_bytes());
@@ -377,7 +388,7 @@ mod tests {
 
     #[test]
     fn ssh_key_escapes_tmpfiles_specials() {
-        let creds = ssh_key_credentials("ssh-rsa AAAA 100%\\done").unwrap();
+        let creds = ssh_key_credentials(&["ssh-rsa AAAA 100%\\done"]).unwrap();
         let text = String::from_utf8(creds[1].value.clone()).unwrap();
         assert!(
             text.ends_with("- ssh-rsa AAAA 100%%\\\\done\\n\n"),
@@ -394,30 +405,30 @@ mod tests {
             "ecdsa-sha2-nistp256 AAAA",
             "sk-ssh-ed25519@openssh.com AAAA",
         ] {
-            assert!(ssh_key_credentials(k).is_ok(), "{k}");
+            assert!(ssh_key_credentials(&[k]).is_ok(), "{k}");
         }
     }
 
     #[test]
     fn ssh_key_rejects_bad_input() {
         assert_eq!(
-            ssh_key_credentials(" \n "),
+            ssh_key_credentials(&[" \n "]),
             Err(CredentialError::EmptySshKey)
         );
         assert_eq!(
-            ssh_key_credentials(&format!("{KEY}\n{KEY}")),
+            ssh_key_credentials(&[&format!("{KEY}\n{KEY}")]),
             Err(CredentialError::MultiLineSshKey)
         );
         assert_eq!(
-            ssh_key_credentials("ssh-rsa AAAA\rssh-rsa BBBB"),
+            ssh_key_credentials(&["ssh-rsa AAAA\rssh-rsa BBBB"]),
             Err(CredentialError::MultiLineSshKey)
         );
         assert!(matches!(
-            ssh_key_credentials("-----BEGIN OPENSSH PRIVATE KEY-----"),
+            ssh_key_credentials(&["-----BEGIN OPENSSH PRIVATE KEY-----"]),
             Err(CredentialError::UnknownSshKeyType { .. })
         ));
         assert!(matches!(
-            ssh_key_credentials("SHA256:abcdef"),
+            ssh_key_credentials(&["SHA256:abcdef"]),
             Err(CredentialError::UnknownSshKeyType { .. })
         ));
     }
@@ -550,7 +561,7 @@ mod tests {
 
     #[test]
     fn smbios_exact_and_roundtrip() {
-        let creds = ssh_key_credentials(KEY).unwrap();
+        let creds = ssh_key_credentials(&[KEY]).unwrap();
         let args = smbios_args(&creds);
         assert_eq!(args.len(), 2);
         assert_eq!(

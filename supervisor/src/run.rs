@@ -322,7 +322,8 @@ fn prepare(args: &RunArgs, run_dir: &Path, prepared: &mut Prepared, started: Ins
             (own.public_line, own.private)
         }
     };
-    creds.extend(credentials::ssh_key_credentials_multi(&public_key)?);
+    let keys: Vec<&str> = public_key.lines().collect();
+    creds.extend(credentials::ssh_key_credentials(&keys)?);
     let hostname = args.hostname.clone().or_else(|| {
         std::fs::read_to_string("/run/.containerenv")
             .ok()
