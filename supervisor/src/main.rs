@@ -2,6 +2,7 @@
 // Nothing calls the store and rootfs modules yet; the CLI wiring comes later.
 #![allow(dead_code)]
 
+mod rootfs;
 mod store;
 
 fn main() {}
