@@ -22,7 +22,7 @@ pub enum RootfsError {
     NoLayers,
     #[error("path {} {reason}, which overlayfs mount options cannot carry: use a store and --scratch dir at plain absolute paths", .path.display())]
     UnsafePath { path: PathBuf, reason: &'static str },
-    #[error("overlay mount options for {layers} layers are {len} bytes even with short layer links, over the kernel's {limit}-byte limit: squash the image to fewer layers (podman build --squash)")]
+    #[error("overlay mount options for {layers} layers are {len} bytes (short layer links used where the store has them), over the kernel's {limit}-byte limit: squash the image to fewer layers (podman build --squash)")]
     OptionsTooLong {
         layers: usize,
         len: usize,
