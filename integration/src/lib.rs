@@ -117,7 +117,11 @@ pub struct Detached {
 }
 
 impl Detached {
-    pub fn start(name: &str, podman_extra: &[&str], bcvk_args: &[&str]) -> Result<Detached, String> {
+    pub fn start(
+        name: &str,
+        podman_extra: &[&str],
+        bcvk_args: &[&str],
+    ) -> Result<Detached, String> {
         let _ = podman(&["rm", "-f", "-t", "0", name]);
         let mut a = run_prefix(true);
         a.extend(["-d".into(), "--name".into(), name.into()]);
@@ -129,7 +133,9 @@ impl Detached {
         if r.code != 0 {
             return Err(format!("podman run -d failed: {}", r.show()));
         }
-        Ok(Detached { name: name.to_string() })
+        Ok(Detached {
+            name: name.to_string(),
+        })
     }
 
     /// `podman exec NAME bcvk ARGS...`
@@ -166,12 +172,19 @@ impl Detached {
     }
 
     pub fn running(&self) -> bool {
-        podman(&["inspect", "--format", "{{.State.Running}}", &self.name]).stdout.trim() == "true"
+        podman(&["inspect", "--format", "{{.State.Running}}", &self.name])
+            .stdout
+            .trim()
+            == "true"
     }
 
     pub fn logs(&self) -> String {
         let r = podman(&["logs", &self.name]);
-        format!("--- podman logs (tail)\n{}\n{}", tail(&r.stdout, 40), tail(&r.stderr, 40))
+        format!(
+            "--- podman logs (tail)\n{}\n{}",
+            tail(&r.stdout, 40),
+            tail(&r.stderr, 40)
+        )
     }
 }
 
@@ -189,7 +202,8 @@ pub fn store_fingerprint(images: &[String]) -> Result<String, String> {
     let store = host_store();
     let read_json = |p: &str| -> Result<serde_json::Value, String> {
         let path = store.join(p);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     };
     let imgs = read_json("overlay-images/images.json")?;
@@ -202,12 +216,20 @@ pub fn store_fingerprint(images: &[String]) -> Result<String, String> {
         .filter_map(|l| Some((l["id"].as_str()?.to_string(), l)))
         .collect();
     for name in images {
-        let full = if name.contains(':') { name.clone() } else { format!("{name}:latest") };
+        let full = if name.contains(':') {
+            name.clone()
+        } else {
+            format!("{name}:latest")
+        };
         let rec = imgs
             .as_array()
             .ok_or("images.json is not an array")?
             .iter()
-            .find(|i| i["names"].as_array().is_some_and(|n| n.iter().any(|x| x.as_str() == Some(full.as_str()))))
+            .find(|i| {
+                i["names"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().any(|x| x.as_str() == Some(full.as_str())))
+            })
             .ok_or(format!("{full} not in the store"))?;
         h.update(rec.to_string());
         let mut layer = rec["layer"].as_str().map(str::to_string);
@@ -218,7 +240,7 @@ pub fn store_fingerprint(images: &[String]) -> Result<String, String> {
             layer = l["parent"].as_str().map(str::to_string);
         }
     }
-    Ok(format!("{:x}", h.finalize()))
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn hash_tree(dir: &Path, h: &mut Sha256) -> Result<(), String> {
@@ -233,7 +255,14 @@ fn hash_tree(dir: &Path, h: &mut Sha256) -> Result<(), String> {
         for e in entries {
             let p = e.path();
             let m = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            h.update(format!("{}|{}|{}|{}|{}\n", p.display(), m.mode(), m.size(), m.mtime(), m.mtime_nsec()));
+            h.update(format!(
+                "{}|{}|{}|{}|{}\n",
+                p.display(),
+                m.mode(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec()
+            ));
             if m.is_dir() {
                 stack.push(p);
             } else if m.is_file() && m.size() <= 1 << 20 {
@@ -256,7 +285,14 @@ pub fn leaks() -> Vec<String> {
             found.push(format!("process: {line}"));
         }
     }
-    let ps = podman(&["ps", "-a", "--filter", &format!("label={TEST_LABEL}"), "--format", "{{.Names}} {{.Status}}"]);
+    let ps = podman(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={TEST_LABEL}"),
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
     for line in ps.stdout.lines().filter(|l| !l.trim().is_empty()) {
         found.push(format!("container: {line}"));
     }
@@ -270,9 +306,20 @@ pub fn leaks() -> Vec<String> {
 
 /// The kernel version the debian test image ships (its /usr/lib/modules entry).
 pub fn image_kernel_version(image: &str) -> Result<String, String> {
-    let r = podman(&["run", "--rm", "--entrypoint", "ls", image, "/usr/lib/modules"]);
+    let r = podman(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "ls",
+        image,
+        "/usr/lib/modules",
+    ]);
     if r.code != 0 {
         return Err(r.show());
     }
-    r.stdout.lines().last().map(str::to_string).ok_or("no kernel in image".into())
+    r.stdout
+        .lines()
+        .last()
+        .map(str::to_string)
+        .ok_or("no kernel in image".into())
 }

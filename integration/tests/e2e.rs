@@ -31,7 +31,11 @@ fn last_line(s: &str) -> &str {
 /// The error line bcvk prints: one line, naming the problem and the fix.
 fn error_line(r: &Run) -> Result<String, Failed> {
     let l = last_line(&r.stderr).to_string();
-    check!(l.starts_with("bcvk: error: "), "no bcvk error line: {}", r.show());
+    check!(
+        l.starts_with("bcvk: error: "),
+        "no bcvk error line: {}",
+        r.show()
+    );
     Ok(l)
 }
 
@@ -56,10 +60,17 @@ fn image_without_kernel() -> R {
 
 fn resolves_short_names_and_ids() -> R {
     // The no-kernel error proves the reference resolved to that image.
-    let id = podman(&["image", "inspect", "--format", "{{.Id}}", &nokernel()]).stdout.trim().to_string();
+    let id = podman(&["image", "inspect", "--format", "{{.Id}}", &nokernel()])
+        .stdout
+        .trim()
+        .to_string();
     for reference in ["bcvk-test/nokernel", &id[..12], &format!("sha256:{id}")] {
         let r = bcvk_oneshot(&[], &[reference]);
-        check!(r.code == 66 && r.stderr.contains("has no kernel"), "{reference}: {}", r.show());
+        check!(
+            r.code == 66 && r.stderr.contains("has no kernel"),
+            "{reference}: {}",
+            r.show()
+        );
     }
     Ok(())
 }
@@ -88,16 +99,28 @@ fn bad_option_values() -> R {
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let r = bcvk_oneshot(&[], &refs);
         check!(r.code == 64, "{args:?}: want exit 64: {}", r.show());
-        check!(r.stderr.contains(flag), "{args:?}: error does not name {flag}: {}", r.show());
+        check!(
+            r.stderr.contains(flag),
+            "{args:?}: error does not name {flag}: {}",
+            r.show()
+        );
     }
     Ok(())
 }
 
 fn kvm_forced_without_device() -> R {
     let r = podman(&[
-        "run", "--rm", "--privileged", "--label", TEST_LABEL,
-        "-v", &format!("{}:/run/host-storage:ro", host_store().display()),
-        &bcvk_image(), &debian(), "--accel", "kvm",
+        "run",
+        "--rm",
+        "--privileged",
+        "--label",
+        TEST_LABEL,
+        "-v",
+        &format!("{}:/run/host-storage:ro", host_store().display()),
+        &bcvk_image(),
+        &debian(),
+        "--accel",
+        "kvm",
     ]);
     // --privileged exposes host devices, so /dev/kvm may be visible; then KVM is tried and, on
     // a machine where KVM cannot run the guest, must fail loudly (exit 69).
@@ -119,19 +142,67 @@ fn oneshot_command() -> R {
                   exit 42";
     let r = bcvk_oneshot(
         &[],
-        &[&debian(), "--net", "none", "--memory", "1536M", "--vcpus", "2", "--karg", "bcvk.test=oneshot", "--", "sh", "-c", script],
+        &[
+            &debian(),
+            "--net",
+            "none",
+            "--memory",
+            "1536M",
+            "--vcpus",
+            "2",
+            "--karg",
+            "bcvk.test=oneshot",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
     );
-    check!(r.code == 42, "want the command's exit code 42: {}", r.show());
+    check!(
+        r.code == 42,
+        "want the command's exit code 42: {}",
+        r.show()
+    );
     let out: Vec<&str> = r.stdout.lines().collect();
-    check!(out.first() == Some(&kver.as_str()), "uname -r should print the guest kernel {kver}: {}", r.show());
+    check!(
+        out.first() == Some(&kver.as_str()),
+        "uname -r should print the guest kernel {kver}: {}",
+        r.show()
+    );
     check!(out.get(1) == Some(&"2"), "nproc should be 2: {}", r.show());
-    let mem_kb: u64 = out.get(2).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
-    check!((1_300_000..=1_572_864).contains(&mem_kb), "MemTotal {mem_kb} kB for --memory 1536M: {}", r.show());
-    check!(r.stdout.contains("bcvk.test=oneshot"), "karg missing from /proc/cmdline: {}", r.show());
-    check!(r.stdout.contains("net-isolated"), "--net none guest reached 10.0.2.2: {}", r.show());
-    check!(r.stderr.contains("to-stderr"), "guest stderr should reach stderr: {}", r.show());
-    check!(!r.stderr.contains("to-stderr\n") || !r.stdout.contains("to-stderr"), "stderr leaked into stdout");
-    check!(!r.stdout.contains("Linux version"), "console output must not pollute stdout in command mode");
+    let mem_kb: u64 = out
+        .get(2)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    check!(
+        (1_300_000..=1_572_864).contains(&mem_kb),
+        "MemTotal {mem_kb} kB for --memory 1536M: {}",
+        r.show()
+    );
+    check!(
+        r.stdout.contains("bcvk.test=oneshot"),
+        "karg missing from /proc/cmdline: {}",
+        r.show()
+    );
+    check!(
+        r.stdout.contains("net-isolated"),
+        "--net none guest reached 10.0.2.2: {}",
+        r.show()
+    );
+    check!(
+        r.stderr.contains("to-stderr"),
+        "guest stderr should reach stderr: {}",
+        r.show()
+    );
+    check!(
+        !r.stderr.contains("to-stderr\n") || !r.stdout.contains("to-stderr"),
+        "stderr leaked into stdout"
+    );
+    check!(
+        !r.stdout.contains("Linux version"),
+        "console output must not pollute stdout in command mode"
+    );
     Ok(())
 }
 
@@ -150,7 +221,10 @@ fn notify_listener(dir: &Path) -> Notify {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = sock.recv(&mut buf) {
-            m.lock().unwrap().push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned()));
+            m.lock().unwrap().push((
+                Instant::now(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ));
         }
     });
     Notify { path, msgs }
@@ -175,7 +249,10 @@ fn main_vm() -> Result<std::sync::MutexGuard<'static, Option<MainVm>>, Failed> {
 const MAIN_NAME: &str = "bcvk-it-main";
 
 fn start_main_vm() -> Result<MainVm, String> {
-    let dir = tempfile::Builder::new().prefix("bcvk-it-").tempdir_in("/var/tmp").map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("bcvk-it-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
     for d in ["rw", "ro", "units/system", "disks"] {
         std::fs::create_dir_all(dir.path().join(d)).map_err(|e| e.to_string())?;
     }
@@ -205,18 +282,45 @@ fn start_main_vm() -> Result<MainVm, String> {
         format!("{d}/disks:/mnt/disks"),
     ];
     let podman_extra: Vec<String> = [
-        "--sdnotify=container", "-p", "127.0.0.1:18080:8080",
-        "-v", &vols[0], "-v", &vols[1], "-v", &vols[2], "-v", &vols[3],
+        "--sdnotify=container",
+        "-p",
+        "127.0.0.1:18080:8080",
+        "-v",
+        &vols[0],
+        "-v",
+        &vols[1],
+        "-v",
+        &vols[2],
+        "-v",
+        &vols[3],
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     let bcvk_args = [
-        debian().as_str(), "--memory", "2G", "--vcpus", "2", "--karg", "bcvk.test=main",
-        "--bind", "/mnt/rw:work", "--ro-bind", "/mnt/ro:rodata", "--systemd-units", "/mnt/units",
-        "--add-swap", "256M", "--mount-disk-file", "/mnt/disks/extra.qcow2:extra",
-        "--virtio-serial-out", "testport:/mnt/rw/serial.out", "--port", "8080:8080",
-        "--stop-timeout", "45",
+        debian().as_str(),
+        "--memory",
+        "2G",
+        "--vcpus",
+        "2",
+        "--karg",
+        "bcvk.test=main",
+        "--bind",
+        "/mnt/rw:work",
+        "--ro-bind",
+        "/mnt/ro:rodata",
+        "--systemd-units",
+        "/mnt/units",
+        "--add-swap",
+        "256M",
+        "--mount-disk-file",
+        "/mnt/disks/extra.qcow2:extra",
+        "--virtio-serial-out",
+        "testport:/mnt/rw/serial.out",
+        "--port",
+        "8080:8080",
+        "--stop-timeout",
+        "45",
     ]
     .map(str::to_string);
     let t0 = Instant::now();
@@ -233,13 +337,27 @@ fn start_main_vm() -> Result<MainVm, String> {
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| e.to_string())?;
-    let vm = Detached { name: MAIN_NAME.into() };
+    let vm = Detached {
+        name: MAIN_NAME.into(),
+    };
     if !out.status.success() {
-        return Err(format!("podman run failed: {}\n{}", String::from_utf8_lossy(&out.stderr), vm.logs()));
+        return Err(format!(
+            "podman run failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            vm.logs()
+        ));
     }
-    eprintln!("main VM: podman run returned after {:.1}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "main VM: podman run returned after {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
     let started_ready = vm.wait_ready(Duration::from_secs(600));
-    Ok(MainVm { vm, dir, notify, started_ready })
+    Ok(MainVm {
+        vm,
+        dir,
+        notify,
+        started_ready,
+    })
 }
 
 fn with_main(f: impl FnOnce(&MainVm) -> R) -> R {
@@ -266,7 +384,10 @@ fn main_ready_notify_after_ssh() -> R {
         let r = m.vm.ssh("true");
         check!(r.code == 0, "ssh failed right after READY=1: {}", r.show());
         let status = m.started_ready.as_ref().unwrap();
-        check!(status["timings"]["ready_ms"].as_u64().is_some(), "status lacks ready_ms: {status}");
+        check!(
+            status["timings"]["ready_ms"].as_u64().is_some(),
+            "status lacks ready_ms: {status}"
+        );
         check!(status["ssh"]["port"].as_u64() == Some(2222), "{status}");
         Ok(())
     })
@@ -277,12 +398,24 @@ fn main_ssh_twice_and_exit_code() -> R {
         let a = m.vm.ssh("hostname");
         let b = m.vm.bcvk(&["ssh", "hostname"]);
         check!(a.code == 0 && b.code == 0, "{}\n{}", a.show(), b.show());
-        check!(a.stdout.trim() == MAIN_NAME, "guest hostname should be the container name: {}", a.show());
+        check!(
+            a.stdout.trim() == MAIN_NAME,
+            "guest hostname should be the container name: {}",
+            a.show()
+        );
         let r = m.vm.bcvk(&["ssh", "sh", "-c", "echo 'two words'; exit 7"]);
-        check!(r.code == 7, "bcvk ssh must return the remote exit code: {}", r.show());
+        check!(
+            r.code == 7,
+            "bcvk ssh must return the remote exit code: {}",
+            r.show()
+        );
         check!(r.stdout.trim() == "two words", "{}", r.show());
         let st = m.vm.bcvk(&["status"]);
-        check!(st.code == 0 && st.stdout.contains("state: ready"), "{}", st.show());
+        check!(
+            st.code == 0 && st.stdout.contains("state: ready"),
+            "{}",
+            st.show()
+        );
         Ok(())
     })
 }
@@ -300,8 +433,16 @@ fn main_resources_and_kargs() -> R {
 fn main_console_in_podman_logs() -> R {
     with_main(|m| {
         let r = podman(&["logs", &m.vm.name]);
-        check!(r.stdout.contains("Linux version") || r.stdout.contains("Welcome to"), "boot console missing from podman logs stdout: {}", tail(&r.stdout, 20));
-        check!(r.stderr.contains("VM ready"), "no ready line in podman logs: {}", tail(&r.stderr, 20));
+        check!(
+            r.stdout.contains("Linux version") || r.stdout.contains("Welcome to"),
+            "boot console missing from podman logs stdout: {}",
+            tail(&r.stdout, 20)
+        );
+        check!(
+            r.stderr.contains("VM ready"),
+            "no ready line in podman logs: {}",
+            tail(&r.stderr, 20)
+        );
         Ok(())
     })
 }
@@ -310,10 +451,19 @@ fn main_bind_rw_and_ro() -> R {
     with_main(|m| {
         ssh_ok(m, "echo from-guest > /run/virtiofs-mnt-work/hello && sync")?;
         let host = std::fs::read_to_string(m.dir.path().join("rw/hello")).unwrap_or_default();
-        check!(host == "from-guest\n", "guest write did not reach the host volume: {host:?}");
+        check!(
+            host == "from-guest\n",
+            "guest write did not reach the host volume: {host:?}"
+        );
         let out = ssh_ok(m, "cat /run/virtiofs-mnt-rodata/readme; if touch /run/virtiofs-mnt-rodata/x 2>/dev/null; then echo WRITABLE; else echo refused; fi")?;
-        check!(out.contains("read-only data") && out.contains("refused"), "{out}");
-        check!(!m.dir.path().join("ro/x").exists(), "a write through --ro-bind reached the host");
+        check!(
+            out.contains("read-only data") && out.contains("refused"),
+            "{out}"
+        );
+        check!(
+            !m.dir.path().join("ro/x").exists(),
+            "a write through --ro-bind reached the host"
+        );
         Ok(())
     })
 }
@@ -322,25 +472,41 @@ fn main_units_swap_disk_serial() -> R {
     with_main(|m| {
         let out = ssh_ok(m, "cat /run/bcvk-it-marker; swapon --show --noheadings; ls -l /dev/disk/by-id/virtio-extra; echo serial-data > /dev/virtio-ports/testport")?;
         check!(out.contains("unit-ran"), "injected unit did not run: {out}");
-        check!(out.contains("/dev/vd") || out.contains("partition") || out.contains("dm-"), "no swap listed: {out}");
+        check!(
+            out.contains("/dev/vd") || out.contains("partition") || out.contains("dm-"),
+            "no swap listed: {out}"
+        );
         check!(out.contains("virtio-extra"), "{out}");
-        check!(m.dir.path().join("disks/extra.qcow2").exists(), "missing disk file was not created");
+        check!(
+            m.dir.path().join("disks/extra.qcow2").exists(),
+            "missing disk file was not created"
+        );
         std::thread::sleep(Duration::from_millis(500));
-        let serial = std::fs::read_to_string(m.dir.path().join("rw/serial.out")).unwrap_or_default();
-        check!(serial.contains("serial-data"), "virtio-serial output did not land in the file: {serial:?}");
+        let serial =
+            std::fs::read_to_string(m.dir.path().join("rw/serial.out")).unwrap_or_default();
+        check!(
+            serial.contains("serial-data"),
+            "virtio-serial output did not land in the file: {serial:?}"
+        );
         Ok(())
     })
 }
 
 fn main_port_forward() -> R {
     with_main(|_| {
-        let mut s = std::net::TcpStream::connect_timeout(&"127.0.0.1:18080".parse().unwrap(), Duration::from_secs(10))
-            .map_err(|e| format!("connect to the published port: {e}"))?;
+        let mut s = std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:18080".parse().unwrap(),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| format!("connect to the published port: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(20))).ok();
         let _ = s.write_all(b"hi\n");
         let mut got = String::new();
         let _ = s.read_to_string(&mut got);
-        check!(got.contains("hello-from-guest"), "guest service not reached through --port: {got:?}");
+        check!(
+            got.contains("hello-from-guest"),
+            "guest service not reached through --port: {got:?}"
+        );
         Ok(())
     })
 }
@@ -352,13 +518,27 @@ fn main_stops_gracefully() -> R {
     let r = podman(&["stop", "-t", "60", &m.vm.name]);
     let took = t.elapsed();
     check!(r.code == 0, "podman stop failed: {}", r.show());
-    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &m.vm.name]).stdout.trim().to_string();
+    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &m.vm.name])
+        .stdout
+        .trim()
+        .to_string();
     let logs = podman(&["logs", &m.vm.name]);
-    check!(code == "0", "a stopped VM should exit 0, got {code}: {}", tail(&logs.stderr, 30));
+    check!(
+        code == "0",
+        "a stopped VM should exit 0, got {code}: {}",
+        tail(&logs.stderr, 30)
+    );
     check!(took < Duration::from_secs(60), "stop took {took:?}");
-    check!(!logs.stderr.contains("did not power off in time"), "the guest was killed, not powered off: {}", tail(&logs.stderr, 30));
+    check!(
+        !logs.stderr.contains("did not power off in time"),
+        "the guest was killed, not powered off: {}",
+        tail(&logs.stderr, 30)
+    );
     let msgs = m.notify.msgs.lock().unwrap().clone();
-    check!(msgs.iter().any(|(_, s)| s.contains("STOPPING=1")), "no STOPPING=1: {msgs:?}");
+    check!(
+        msgs.iter().any(|(_, s)| s.contains("STOPPING=1")),
+        "no STOPPING=1: {msgs:?}"
+    );
     // Data written before the stop is on disk.
     check!(m.dir.path().join("rw/hello").exists(), "bind data lost");
     drop(m);
@@ -382,20 +562,53 @@ fn layered_image_layers_and_whiteouts() -> R {
 
 fn kernel_panic_ends_the_run() -> R {
     let t = Instant::now();
-    let r = bcvk_oneshot(&[], &[&debian(), "--karg", "rdinit=/nonexistent", "--karg", "init=/nonexistent", "--", "true"]);
+    let r = bcvk_oneshot(
+        &[],
+        &[
+            &debian(),
+            "--karg",
+            "rdinit=/nonexistent",
+            "--karg",
+            "init=/nonexistent",
+            "--",
+            "true",
+        ],
+    );
     check!(r.code == 70, "want exit 70: {}", r.show());
     let l = error_line(&r)?;
     check!(l.contains("panicked"), "{l}");
-    check!(r.stderr.contains("Kernel panic"), "console tail missing: {}", r.show());
-    check!(t.elapsed() < Duration::from_secs(300), "took {:?}", t.elapsed());
+    check!(
+        r.stderr.contains("Kernel panic"),
+        "console tail missing: {}",
+        r.show()
+    );
+    check!(
+        t.elapsed() < Duration::from_secs(300),
+        "took {:?}",
+        t.elapsed()
+    );
     Ok(())
 }
 
 fn readiness_timeout_when_sshd_is_masked() -> R {
-    let r = bcvk_oneshot(&[], &[&debian(), "--karg", "systemd.mask=ssh.service", "--ready-timeout", "150", "--", "true"]);
+    let r = bcvk_oneshot(
+        &[],
+        &[
+            &debian(),
+            "--karg",
+            "systemd.mask=ssh.service",
+            "--ready-timeout",
+            "150",
+            "--",
+            "true",
+        ],
+    );
     check!(r.code == 75, "want exit 75: {}", r.show());
     let l = error_line(&r)?;
-    check!(l.contains("not reachable over SSH within 150s") && l.contains("sshd"), "{l}");
+    check!(
+        l.contains("not reachable over SSH within 150s") && l.contains("sshd"),
+        "{l}"
+    );
     Ok(())
 }
 
@@ -410,7 +623,10 @@ fn test_images() -> Vec<String> {
 fn store_unchanged() -> R {
     let before = FINGERPRINT.get().expect("taken at start").clone()?;
     let after = store_fingerprint(&test_images())?;
-    check!(before == after, "the host store changed under the test images");
+    check!(
+        before == after,
+        "the host store changed under the test images"
+    );
     Ok(())
 }
 
@@ -430,22 +646,43 @@ fn main() {
     let trials = vec![
         t("errors::unknown_image", unknown_image),
         t("errors::image_without_kernel", image_without_kernel),
-        t("errors::resolves_short_names_and_ids", resolves_short_names_and_ids),
+        t(
+            "errors::resolves_short_names_and_ids",
+            resolves_short_names_and_ids,
+        ),
         t("errors::missing_store_mount", missing_store_mount),
         t("errors::bad_option_values", bad_option_values),
-        t("errors::kvm_forced_without_device", kvm_forced_without_device),
-        t("oneshot::command_exit_code_streams_resources_net_none", oneshot_command),
+        t(
+            "errors::kvm_forced_without_device",
+            kvm_forced_without_device,
+        ),
+        t(
+            "oneshot::command_exit_code_streams_resources_net_none",
+            oneshot_command,
+        ),
         t("main::ready_notify_after_ssh", main_ready_notify_after_ssh),
-        t("main::ssh_twice_hostname_exit_code_status", main_ssh_twice_and_exit_code),
+        t(
+            "main::ssh_twice_hostname_exit_code_status",
+            main_ssh_twice_and_exit_code,
+        ),
         t("main::resources_and_kargs", main_resources_and_kargs),
         t("main::console_in_podman_logs", main_console_in_podman_logs),
         t("main::bind_rw_and_ro", main_bind_rw_and_ro),
         t("main::units_swap_disk_serial", main_units_swap_disk_serial),
         t("main::port_forward", main_port_forward),
         t("main::stops_gracefully", main_stops_gracefully),
-        t("layers::layered_image_whiteouts_user_unit", layered_image_layers_and_whiteouts),
-        t("faults::kernel_panic_ends_the_run", kernel_panic_ends_the_run),
-        t("faults::readiness_timeout_when_sshd_is_masked", readiness_timeout_when_sshd_is_masked),
+        t(
+            "layers::layered_image_whiteouts_user_unit",
+            layered_image_layers_and_whiteouts,
+        ),
+        t(
+            "faults::kernel_panic_ends_the_run",
+            kernel_panic_ends_the_run,
+        ),
+        t(
+            "faults::readiness_timeout_when_sshd_is_masked",
+            readiness_timeout_when_sshd_is_masked,
+        ),
         t("global::store_unchanged", store_unchanged),
         t("global::nothing_left_behind", nothing_left_behind),
     ];

@@ -275,7 +275,16 @@ mod tests {
 
     #[test]
     fn image_alone_means_run_and_command_follows_double_dash() {
-        let r = run_args(&["bcvk", "localhost/img", "--memory", "2G", "--", "sh", "-c", "exit 42"]);
+        let r = run_args(&[
+            "bcvk",
+            "localhost/img",
+            "--memory",
+            "2G",
+            "--",
+            "sh",
+            "-c",
+            "exit 42",
+        ]);
         assert_eq!(r.image, "localhost/img");
         assert_eq!(r.memory, Some(2048));
         assert_eq!(r.command, vec!["sh", "-c", "exit 42"]);
@@ -288,20 +297,35 @@ mod tests {
 
     #[test]
     fn subcommands_are_not_taken_for_images() {
-        assert!(matches!(parse(&["bcvk", "ssh", "uname", "-r"]).unwrap().command, Command::Ssh(s) if s.command == ["uname", "-r"]));
-        assert!(matches!(parse(&["bcvk", "status", "--json"]).unwrap().command, Command::Status(s) if s.json));
-        assert!(matches!(parse(&["bcvk", "install-host-cli"]).unwrap().command, Command::InstallHostCli));
+        assert!(
+            matches!(parse(&["bcvk", "ssh", "uname", "-r"]).unwrap().command, Command::Ssh(s) if s.command == ["uname", "-r"])
+        );
+        assert!(
+            matches!(parse(&["bcvk", "status", "--json"]).unwrap().command, Command::Status(s) if s.json)
+        );
+        assert!(matches!(
+            parse(&["bcvk", "install-host-cli"]).unwrap().command,
+            Command::InstallHostCli
+        ));
     }
 
     #[test]
     fn bad_values_are_rejected_with_the_flag_named() {
-        let err = parse(&["bcvk", "img", "--memory", "4X"]).unwrap_err().to_string();
+        let err = parse(&["bcvk", "img", "--memory", "4X"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--memory"), "{err}");
-        let err = parse(&["bcvk", "img", "--vcpus", "0"]).unwrap_err().to_string();
+        let err = parse(&["bcvk", "img", "--vcpus", "0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--vcpus"), "{err}");
-        let err = parse(&["bcvk", "img", "--itype", "u1.huge"]).unwrap_err().to_string();
+        let err = parse(&["bcvk", "img", "--itype", "u1.huge"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("u1.small"), "{err}");
-        let err = parse(&["bcvk", "img", "--execute", "true", "--", "true"]).unwrap_err().to_string();
+        let err = parse(&["bcvk", "img", "--execute", "true", "--", "true"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot be used with"), "{err}");
         assert!(parse(&["bcvk", "img", "--accel", "xen"]).is_err());
     }

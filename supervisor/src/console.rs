@@ -87,13 +87,18 @@ pub fn classify_end<'a>(tail: impl IntoIterator<Item = &'a str>) -> GuestEnd {
 pub fn hint<'a>(tail: impl IntoIterator<Item = &'a str>) -> Option<&'static str> {
     for line in tail {
         if line.contains("CPU ISA level is lower than required") {
-            return Some("the image needs a newer CPU model than the default for TCG: pass --cpu max");
+            return Some(
+                "the image needs a newer CPU model than the default for TCG: pass --cpu max",
+            );
         }
-        if line.contains("VFS: Unable to mount root fs") || line.contains("Cannot open root device") {
+        if line.contains("VFS: Unable to mount root fs") || line.contains("Cannot open root device")
+        {
             return Some("the kernel could not mount the virtiofs root: the image needs an initramfs with virtiofs support (dracut's virtiofs module) or a kernel with CONFIG_VIRTIO_FS=y");
         }
         if line.contains("No working init found") || line.contains("Requested init") {
-            return Some("the kernel found no init: check --karg init=... and that the image has systemd");
+            return Some(
+                "the kernel found no init: check --karg init=... and that the image has systemd",
+            );
         }
     }
     None
@@ -235,8 +240,14 @@ mod tests {
 
     #[test]
     fn classifies_how_the_guest_ended() {
-        assert_eq!(classify_end(["x", "[ 9.1] reboot: Power down"]), GuestEnd::PowerOff);
-        assert_eq!(classify_end(["reboot: Restarting system"]), GuestEnd::Reboot);
+        assert_eq!(
+            classify_end(["x", "[ 9.1] reboot: Power down"]),
+            GuestEnd::PowerOff
+        );
+        assert_eq!(
+            classify_end(["reboot: Restarting system"]),
+            GuestEnd::Reboot
+        );
         let panic = [
             "Kernel panic - not syncing: Requested init /nonexistent failed (error -2).",
             "Rebooting in -1 seconds..",
@@ -245,9 +256,11 @@ mod tests {
         assert_eq!(classify_end(panic), GuestEnd::Panic);
         assert_eq!(classify_end(["nothing"]), GuestEnd::Unknown);
         assert!(hint(panic).unwrap().contains("init"));
-        assert!(hint(["Fatal glibc error: CPU ISA level is lower than required"])
-            .unwrap()
-            .contains("--cpu max"));
+        assert!(
+            hint(["Fatal glibc error: CPU ISA level is lower than required"])
+                .unwrap()
+                .contains("--cpu max")
+        );
     }
 
     #[test]

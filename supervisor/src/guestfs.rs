@@ -27,7 +27,10 @@ pub enum GuestFsError {
     #[error("--port {0}: the container port {0} is taken by bcvk's own SSH forward: use another")]
     PortTaken(u16),
     #[error("cannot write {path} into the guest's root file system: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create the disk image {path}: {why}")]
     Disk { path: PathBuf, why: String },
 }
@@ -142,13 +145,21 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
     for b in &cfg.binds {
         let flag = if b.readonly { "--ro-bind" } else { "--bind" };
         if !b.source.is_dir() {
-            return Err(GuestFsError::MissingSource { flag, path: b.source.clone() });
+            return Err(GuestFsError::MissingSource {
+                flag,
+                path: b.source.clone(),
+            });
         }
         let (name, guest_path) = match &b.target {
             BindTarget::Named(n) => (n.clone(), PathBuf::from(format!("/run/virtiofs-mnt-{n}"))),
             BindTarget::Path(p) => (escape_path(p).replace('\\', "_"), p.clone()),
         };
-        plan.shares.push(Share { tag: format!("mnt-{name}"), source: b.source.clone(), readonly: b.readonly, guest_path });
+        plan.shares.push(Share {
+            tag: format!("mnt-{name}"),
+            source: b.source.clone(),
+            readonly: b.readonly,
+            guest_path,
+        });
     }
     if let Some(store) = &cfg.bind_storage {
         plan.shares.push(Share {
@@ -161,12 +172,17 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
     let mut seen = std::collections::HashSet::new();
     for s in &plan.shares {
         if !seen.insert(s.tag.clone()) {
-            return Err(GuestFsError::DuplicateShare(s.tag.trim_start_matches("mnt-").to_string()));
+            return Err(GuestFsError::DuplicateShare(
+                s.tag.trim_start_matches("mnt-").to_string(),
+            ));
         }
     }
     for s in plan.shares.clone() {
         let (name, body) = mount_unit(&s);
-        plan.entries.push(Entry::File { path: unit_path(&name), contents: body.into_bytes() });
+        plan.entries.push(Entry::File {
+            path: unit_path(&name),
+            contents: body.into_bytes(),
+        });
         // Wanted (not required) by local-fs.target: mounted before sshd starts, and a failed
         // share does not drop the guest into emergency mode.
         enable(&mut plan.entries, &name, "local-fs.target", ".wants");
@@ -174,7 +190,10 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
     if cfg.swap {
         let name = "dev-disk-by\\x2did-virtio\\x2dswap.swap";
         let body = "# Written by bcvk: --add-swap.\n[Unit]\nDescription=bcvk swap\n\n[Swap]\nWhat=/dev/disk/by-id/virtio-swap\n";
-        plan.entries.push(Entry::File { path: unit_path(name), contents: body.into() });
+        plan.entries.push(Entry::File {
+            path: unit_path(name),
+            contents: body.into(),
+        });
         enable(&mut plan.entries, name, "swap.target", ".wants");
     }
     if let Some(dir) = &cfg.systemd_units {
@@ -186,22 +205,50 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
 /// `--systemd-units DIR`: every unit in DIR/system/ is installed and enabled per its
 /// [Install] section; drop-in directories (`UNIT.d/`) are copied as they are.
 fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> {
-    let err = |why: String| GuestFsError::Units { dir: dir.to_path_buf(), why };
+    let err = |why: String| GuestFsError::Units {
+        dir: dir.to_path_buf(),
+        why,
+    };
     let system = dir.join("system");
-    let list = std::fs::read_dir(&system).map_err(|e| err(format!("cannot read {}: {e} (units go in DIR/system/)", system.display())))?;
+    let list = std::fs::read_dir(&system).map_err(|e| {
+        err(format!(
+            "cannot read {}: {e} (units go in DIR/system/)",
+            system.display()
+        ))
+    })?;
     let mut names: Vec<_> = list.flatten().map(|e| e.path()).collect();
     names.sort();
     let mut units = 0;
     for path in names {
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         if path.is_dir() && name.ends_with(".d") {
-            for f in std::fs::read_dir(&path).map_err(|e| err(format!("{}: {e}", path.display())))?.flatten() {
-                let contents = std::fs::read(f.path()).map_err(|e| err(format!("{}: {e}", f.path().display())))?;
-                entries.push(Entry::File { path: unit_path(&name).join(f.file_name()), contents });
+            for f in std::fs::read_dir(&path)
+                .map_err(|e| err(format!("{}: {e}", path.display())))?
+                .flatten()
+            {
+                let contents = std::fs::read(f.path())
+                    .map_err(|e| err(format!("{}: {e}", f.path().display())))?;
+                entries.push(Entry::File {
+                    path: unit_path(&name).join(f.file_name()),
+                    contents,
+                });
             }
             continue;
         }
-        const KINDS: &[&str] = &[".service", ".socket", ".timer", ".target", ".mount", ".path", ".swap", ".automount"];
+        const KINDS: &[&str] = &[
+            ".service",
+            ".socket",
+            ".timer",
+            ".target",
+            ".mount",
+            ".path",
+            ".swap",
+            ".automount",
+        ];
         if !path.is_file() || !KINDS.iter().any(|k| name.ends_with(k)) {
             continue;
         }
@@ -209,7 +256,10 @@ fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> 
         for (target, kind) in install_targets(&String::from_utf8_lossy(&contents)) {
             enable(entries, &name, &target, kind);
         }
-        entries.push(Entry::File { path: unit_path(&name), contents });
+        entries.push(Entry::File {
+            path: unit_path(&name),
+            contents,
+        });
         units += 1;
     }
     if units == 0 {
@@ -225,11 +275,16 @@ pub fn apply(plan: &GuestPlan, root: &Path) -> Result<(), GuestFsError> {
             Entry::File { path, contents } => (path, write_file(&root.join(path), contents)),
             Entry::Symlink { path, target } => (path, make_symlink(&root.join(path), target)),
         };
-        result.map_err(|source| GuestFsError::Write { path: PathBuf::from("/").join(rel), source })?;
+        result.map_err(|source| GuestFsError::Write {
+            path: PathBuf::from("/").join(rel),
+            source,
+        })?;
     }
     for s in &plan.shares {
         // The mount point may not exist in the image (a path under /run is created by systemd).
-        let _ = std::fs::create_dir_all(root.join(s.guest_path.strip_prefix("/").unwrap_or(&s.guest_path)));
+        let _ = std::fs::create_dir_all(
+            root.join(s.guest_path.strip_prefix("/").unwrap_or(&s.guest_path)),
+        );
     }
     Ok(())
 }
@@ -251,30 +306,56 @@ fn make_symlink(path: &Path, target: &Path) -> std::io::Result<()> {
 
 /// Create the swap device and the requested disk images; returns the QEMU disks.
 /// Runs helpers (mkswap, qemu-img), so it must run before the reaper takes over.
-pub fn prepare_disks(swap: Option<u64>, files: &[DiskFileSpec], run_dir: &Path) -> Result<Vec<DiskSpec>, GuestFsError> {
+pub fn prepare_disks(
+    swap: Option<u64>,
+    files: &[DiskFileSpec],
+    run_dir: &Path,
+) -> Result<Vec<DiskSpec>, GuestFsError> {
     let mut disks = Vec::new();
     if let Some(size) = swap {
         let dir = run_dir.join("disks");
         let path = dir.join("swap.img");
-        let disk_err = |why: String| GuestFsError::Disk { path: path.clone(), why };
+        let disk_err = |why: String| GuestFsError::Disk {
+            path: path.clone(),
+            why,
+        };
         std::fs::create_dir_all(&dir).map_err(|e| disk_err(e.to_string()))?;
         let f = std::fs::File::create(&path).map_err(|e| disk_err(e.to_string()))?;
         f.set_len(size).map_err(|e| disk_err(e.to_string()))?;
         spawn::run_helper("mkswap", &[path.as_os_str()]).map_err(|e| disk_err(e.to_string()))?;
-        disks.push(DiskSpec { path, format: DiskFormat::Raw, serial: "swap".into(), readonly: false });
+        disks.push(DiskSpec {
+            path,
+            format: DiskFormat::Raw,
+            serial: "swap".into(),
+            readonly: false,
+        });
     }
     for d in files {
-        let disk_err = |why: String| GuestFsError::Disk { path: d.path.clone(), why };
+        let disk_err = |why: String| GuestFsError::Disk {
+            path: d.path.clone(),
+            why,
+        };
         if !d.path.exists() {
             match d.format {
                 DiskFormatOpt::Raw => {
                     let f = std::fs::File::create(&d.path).map_err(|e| disk_err(e.to_string()))?;
-                    f.set_len(NEW_DISK_SIZE).map_err(|e| disk_err(e.to_string()))?;
+                    f.set_len(NEW_DISK_SIZE)
+                        .map_err(|e| disk_err(e.to_string()))?;
                 }
                 DiskFormatOpt::Qcow2 => {
                     let size = NEW_DISK_SIZE.to_string();
-                    spawn::run_helper("qemu-img", &[std::ffi::OsStr::new("create"), "-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), d.path.as_os_str(), size.as_ref()])
-                        .map_err(|e| disk_err(e.to_string()))?;
+                    spawn::run_helper(
+                        "qemu-img",
+                        &[
+                            std::ffi::OsStr::new("create"),
+                            "-q".as_ref(),
+                            "-f".as_ref(),
+                            "qcow2".as_ref(),
+                            d.path.as_os_str(),
+                            size.as_ref(),
+                        ],
+                    )
+                    .map_err(|e| disk_err(e.to_string()))?;
                 }
             }
             tracing::info!(path = %d.path.display(), size_gib = NEW_DISK_SIZE >> 30, "created a sparse disk image");
@@ -298,7 +379,10 @@ mod tests {
 
     #[test]
     fn escapes_paths_like_systemd() {
-        assert_eq!(escape_path(Path::new("/run/virtiofs-mnt-work")), "run-virtiofs\\x2dmnt\\x2dwork");
+        assert_eq!(
+            escape_path(Path::new("/run/virtiofs-mnt-work")),
+            "run-virtiofs\\x2dmnt\\x2dwork"
+        );
         assert_eq!(escape_path(Path::new("/srv/my data/")), "srv-my\\x20data");
         assert_eq!(escape_path(Path::new("/")), "-");
         assert_eq!(escape_path(Path::new("/.hidden")), "\\x2ehidden");
@@ -309,7 +393,11 @@ mod tests {
         let unit = "[Unit]\nWantedBy=ignored.target\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target default.target\nRequiredBy=foo.service\n";
         assert_eq!(
             install_targets(unit),
-            vec![("multi-user.target".into(), ".wants"), ("default.target".into(), ".wants"), ("foo.service".into(), ".requires")]
+            vec![
+                ("multi-user.target".into(), ".wants"),
+                ("default.target".into(), ".wants"),
+                ("foo.service".into(), ".requires")
+            ]
         );
     }
 
@@ -318,8 +406,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = GuestConfig {
             binds: vec![
-                BindSpec { source: dir.path().into(), target: BindTarget::Named("work".into()), readonly: false },
-                BindSpec { source: dir.path().into(), target: BindTarget::Path("/srv/data".into()), readonly: true },
+                BindSpec {
+                    source: dir.path().into(),
+                    target: BindTarget::Named("work".into()),
+                    readonly: false,
+                },
+                BindSpec {
+                    source: dir.path().into(),
+                    target: BindTarget::Path("/srv/data".into()),
+                    readonly: true,
+                },
             ],
             bind_storage: Some(dir.path().into()),
             swap: true,
@@ -327,35 +423,75 @@ mod tests {
             ..Default::default()
         };
         let plan = plan(&cfg).unwrap();
-        let tags: Vec<_> = plan.shares.iter().map(|s| (s.tag.as_str(), s.guest_path.to_str().unwrap(), s.readonly)).collect();
-        assert_eq!(tags, vec![
-            ("mnt-work", "/run/virtiofs-mnt-work", false),
-            ("mnt-srv-data", "/srv/data", true),
-            ("mnt-hoststorage", "/run/virtiofs-mnt-hoststorage", true),
-        ]);
+        let tags: Vec<_> = plan
+            .shares
+            .iter()
+            .map(|s| (s.tag.as_str(), s.guest_path.to_str().unwrap(), s.readonly))
+            .collect();
+        assert_eq!(
+            tags,
+            vec![
+                ("mnt-work", "/run/virtiofs-mnt-work", false),
+                ("mnt-srv-data", "/srv/data", true),
+                ("mnt-hoststorage", "/run/virtiofs-mnt-hoststorage", true),
+            ]
+        );
         let root = tempfile::tempdir().unwrap();
         apply(&plan, root.path()).unwrap();
-        let unit = std::fs::read_to_string(root.path().join("etc/systemd/system/srv-data.mount")).unwrap();
-        assert!(unit.contains("What=mnt-srv-data\nWhere=/srv/data\nType=virtiofs\nOptions=ro\n"), "{unit}");
-        let link = root.path().join("etc/systemd/system/local-fs.target.wants/run-virtiofs\\x2dmnt\\x2dwork.mount");
-        assert_eq!(std::fs::read_link(link).unwrap(), Path::new("/etc/systemd/system/run-virtiofs\\x2dmnt\\x2dwork.mount"));
-        assert!(root.path().join("etc/systemd/system/swap.target.wants/dev-disk-by\\x2did-virtio\\x2dswap.swap").is_symlink());
+        let unit =
+            std::fs::read_to_string(root.path().join("etc/systemd/system/srv-data.mount")).unwrap();
+        assert!(
+            unit.contains("What=mnt-srv-data\nWhere=/srv/data\nType=virtiofs\nOptions=ro\n"),
+            "{unit}"
+        );
+        let link = root
+            .path()
+            .join("etc/systemd/system/local-fs.target.wants/run-virtiofs\\x2dmnt\\x2dwork.mount");
+        assert_eq!(
+            std::fs::read_link(link).unwrap(),
+            Path::new("/etc/systemd/system/run-virtiofs\\x2dmnt\\x2dwork.mount")
+        );
+        assert!(root
+            .path()
+            .join("etc/systemd/system/swap.target.wants/dev-disk-by\\x2did-virtio\\x2dswap.swap")
+            .is_symlink());
         assert!(root.path().join("srv/data").is_dir());
     }
 
     #[test]
     fn rejects_missing_sources_duplicates_and_the_ssh_port() {
         let missing = GuestConfig {
-            binds: vec![BindSpec { source: "/nonexistent/bcvk".into(), target: BindTarget::Named("x".into()), readonly: true }],
+            binds: vec![BindSpec {
+                source: "/nonexistent/bcvk".into(),
+                target: BindTarget::Named("x".into()),
+                readonly: true,
+            }],
             ..Default::default()
         };
         let err = plan(&missing).unwrap_err().to_string();
-        assert!(err.contains("--ro-bind /nonexistent/bcvk") && err.contains("podman -v"), "{err}");
+        assert!(
+            err.contains("--ro-bind /nonexistent/bcvk") && err.contains("podman -v"),
+            "{err}"
+        );
         let dir = tempfile::tempdir().unwrap();
-        let b = BindSpec { source: dir.path().into(), target: BindTarget::Named("x".into()), readonly: false };
-        let dup = GuestConfig { binds: vec![b.clone(), b], ..Default::default() };
+        let b = BindSpec {
+            source: dir.path().into(),
+            target: BindTarget::Named("x".into()),
+            readonly: false,
+        };
+        let dup = GuestConfig {
+            binds: vec![b.clone(), b],
+            ..Default::default()
+        };
         assert!(plan(&dup).unwrap_err().to_string().contains("'x'"));
-        let port = GuestConfig { ports: vec![PortSpec { host_port: 2222, guest_port: 80 }], ssh_port: 2222, ..Default::default() };
+        let port = GuestConfig {
+            ports: vec![PortSpec {
+                host_port: 2222,
+                guest_port: 80,
+            }],
+            ssh_port: 2222,
+            ..Default::default()
+        };
         assert!(matches!(plan(&port), Err(GuestFsError::PortTaken(2222))));
     }
 
@@ -364,18 +500,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sys = dir.path().join("system");
         std::fs::create_dir_all(sys.join("marker.service.d")).unwrap();
-        std::fs::write(sys.join("marker.service"), "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n").unwrap();
-        std::fs::write(sys.join("marker.service.d/x.conf"), "[Service]\nEnvironment=A=1\n").unwrap();
+        std::fs::write(
+            sys.join("marker.service"),
+            "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+        )
+        .unwrap();
+        std::fs::write(
+            sys.join("marker.service.d/x.conf"),
+            "[Service]\nEnvironment=A=1\n",
+        )
+        .unwrap();
         std::fs::write(sys.join("README"), "not a unit").unwrap();
-        let plan = plan(&GuestConfig { systemd_units: Some(dir.path().into()), ..Default::default() }).unwrap();
+        let plan = plan(&GuestConfig {
+            systemd_units: Some(dir.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
         let root = tempfile::tempdir().unwrap();
         apply(&plan, root.path()).unwrap();
         let etc = root.path().join("etc/systemd/system");
         assert!(etc.join("marker.service").is_file());
         assert!(etc.join("marker.service.d/x.conf").is_file());
-        assert!(etc.join("multi-user.target.wants/marker.service").is_symlink());
+        assert!(etc
+            .join("multi-user.target.wants/marker.service")
+            .is_symlink());
         assert!(!etc.join("README").exists());
         let empty = tempfile::tempdir().unwrap();
-        assert!(plan_units(empty.path(), &mut Vec::new()).unwrap_err().to_string().contains("DIR/system/"));
+        assert!(plan_units(empty.path(), &mut Vec::new())
+            .unwrap_err()
+            .to_string()
+            .contains("DIR/system/"));
     }
 }

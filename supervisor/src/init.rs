@@ -172,10 +172,16 @@ pub enum Request {
 /// writing to the terminal would hang the container.
 pub fn start(children: Children) -> std::io::Result<mpsc::UnboundedReceiver<Request>> {
     use signal_hook::consts::*;
-    for sig in [Signal::SIGTTOU, Signal::SIGTTIN, Signal::SIGTSTP, Signal::SIGPIPE] {
+    for sig in [
+        Signal::SIGTTOU,
+        Signal::SIGTTIN,
+        Signal::SIGTSTP,
+        Signal::SIGPIPE,
+    ] {
         // SAFETY: SIG_IGN installs no handler code; nothing can run concurrently here that
         // depends on the previous disposition.
-        unsafe { signal::signal(sig, signal::SigHandler::SigIgn) }.map_err(std::io::Error::from)?;
+        unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) }
+            .map_err(std::io::Error::from)?;
     }
     let mut signals =
         signal_hook::iterator::Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT])?;

@@ -66,7 +66,7 @@ impl RunError {
             RunError::Usage(_) | RunError::Credential(_) | RunError::Qemu(_) => 64,
             RunError::Store(StoreError::ImageNotFound { .. })
             | RunError::Store(StoreError::Ambiguous { .. })
-            | RunError::Store(StoreError::NotFound { .. })
+            | RunError::Store(StoreError::Locate { .. })
             | RunError::Kernel(KernelError::NoKernel { .. }) => 66,
             RunError::Store(_) => 65,
             RunError::KvmUnavailable(_) => 69,
@@ -110,7 +110,10 @@ impl HostCaps {
         let cpu_virt_flags = std::fs::read_to_string("/proc/cpuinfo")
             .map(|c| cpu_has_virt_flags(&c))
             .unwrap_or(false);
-        HostCaps { kvm_device, cpu_virt_flags }
+        HostCaps {
+            kvm_device,
+            cpu_virt_flags,
+        }
     }
 }
 
@@ -190,11 +193,18 @@ fn run_dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
 /// previous run's sockets, key or status).
 fn fresh_run_dir(run_dir: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(run_dir).map_err(run_dir_err(run_dir))?;
-    for entry in std::fs::read_dir(run_dir).map_err(run_dir_err(run_dir))?.flatten() {
+    for entry in std::fs::read_dir(run_dir)
+        .map_err(run_dir_err(run_dir))?
+        .flatten()
+    {
         let p = entry.path();
         // A leftover mount from a crashed run would make remove_dir_all fail; try to unmount.
         let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
     }
     Ok(())
 }
@@ -224,13 +234,22 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| RunError::RunDir { path: "tokio runtime".into(), source: e })?;
+        .map_err(|e| RunError::RunDir {
+            path: "tokio runtime".into(),
+            source: e,
+        })?;
     rt.block_on(async move {
         init::become_subreaper();
         let children = Children::default();
-        let mut requests = init::start(children.clone()).map_err(|e| RunError::RunDir { path: "signal handlers".into(), source: e })?;
+        let mut requests = init::start(children.clone()).map_err(|e| RunError::RunDir {
+            path: "signal handlers".into(),
+            source: e,
+        })?;
         let run_dir = PathBuf::from(status::RUN_DIR);
-        let mut prepared = Prepared { rootfs: None, run_dir: run_dir.clone() };
+        let mut prepared = Prepared {
+            rootfs: None,
+            run_dir: run_dir.clone(),
+        };
         let result = async {
             let launch = prepare(&args, &run_dir, &mut prepared, started)?;
             if let Ok(init::Request::Stop(sig)) = requests.try_recv() {
@@ -263,7 +282,12 @@ fn exit_code_of(exit: ExitInfo) -> i32 {
     exit.code().clamp(0, 255)
 }
 
-fn prepare(args: &RunArgs, run_dir: &Path, prepared: &mut Prepared, started: Instant) -> Result<VmLaunch, RunError> {
+fn prepare(
+    args: &RunArgs,
+    run_dir: &Path,
+    prepared: &mut Prepared,
+    started: Instant,
+) -> Result<VmLaunch, RunError> {
     let one_shot = !args.command.is_empty() || args.execute.is_some();
     if args.console && one_shot {
         return Err(RunError::Usage("--console cannot be combined with a command: the console and the command would share the terminal".into()));
@@ -278,8 +302,14 @@ fn prepare(args: &RunArgs, run_dir: &Path, prepared: &mut Prepared, started: Ins
         tracing::warn!("{w}");
     }
     let (vcpus, memory_mib) = match args.itype {
-        Some(t) => (args.vcpus.unwrap_or(t.vcpus), args.memory.unwrap_or(t.memory_mib)),
-        None => (args.vcpus.unwrap_or_else(default_vcpus), args.memory.unwrap_or(4096)),
+        Some(t) => (
+            args.vcpus.unwrap_or(t.vcpus),
+            args.memory.unwrap_or(t.memory_mib),
+        ),
+        None => (
+            args.vcpus.unwrap_or_else(default_vcpus),
+            args.memory.unwrap_or(4096),
+        ),
     };
     let guest = guestfs::plan(&guestfs::GuestConfig {
         binds: args.bind.iter().chain(&args.ro_bind).cloned().collect(),
@@ -301,7 +331,12 @@ fn prepare(args: &RunArgs, run_dir: &Path, prepared: &mut Prepared, started: Ins
     };
     let plan = rootfs::plan_rootfs(&image, run_dir, scratch);
     prepared.rootfs = Some(rootfs::apply_rootfs(&plan)?);
-    let root = prepared.rootfs.as_ref().expect("mounted").root().to_path_buf();
+    let root = prepared
+        .rootfs
+        .as_ref()
+        .expect("mounted")
+        .root()
+        .to_path_buf();
     let boot = kernel::find_boot_files(&root, &image.name, &run_dir.join("boot"))?;
     if !boot.others.is_empty() {
         tracing::info!(chosen = %boot.version, ignored = ?boot.others, "several kernels in the image: booting the newest");
@@ -395,31 +430,51 @@ fn prepare(args: &RunArgs, run_dir: &Path, prepared: &mut Prepared, started: Ins
         kernel: boot.kernel.clone(),
         initrd: boot.initrd.clone(),
         cmdline: kernel_cmdline(&boot, &args.kargs),
-        root_share: VirtiofsShare { tag: ROOT_TAG.into(), socket: shares[0].1.socket.clone() },
+        root_share: VirtiofsShare {
+            tag: ROOT_TAG.into(),
+            socket: shares[0].1.socket.clone(),
+        },
         extra_shares: shares[1..]
             .iter()
-            .map(|(tag, s)| VirtiofsShare { tag: tag.clone(), socket: s.socket.clone() })
+            .map(|(tag, s)| VirtiofsShare {
+                tag: tag.clone(),
+                socket: s.socket.clone(),
+            })
             .collect(),
         // --net none keeps a NIC for bcvk's own SSH forward only: restrict=on isolates the
         // guest from the container's network and everything beyond it.
-        net: NetSpec::User { forwards, restrict: args.net == NetArg::None },
+        net: NetSpec::User {
+            forwards,
+            restrict: args.net == NetArg::None,
+        },
         smbios,
         disks,
         serial_outs: args
             .virtio_serial_out
             .iter()
-            .map(|s| qemu::SerialOutSpec { name: s.name.clone(), path: s.file.clone() })
+            .map(|s| qemu::SerialOutSpec {
+                name: s.name.clone(),
+                path: s.file.clone(),
+            })
             .collect(),
-        console: ConsoleSpec::Stdio { interactive: args.console },
+        console: ConsoleSpec::Stdio {
+            interactive: args.console,
+        },
         qmp_socket: run_dir.join("qmp.sock"),
         rng: true,
     };
     qemu_spec.validate()?;
     if args.log_cmdline || args.debug {
         for (_, s) in &shares {
-            eprintln!("virtiofsd: {}", spawn::shell_line(&virtiofsd_bin, &crate::virtiofsd::virtiofsd_args(s)));
+            eprintln!(
+                "virtiofsd: {}",
+                spawn::shell_line(&virtiofsd_bin, &crate::virtiofsd::virtiofsd_args(s))
+            );
         }
-        eprintln!("qemu: {}", spawn::shell_line(&qemu_bin, &qemu::qemu_args(&qemu_spec)));
+        eprintln!(
+            "qemu: {}",
+            spawn::shell_line(&qemu_bin, &qemu::qemu_args(&qemu_spec))
+        );
     }
     let command = if let Some(e) = &args.execute {
         Some(e.clone())
@@ -432,26 +487,51 @@ fn prepare(args: &RunArgs, run_dir: &Path, prepared: &mut Prepared, started: Ins
         state: State::Starting,
         image: image.name.clone(),
         image_id: image.id.clone(),
-        accel: match accel { Accel::Kvm => "kvm".into(), Accel::Tcg => "tcg".into() },
+        accel: match accel {
+            Accel::Kvm => "kvm".into(),
+            Accel::Tcg => "tcg".into(),
+        },
         started_at: status::now_unix(),
         timings: Timings::default(),
-        ssh: SshEndpoint { host: "127.0.0.1".into(), port: SSH_PORT, user: "root".into(), key: private_key.clone() },
+        ssh: SshEndpoint {
+            host: "127.0.0.1".into(),
+            port: SSH_PORT,
+            user: "root".into(),
+            key: private_key.clone(),
+        },
         exit_code: None,
         message: None,
     };
-    status::write(run_dir, &status).map_err(|e| RunError::RunDir { path: run_dir.join(status::STATUS_FILE), source: std::io::Error::other(e.to_string()) })?;
+    status::write(run_dir, &status).map_err(|e| RunError::RunDir {
+        path: run_dir.join(status::STATUS_FILE),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     Ok(VmLaunch {
         run_dir: run_dir.to_path_buf(),
         virtiofsd_bin,
         qemu_bin,
         shares,
         qemu: qemu_spec,
-        echo: if args.console { Echo::None } else if one_shot { Echo::None } else { Echo::Stdout },
+        // One-shot: stdout belongs to the command; interactive: QEMU owns the terminal.
+        echo: if args.console || one_shot {
+            Echo::None
+        } else {
+            Echo::Stdout
+        },
         interactive_console: args.console,
         console_log: run_dir.join("console.log"),
-        ssh: SshTarget { host: "127.0.0.1".into(), port: SSH_PORT, user: "root".into(), key: private_key },
+        ssh: SshTarget {
+            host: "127.0.0.1".into(),
+            port: SSH_PORT,
+            user: "root".into(),
+            key: private_key,
+        },
         command,
-        command_tty: if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() { Tty::Yes } else { Tty::No },
+        command_tty: if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            Tty::Yes
+        } else {
+            Tty::No
+        },
         ready_timeout: Duration::from_secs(args.ready_timeout),
         stop_timeout: Duration::from_secs(args.stop_timeout),
         status,
@@ -478,7 +558,13 @@ fn debug_shell(launch: &VmLaunch) -> Result<i32, RunError> {
     let status = std::process::Command::new(&shell)
         .arg0("bash")
         .status()
-        .map_err(|e| RunError::Spawn(SpawnError::Start { role: spawn::Role::Qemu, program: shell.clone(), source: e }))?;
+        .map_err(|e| {
+            RunError::Spawn(SpawnError::Start {
+                role: spawn::Role::Qemu,
+                program: shell.clone(),
+                source: e,
+            })
+        })?;
     Ok(status.code().unwrap_or(1))
 }
 
@@ -488,21 +574,34 @@ mod tests {
 
     fn caps(kvm: bool, flags: bool) -> HostCaps {
         HostCaps {
-            kvm_device: if kvm { Ok(()) } else { Err("/dev/kvm does not exist in the container: add --device /dev/kvm to podman run".into()) },
+            kvm_device: if kvm {
+                Ok(())
+            } else {
+                Err(
+                    "/dev/kvm does not exist in the container: add --device /dev/kvm to podman run"
+                        .into(),
+                )
+            },
             cpu_virt_flags: flags,
         }
     }
 
     #[test]
     fn accel_auto_uses_kvm_only_when_it_can_run_the_guest() {
-        assert_eq!(choose_accel(AccelArg::Auto, &caps(true, true)).unwrap(), (Accel::Kvm, None));
+        assert_eq!(
+            choose_accel(AccelArg::Auto, &caps(true, true)).unwrap(),
+            (Accel::Kvm, None)
+        );
         let (a, w) = choose_accel(AccelArg::Auto, &caps(true, false)).unwrap();
         assert_eq!(a, Accel::Tcg);
         assert!(w.unwrap().contains("no vmx/svm"));
         let (a, w) = choose_accel(AccelArg::Auto, &caps(false, true)).unwrap();
         assert_eq!(a, Accel::Tcg);
         assert!(w.unwrap().contains("--device /dev/kvm"));
-        assert_eq!(choose_accel(AccelArg::Tcg, &caps(true, true)).unwrap(), (Accel::Tcg, None));
+        assert_eq!(
+            choose_accel(AccelArg::Tcg, &caps(true, true)).unwrap(),
+            (Accel::Tcg, None)
+        );
     }
 
     #[test]
@@ -517,7 +616,9 @@ mod tests {
 
     #[test]
     fn detects_virtualization_flags() {
-        assert!(cpu_has_virt_flags("processor: 0\nflags\t\t: fpu vme vmx sse\n"));
+        assert!(cpu_has_virt_flags(
+            "processor: 0\nflags\t\t: fpu vme vmx sse\n"
+        ));
         assert!(cpu_has_virt_flags("flags : fpu svm\n"));
         assert!(!cpu_has_virt_flags("flags : fpu vme sse hypervisor\n"));
         assert!(!cpu_has_virt_flags("vmx flags : none\n"));
@@ -537,7 +638,10 @@ mod tests {
         assert_eq!(&c[..3], &["root=rootfs", "rootfstype=virtiofs", "rw"]);
         assert!(c.contains(&"panic=-1".to_string()));
         assert_eq!(&c[c.len() - 2..], &["quiet", "foo=bar"]);
-        let no_initrd = BootFiles { initrd: None, ..boot };
+        let no_initrd = BootFiles {
+            initrd: None,
+            ..boot
+        };
         assert!(kernel_cmdline(&no_initrd, &[]).contains(&"init=/sbin/init".to_string()));
     }
 

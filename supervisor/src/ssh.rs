@@ -66,8 +66,7 @@ pub fn generate_key(dir: &Path, comment: &str) -> Result<KeyPair, SshError> {
         .mode(0o600)
         .open(&key_path)
         .map_err(write_err(&key_path))?;
-    f.write_all(pem.as_bytes())
-        .map_err(write_err(&key_path))?;
+    f.write_all(pem.as_bytes()).map_err(write_err(&key_path))?;
     let pub_path = dir.join("id_ed25519.pub");
     std::fs::write(&pub_path, format!("{public_line}\n")).map_err(write_err(&pub_path))?;
     Ok(KeyPair {
@@ -85,7 +84,11 @@ pub fn read_public_key(path: &Path) -> Result<String, SshError> {
     let line = text.trim();
     let algo = line.split_whitespace().next().unwrap_or("");
     let known = algo.starts_with("ssh-") || algo.starts_with("ecdsa-") || algo.starts_with("sk-");
-    if line.is_empty() || line.contains('\n') || !known || ssh_key::PublicKey::from_openssh(line).is_err() {
+    if line.is_empty()
+        || line.contains('\n')
+        || !known
+        || ssh_key::PublicKey::from_openssh(line).is_err()
+    {
         return Err(SshError::BadPublicKey {
             path: path.to_path_buf(),
         });
@@ -173,13 +176,19 @@ pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
     let st = match crate::status::read(run_dir) {
         Ok(st) if st.state == crate::status::State::Ready => st,
         Ok(st) => {
-            if matches!(st.state, crate::status::State::Starting | crate::status::State::Booting) {
+            if matches!(
+                st.state,
+                crate::status::State::Starting | crate::status::State::Booting
+            ) {
                 eprintln!("bcvk: the VM is {}; waiting until it is ready...", st.state);
             }
             match crate::status::wait_ready(run_dir, timeout) {
                 Ok(st) if st.state == crate::status::State::Ready => st,
                 Ok(st) => {
-                    eprintln!("bcvk: error: the VM is {} (not ready): see podman logs", st.state);
+                    eprintln!(
+                        "bcvk: error: the VM is {} (not ready): see podman logs",
+                        st.state
+                    );
                     return 255;
                 }
                 Err(e) => {
@@ -193,7 +202,12 @@ pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
             return 255;
         }
     };
-    let target = SshTarget { host: st.ssh.host, port: st.ssh.port, user: st.ssh.user, key: st.ssh.key };
+    let target = SshTarget {
+        host: st.ssh.host,
+        port: st.ssh.port,
+        user: st.ssh.user,
+        key: st.ssh.key,
+    };
     let interactive = std::io::stdin().is_terminal();
     let tty = if args.tty {
         Tty::Force
@@ -207,7 +221,11 @@ pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
     let remote = (!args.command.is_empty()).then(|| {
         // One word is taken as a shell string (`bcvk ssh 'systemctl status'`, as upstream's
         // man pages use it); several words keep their boundaries.
-        if args.command.len() == 1 { args.command[0].clone() } else { remote_command(&args.command) }
+        if args.command.len() == 1 {
+            args.command[0].clone()
+        } else {
+            remote_command(&args.command)
+        }
     });
     let program = match crate::spawn::find_program("ssh") {
         Ok(p) => p,
@@ -233,9 +251,16 @@ mod tests {
         let kp = generate_key(&dir.path().join("ssh"), "bcvk-test").unwrap();
         let mode = std::fs::metadata(&kp.private).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let dmode = std::fs::metadata(dir.path().join("ssh")).unwrap().permissions().mode();
+        let dmode = std::fs::metadata(dir.path().join("ssh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(dmode & 0o777, 0o700);
-        assert!(kp.public_line.starts_with("ssh-ed25519 AAAA"), "{}", kp.public_line);
+        assert!(
+            kp.public_line.starts_with("ssh-ed25519 AAAA"),
+            "{}",
+            kp.public_line
+        );
         assert!(kp.public_line.ends_with(" bcvk-test"));
         let pem = std::fs::read_to_string(&kp.private).unwrap();
         assert!(pem.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
@@ -253,9 +278,15 @@ mod tests {
         let pub_path = dir.path().join("id_ed25519.pub");
         assert_eq!(read_public_key(&pub_path).unwrap(), kp.public_line);
         let err = read_public_key(&kp.private).unwrap_err();
-        assert!(err.to_string().contains("is not an OpenSSH public key"), "{err}");
+        assert!(
+            err.to_string().contains("is not an OpenSSH public key"),
+            "{err}"
+        );
         let err = read_public_key(&dir.path().join("missing.pub")).unwrap_err();
-        assert!(err.to_string().contains("cannot read the public key"), "{err}");
+        assert!(
+            err.to_string().contains("cannot read the public key"),
+            "{err}"
+        );
     }
 
     #[test]

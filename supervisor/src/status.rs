@@ -178,11 +178,18 @@ pub fn status_subcommand(args: &crate::cli::StatusArgs) -> i32 {
     match res {
         Ok(st) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&st).expect("status serializes"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&st).expect("status serializes")
+                );
             } else {
                 print!("{}", render(&st));
             }
-            if st.state == State::Ready { 0 } else { 1 }
+            if st.state == State::Ready {
+                0
+            } else {
+                1
+            }
         }
         Err(e) => {
             eprintln!("bcvk: error: {e}");
@@ -238,7 +245,9 @@ mod tests {
     fn missing_and_corrupt_files_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let err = read(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("no bcvk VM runs in this container"));
+        assert!(err
+            .to_string()
+            .contains("no bcvk VM runs in this container"));
         std::fs::write(status_path(dir.path()), b"{not json").unwrap();
         let err = read(dir.path()).unwrap_err();
         assert!(err.to_string().contains("is not a bcvk status file"));

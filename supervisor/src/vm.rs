@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::console::{self, Echo, GuestEnd, Phase, Tail};
 use crate::init::{Children, ExitInfo, Request};
-use crate::qemu::{self, Qmp, QemuSpec};
+use crate::qemu::{self, QemuSpec, Qmp};
 use crate::readiness;
 use crate::spawn::{self, Role, SpawnError, Stdios};
 use crate::ssh::{self, SshTarget, Tty};
@@ -117,6 +117,12 @@ impl VmError {
     }
 }
 
+/// The running one-shot command.
+type CommandFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ExitInfo, VmError>>>>;
+/// Sees each line a child writes to stderr.
+type LineWatch = Box<dyn Fn(&str) + Send>;
+
 /// Events from the helper tasks to the main loop.
 enum Event {
     Phase(Phase),
@@ -200,7 +206,8 @@ impl Vm {
         tokio::pin!(qemu_exit);
         let vfs_exit = {
             let children = self.children.clone();
-            let pids: Vec<(String, Pid)> = self.vfs.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+            let pids: Vec<(String, Pid)> =
+                self.vfs.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
             async move {
                 let waits = pids.into_iter().map(|(tag, pid)| {
                     let c = children.clone();
@@ -212,8 +219,9 @@ impl Vm {
         tokio::pin!(vfs_exit);
         let readiness = probe_ready(self.children.clone(), self.l.ssh.clone());
         tokio::pin!(readiness);
-        let mut command: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<ExitInfo, VmError>>>>> = None;
-        let progress = ProgressLine::new(self.l.echo != Echo::Stdout && std::io::stderr().is_terminal());
+        let mut command: Option<CommandFuture> = None;
+        let progress =
+            ProgressLine::new(self.l.echo != Echo::Stdout && std::io::stderr().is_terminal());
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
 
         loop {
@@ -313,7 +321,10 @@ impl Vm {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        tracing::debug!(ms = start.elapsed().as_millis() as u64, "virtiofsd sockets ready");
+        tracing::debug!(
+            ms = start.elapsed().as_millis() as u64,
+            "virtiofsd sockets ready"
+        );
         Ok(())
     }
 
@@ -335,13 +346,18 @@ impl Vm {
         tracing::info!(pid = sp.pid.as_raw(), accel = %self.l.status.accel, "QEMU started");
         if let Some(err) = sp.stderr {
             let tx = tx.clone();
-            forward_lines(err, "qemu".into(), self.qemu_stderr.clone(), Some(Box::new(move |line: &str| {
-                // With KVM that cannot run the guest, QEMU 7..10 reports this and then PAUSES
-                // instead of exiting: without this watch the run would hang until the timeout.
-                if line.contains("KVM internal error") || line.contains("failed to set MSR") {
-                    let _ = tx.send(Event::KvmError(line.trim().to_string()));
-                }
-            })));
+            forward_lines(
+                err,
+                "qemu".into(),
+                self.qemu_stderr.clone(),
+                Some(Box::new(move |line: &str| {
+                    // With KVM that cannot run the guest, QEMU 7..10 reports this and then PAUSES
+                    // instead of exiting: without this watch the run would hang until the timeout.
+                    if line.contains("KVM internal error") || line.contains("failed to set MSR") {
+                        let _ = tx.send(Event::KvmError(line.trim().to_string()));
+                    }
+                })),
+            );
         }
         if let Some(out) = sp.stdout {
             let tail = self.console_tail.clone();
@@ -350,8 +366,9 @@ impl Vm {
             let tx = tx.clone();
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             self.console_done = Some(done_rx);
-            let out = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(out))
-                .map_err(|e| VmError::SshClient(format!("console pipe: {e}")))?;
+            let out =
+                tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(out))
+                    .map_err(|e| VmError::SshClient(format!("console pipe: {e}")))?;
             tokio::spawn(async move {
                 console::pump(out, echo, &log, tail, |p| {
                     let _ = tx.send(Event::Phase(p));
@@ -375,7 +392,11 @@ impl Vm {
                     Err(e) => tracing::debug!(error = %e, "QMP not ready yet"),
                 }
             }
-            if self.qemu_pid.map(|p| !self.children.is_alive(p)).unwrap_or(true) {
+            if self
+                .qemu_pid
+                .map(|p| !self.children.is_alive(p))
+                .unwrap_or(true)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -394,7 +415,11 @@ impl Vm {
             _ => {}
         }
         if !progress.active {
-            tracing::info!(phase = p.label(), elapsed_s = self.l.started.elapsed().as_secs(), "boot phase");
+            tracing::info!(
+                phase = p.label(),
+                elapsed_s = self.l.started.elapsed().as_secs(),
+                "boot phase"
+            );
         }
     }
 
@@ -416,7 +441,11 @@ impl Vm {
         }
     }
 
-    async fn qemu_ended(&mut self, exit: ExitInfo, command_started: bool) -> Result<Outcome, VmError> {
+    async fn qemu_ended(
+        &mut self,
+        exit: ExitInfo,
+        command_started: bool,
+    ) -> Result<Outcome, VmError> {
         // Let the console pump drain what QEMU wrote last.
         if let Some(done) = self.console_done.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
@@ -436,7 +465,11 @@ impl Vm {
                 tail,
             }),
             _ if self.l.command.is_some() => Err(VmError::GuestEndedEarly {
-                what: if command_started { "the command finished" } else { "it was ready" },
+                what: if command_started {
+                    "the command finished"
+                } else {
+                    "it was ready"
+                },
                 tail,
             }),
             _ => Ok(Outcome::PoweredOff),
@@ -450,7 +483,10 @@ impl Vm {
             readiness::notify(&[sd_notify::NotifyState::Stopping]);
             let mut exited = false;
             if graceful {
-                tracing::info!(timeout_s = self.l.stop_timeout.as_secs(), "asking the guest to power off");
+                tracing::info!(
+                    timeout_s = self.l.stop_timeout.as_secs(),
+                    "asking the guest to power off"
+                );
                 if let Some(q) = self.qmp.as_mut() {
                     if let Err(e) = q.system_powerdown().await {
                         tracing::debug!(error = %e, "QMP system_powerdown failed");
@@ -458,8 +494,17 @@ impl Vm {
                 }
                 if self.ready {
                     // ACPI needs logind listening to the power button; not every image has it.
-                    let args = ssh::ssh_args(&self.l.ssh, Tty::No, 5, Some("systemctl poweroff --no-block"));
-                    let stdios = Stdios { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() };
+                    let args = ssh::ssh_args(
+                        &self.l.ssh,
+                        Tty::No,
+                        5,
+                        Some("systemctl poweroff --no-block"),
+                    );
+                    let stdios = Stdios {
+                        stdin: Stdio::null(),
+                        stdout: Stdio::null(),
+                        stderr: Stdio::null(),
+                    };
                     if let Ok(sp) = spawn::spawn(Role::SshPoweroff, &ssh_bin(), &args, stdios) {
                         self.children.register(sp.pid, Role::SshPoweroff);
                     }
@@ -487,7 +532,10 @@ impl Vm {
             }
         }
         // ssh clients (probe, command, poweroff) have nothing left to talk to.
-        self.children.signal_all(|r| matches!(r, Role::SshProbe | Role::SshCommand | Role::SshPoweroff), Signal::SIGKILL);
+        self.children.signal_all(
+            |r| matches!(r, Role::SshProbe | Role::SshCommand | Role::SshPoweroff),
+            Signal::SIGKILL,
+        );
         for (pid, _) in self.children.alive() {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.children.wait(pid)).await;
         }
@@ -508,7 +556,11 @@ async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmErro
     loop {
         readiness::wait_for_banner(target.port).await;
         let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"));
-        let stdios = Stdios { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() };
+        let stdios = Stdios {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+        };
         let sp = spawn::spawn(Role::SshProbe, &ssh, &args, stdios)?;
         children.register(sp.pid, Role::SshProbe);
         let exit = children.wait(sp.pid).await;
@@ -521,10 +573,19 @@ async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmErro
 }
 
 /// Run the one-shot command with the container's stdio, returning its exit status.
-async fn run_command(children: Children, target: SshTarget, remote: String, tty: Tty) -> Result<ExitInfo, VmError> {
+async fn run_command(
+    children: Children,
+    target: SshTarget,
+    remote: String,
+    tty: Tty,
+) -> Result<ExitInfo, VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
     let args = ssh::ssh_args(&target, tty, 10, Some(&remote));
-    let stdios = Stdios { stdin: Stdio::inherit(), stdout: Stdio::inherit(), stderr: Stdio::inherit() };
+    let stdios = Stdios {
+        stdin: Stdio::inherit(),
+        stdout: Stdio::inherit(),
+        stderr: Stdio::inherit(),
+    };
     let sp = spawn::spawn(Role::SshCommand, &ssh, &args, stdios)?;
     children.register(sp.pid, Role::SshCommand);
     Ok(children.wait(sp.pid).await)
@@ -535,9 +596,11 @@ fn forward_lines(
     stream: std::process::ChildStderr,
     who: String,
     tail: Tail,
-    watch: Option<Box<dyn Fn(&str) + Send>>,
+    watch: Option<LineWatch>,
 ) {
-    let Ok(rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(stream)) else {
+    let Ok(rx) =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(stream))
+    else {
         return;
     };
     tokio::spawn(async move {
@@ -579,7 +642,11 @@ impl ProgressLine {
     }
     fn show(&self, elapsed: Duration, phase: Phase) {
         if self.active {
-            eprint!("\r\x1b[K[{:>4}s] booting: {}", elapsed.as_secs(), phase.label());
+            eprint!(
+                "\r\x1b[K[{:>4}s] booting: {}",
+                elapsed.as_secs(),
+                phase.label()
+            );
         }
     }
     fn clear(&self) {

@@ -8,7 +8,7 @@ use bcvk::spawn::Role;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
-    use bcvk::spawn::{find_program, spawn, Stdios};
+use bcvk::spawn::{find_program, spawn, Stdios};
 use std::process::Stdio;
 
 fn sh(script: &str) -> Pid {
