@@ -534,11 +534,8 @@ fn main_stops_gracefully() -> R {
         "the guest was killed, not powered off: {}",
         tail(&logs.stderr, 30)
     );
-    let msgs = m.notify.msgs.lock().unwrap().clone();
-    check!(
-        msgs.iter().any(|(_, s)| s.contains("STOPPING=1")),
-        "no STOPPING=1: {msgs:?}"
-    );
+    // STOPPING=1 is sent (unit-tested in readiness.rs) but podman 4.3's conmon forwards only
+    // MAINPID and READY=1 to the manager, so it cannot be observed through podman here.
     // Data written before the stop is on disk.
     check!(m.dir.path().join("rw/hello").exists(), "bind data lost");
     drop(m);

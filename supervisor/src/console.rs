@@ -48,7 +48,9 @@ pub fn phase_of(line: &str) -> Option<Phase> {
         Some(Phase::Initrd)
     } else if line.contains("Switching root") || line.contains("Switch Root") {
         Some(Phase::SwitchRoot)
-    } else if line.contains("Welcome to ") || line.contains("systemd[1]: systemd ") {
+    } else if line.contains("Welcome to ") {
+        // systemd's version banner ("systemd 257 running in system mode") prints in the
+        // initrd too, so only the post-switch-root welcome marks the real userspace.
         Some(Phase::Userspace)
     } else if line.contains("OpenSSH") || line.contains("ssh.service") || line.contains("sshd") {
         Some(Phase::Sshd)

@@ -80,6 +80,31 @@ mod tests {
         assert!(!is_ssh_banner(b"HTTP/1.1 400 Bad Request"));
     }
 
+    // The only test that touches NOTIFY_SOCKET (process-wide state).
+    #[test]
+    fn notifies_ready_and_stopping_to_the_manager_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        std::env::set_var("NOTIFY_SOCKET", &path);
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("VM ready"),
+        ]);
+        notify(&[sd_notify::NotifyState::Stopping]);
+        std::env::remove_var("NOTIFY_SOCKET");
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(first.lines().any(|l| l == "READY=1"), "{first}");
+        assert!(first.lines().any(|l| l == "STATUS=VM ready"), "{first}");
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+        // Without a socket nothing is sent and nothing fails.
+        notify(&[sd_notify::NotifyState::Stopping]);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn banner_probe_against_real_sockets() {
         // A server that speaks SSH first.

@@ -246,6 +246,12 @@ impl Vm {
                 }
                 (tag, exit) = &mut vfs_exit => {
                     progress.clear();
+                    // virtiofsd exits by itself when QEMU goes away (guest poweroff, panic):
+                    // then QEMU's exit, not virtiofsd's, says what happened.
+                    if let Ok(qexit) = tokio::time::timeout(Duration::from_secs(3), &mut qemu_exit).await {
+                        self.qemu_pid = None;
+                        return self.qemu_ended(qexit, command.is_some()).await;
+                    }
                     let stderr = self.vfs.iter().find(|(t, _, _)| *t == tag).map(|(_, _, tail)| tail.lines().join(" | ")).unwrap_or_default();
                     return Err(VmError::VirtiofsdDied { tag, exit, when: "while the VM ran", stderr });
                 }
