@@ -146,10 +146,9 @@ fn oneshot_command() -> R {
             &debian(),
             "--net",
             "none",
-            "--memory",
-            "1536M",
-            "--vcpus",
-            "2",
+            "--itype",
+            "u1.small",
+            "--log-cmdline",
             "--karg",
             "bcvk.test=oneshot",
             "--",
@@ -176,8 +175,8 @@ fn oneshot_command() -> R {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     check!(
-        (1_300_000..=1_572_864).contains(&mem_kb),
-        "MemTotal {mem_kb} kB for --memory 1536M: {}",
+        (1_800_000..=2_097_152).contains(&mem_kb),
+        "MemTotal {mem_kb} kB for --itype u1.small (2G): {}",
         r.show()
     );
     check!(
@@ -198,6 +197,11 @@ fn oneshot_command() -> R {
     check!(
         !r.stderr.contains("to-stderr\n") || !r.stdout.contains("to-stderr"),
         "stderr leaked into stdout"
+    );
+    check!(
+        r.stderr.contains("qemu: ") && r.stderr.contains(" -kernel ") && r.stderr.contains("virtiofsd: "),
+        "--log-cmdline should print both command lines: {}",
+        r.show()
     );
     check!(
         !r.stdout.contains("Linux version"),
