@@ -18,6 +18,7 @@
 #   and so are the options that only make sense under systemd (--cgroups=split, -d, --replace).
 # Exit status: 0 when every check passed, 1 otherwise (with a message saying which).
 set -euo pipefail
+# shellcheck source=integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 out=${1:-}
@@ -69,13 +70,15 @@ exec_start=$(sed -n 's/^ExecStart=//p' <<<"$gen")
 # Split as systemd does for these simple cases: words, "double" or 'single' quotes, backslashes.
 # xargs parses quotes like that and expands nothing ($, *, ~ stay as they are).
 mapfile -t argv < <(printf '%s\n' "$exec_start" | xargs printf '%s\n')
-[ "${argv[0]##*/}" = podman ] && [ "${argv[1]}" = run ] || fail "ExecStart= is not a 'podman run': $exec_start"
+if [ "${argv[0]##*/}" != podman ] || [ "${argv[1]:-}" != run ]; then
+  fail "ExecStart= is not a 'podman run': $exec_start"
+fi
 
 has() { # has WORD...: the words appear in argv consecutively
-  local n=$# i j
-  for ((i = 0; i + n <= ${#argv[@]}; i++)); do
-    for ((j = 0; j < n; j++)); do
-      [ "${argv[i+j]}" = "${@:j+1:1}" ] || continue 2
+  local want=("$@") i j
+  for ((i = 0; i + ${#want[@]} <= ${#argv[@]}; i++)); do
+    for ((j = 0; j < ${#want[@]}; j++)); do
+      [ "${argv[i+j]}" = "${want[j]}" ] || continue 2
     done
     return 0
   done
@@ -84,7 +87,7 @@ has() { # has WORD...: the words appear in argv consecutively
 # The values the unit sets: read them back from the unit itself.
 want_image=$(sed -n 's/^Image=//p' "$unit")
 want_exec=$(sed -n 's/^Exec=//p' "$unit")
-[ -n "$want_image" ] && [ -n "$want_exec" ] || fail "the unit has no Image= or no Exec="
+if [ -z "$want_image" ] || [ -z "$want_exec" ]; then fail "the unit has no Image= or no Exec="; fi
 mapfile -t exec_words < <(printf '%s\n' "$want_exec" | xargs printf '%s\n')
 
 has --sdnotify=container || fail "no --sdnotify=container (Notify=true)"
