@@ -323,3 +323,4 @@ pub fn image_kernel_version(image: &str) -> Result<String, String> {
         .map(str::to_string)
         .ok_or("no kernel in image".into())
 }
+pub mod examples;

@@ -1,0 +1,214 @@
+//! The ecosystem examples are well-formed and say what bcvk needs: the GitHub Actions workflow
+//! parses as YAML and has the KVM step and the marked bcvk command; the Quadlet unit has the
+//! keys a bcvk service needs, with consistent timeouts. (quadlet-check.sh runs a real Quadlet
+//! generator on the unit; this test needs nothing but the files.)
+
+use std::collections::BTreeMap;
+
+use bcvk_integration::examples::*;
+use serde_yaml::Value;
+
+const STORE_VOLUME: &str = "/var/lib/containers/storage:/run/host-storage:ro";
+
+fn workflow() -> Value {
+    let path = github_actions_workflow_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+}
+
+/// The workflow's only job's steps.
+fn steps(w: &Value) -> Vec<Value> {
+    let jobs = w["jobs"].as_mapping().expect("a jobs: mapping");
+    assert_eq!(jobs.len(), 1, "one job");
+    let job = jobs.values().next().unwrap();
+    assert_eq!(job["runs-on"].as_str(), Some("ubuntu-24.04"));
+    job["steps"].as_sequence().expect("steps: a list").clone()
+}
+
+fn run_scripts(w: &Value) -> Vec<String> {
+    steps(w)
+        .iter()
+        .filter_map(|s| s["run"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `needle` occurs in `hay` as consecutive words.
+fn has_words(hay: &[String], needle: &[&str]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.iter().zip(needle).all(|(a, b)| a == b))
+}
+
+#[test]
+fn workflow_runs_on_push() {
+    let w = workflow();
+    assert_eq!(w["name"].as_str(), Some("bcvk boot test"));
+    let on = &w["on"];
+    assert!(
+        on.get("push").is_some() || on.as_str() == Some("push"),
+        "on: push, got {on:?}"
+    );
+}
+
+#[test]
+fn workflow_enables_kvm_with_udev() {
+    let w = workflow();
+    let script = run_scripts(&w)
+        .into_iter()
+        .find(|s| s.contains("99-kvm4all.rules"))
+        .expect("a step writing the udev KVM rule");
+    let lines: Vec<&str> = script.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(
+            &r#"echo 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"' | sudo tee /etc/udev/rules.d/99-kvm4all.rules"#
+        ),
+        "{script}"
+    );
+    assert!(
+        lines.contains(&"sudo udevadm control --reload-rules"),
+        "{script}"
+    );
+    assert!(
+        lines.contains(&"sudo udevadm trigger --name-match=kvm"),
+        "{script}"
+    );
+}
+
+#[test]
+fn workflow_builds_the_image_into_roots_store() {
+    let w = workflow();
+    assert!(
+        run_scripts(&w).iter().any(|s| s
+            .lines()
+            .any(|l| l.trim() == "sudo podman build -t localhost/my-bootc .")),
+        "a step building localhost/my-bootc with sudo podman"
+    );
+}
+
+#[test]
+fn workflow_marked_command_is_a_bcvk_podman_run() {
+    let argv = github_actions_command();
+    assert_eq!(argv[..2], ["podman", "run"], "{argv:?}");
+    assert!(has_words(&argv, &["--device", "/dev/kvm"]), "{argv:?}");
+    assert!(has_words(&argv, &["-v", STORE_VOLUME]), "{argv:?}");
+    assert!(argv.contains(&"--privileged".to_string()), "{argv:?}");
+    assert!(argv.contains(&"--rm".to_string()), "{argv:?}");
+    // Non-interactive: a CI job has no terminal.
+    assert!(!argv.iter().any(|a| a == "-it" || a == "-t"), "{argv:?}");
+    assert!(
+        has_words(
+            &argv,
+            &[
+                "localhost/bcvk:latest",
+                GITHUB_ACTIONS_TARGET,
+                "--",
+                "systemctl",
+                "is-system-running",
+                "--wait"
+            ]
+        ),
+        "{argv:?}"
+    );
+}
+
+#[test]
+fn workflow_marked_command_is_what_the_step_runs() {
+    // The markers sit inside a step's script, so the line the suite tests is the line CI runs.
+    let w = workflow();
+    let text = std::fs::read_to_string(github_actions_workflow_path()).unwrap();
+    let line = marked_line(&text).unwrap();
+    let script = run_scripts(&w)
+        .into_iter()
+        .find(|s| s.contains(COMMAND_BEGIN))
+        .expect("a step whose script holds the markers");
+    assert_eq!(marked_line(&script).unwrap(), line);
+}
+
+/// A systemd-style unit: section -> key -> values (keys may repeat). Comments and blank lines
+/// are skipped; continuation lines are not used by the example and are refused.
+fn parse_unit(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    let mut units: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut section: Option<String> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        assert!(!line.ends_with('\\'), "line {}: continuation lines", n + 1);
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.to_string());
+            units.entry(name.to_string()).or_default();
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("line {}: not KEY=VALUE: {raw}", n + 1));
+        let s = section
+            .clone()
+            .unwrap_or_else(|| panic!("line {}: a key before any [section]", n + 1));
+        units
+            .entry(s)
+            .or_default()
+            .entry(k.trim().to_string())
+            .or_default()
+            .push(v.trim().to_string());
+    }
+    units
+}
+
+fn one<'a>(
+    u: &'a BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    section: &str,
+    key: &str,
+) -> &'a str {
+    let v = u
+        .get(section)
+        .and_then(|s| s.get(key))
+        .unwrap_or_else(|| panic!("[{section}] has no {key}="));
+    assert_eq!(v.len(), 1, "[{section}] {key}= more than once");
+    &v[0]
+}
+
+fn seconds(v: &str) -> u64 {
+    v.parse()
+        .unwrap_or_else(|_| panic!("{v:?}: expected plain seconds"))
+}
+
+#[test]
+fn quadlet_unit_has_what_bcvk_needs() {
+    let text = std::fs::read_to_string(quadlet_unit_path()).unwrap();
+    let u = parse_unit(&text);
+    assert_eq!(one(&u, "Container", "Image"), "localhost/bcvk:latest");
+    assert_eq!(one(&u, "Container", "Notify"), "true");
+    assert_eq!(one(&u, "Container", "AddDevice"), "/dev/kvm");
+    assert_eq!(one(&u, "Container", "Volume"), STORE_VOLUME);
+    let podman_args = shell_split(one(&u, "Container", "PodmanArgs")).unwrap();
+    assert!(
+        podman_args.contains(&"--privileged".to_string()),
+        "{podman_args:?}"
+    );
+    let exec = shell_split(one(&u, "Container", "Exec")).unwrap();
+    assert_eq!(exec[0], "localhost/bcvk-test/debian:latest", "{exec:?}");
+    assert_eq!(one(&u, "Install", "WantedBy"), "default.target");
+    assert_eq!(one(&u, "Service", "Restart"), "on-failure");
+}
+
+#[test]
+fn quadlet_unit_timeouts_nest() {
+    let text = std::fs::read_to_string(quadlet_unit_path()).unwrap();
+    let u = parse_unit(&text);
+    let exec = shell_split(one(&u, "Container", "Exec")).unwrap();
+    let bcvk_stop = exec
+        .iter()
+        .position(|a| a == "--stop-timeout")
+        .map(|i| seconds(&exec[i + 1]))
+        .expect("Exec= sets bcvk's --stop-timeout");
+    let podman_stop = seconds(one(&u, "Container", "StopTimeout"));
+    let systemd_stop = seconds(one(&u, "Service", "TimeoutStopSec"));
+    assert!(
+        bcvk_stop < podman_stop && podman_stop < systemd_stop,
+        "stop timeouts must nest: bcvk {bcvk_stop} < podman {podman_stop} < systemd {systemd_stop}"
+    );
+    // Longer than bcvk's default --ready-timeout (600 s), so bcvk, not systemd, gives up first.
+    let start = seconds(one(&u, "Service", "TimeoutStartSec"));
+    assert!(start > 600, "TimeoutStartSec={start}");
+}
