@@ -192,10 +192,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub ready_timeout: u64,
 
-    /// Seconds the guest gets to power off on stop before QEMU is stopped. Keep it below
-    /// podman's own stop timeout (podman run --stop-timeout, default 10).
-    #[arg(long, value_name = "SECS", default_value_t = 8)]
-    pub stop_timeout: u64,
+    /// Seconds the guest gets to power off before QEMU is stopped [default: 8 when stopped by
+    /// a signal, to stay below podman's own 10 s stop timeout (raise both: podman run
+    /// --stop-timeout 60 ... --stop-timeout 50); 30 after a one-shot command].
+    #[arg(long, value_name = "SECS")]
+    pub stop_timeout: Option<u64>,
 
     /// virtiofs cache mode for the root file system.
     #[arg(long, value_enum, default_value = "auto")]

@@ -533,7 +533,12 @@ fn prepare(
             Tty::No
         },
         ready_timeout: Duration::from_secs(args.ready_timeout),
-        stop_timeout: Duration::from_secs(args.stop_timeout),
+        // A one-shot run has no podman stop deadline to beat: let the guest shut down properly.
+        stop_timeout: Duration::from_secs(args.stop_timeout.unwrap_or(if one_shot {
+            30
+        } else {
+            8
+        })),
         status,
         started,
     })

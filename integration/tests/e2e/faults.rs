@@ -30,14 +30,20 @@ fn host_pid(vm: &Detached, needle: &str) -> Result<String, String> {
     let top = podman(&["top", &vm.name, "pid", "args"]);
     // podman top shows container pids; map to host pids through the container's init pid.
     let _ = top;
-    let init = podman(&["inspect", "--format", "{{.State.Pid}}", &vm.name]).stdout.trim().to_string();
+    let init = podman(&["inspect", "--format", "{{.State.Pid}}", &vm.name])
+        .stdout
+        .trim()
+        .to_string();
     let children = cmd("pgrep", &["-P", &init, "-a"]);
     for line in children.stdout.lines() {
         if line.contains(needle) {
             return Ok(line.split_whitespace().next().unwrap_or("").to_string());
         }
     }
-    Err(format!("no child '{needle}' of {init}: {}", children.stdout))
+    Err(format!(
+        "no child '{needle}' of {init}: {}",
+        children.stdout
+    ))
 }
 
 /// Wait for the container to exit; returns its exit code and how long it took.
@@ -49,12 +55,20 @@ fn wait_exit(vm: &Detached, timeout: Duration) -> Result<(i32, Duration), String
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &vm.name]).stdout.trim().parse().unwrap_or(-1);
+    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &vm.name])
+        .stdout
+        .trim()
+        .parse()
+        .unwrap_or(-1);
     Ok((code, t.elapsed()))
 }
 
 fn kill_child(needle: &str, want_in_error: &str) -> R {
-    let vm = Detached::start(&format!("bcvk-it-kill-{}", needle.replace(['/', '-'], "")), &[], &[&debian(), "--stop-timeout", "3"])?;
+    let vm = Detached::start(
+        &format!("bcvk-it-kill-{}", needle.replace(['/', '-'], "")),
+        &[],
+        &[&debian(), "--stop-timeout", "3"],
+    )?;
     wait_booting(&vm, Duration::from_secs(60))?;
     std::thread::sleep(Duration::from_secs(2));
     let pid = host_pid(&vm, needle)?;
@@ -62,9 +76,22 @@ fn kill_child(needle: &str, want_in_error: &str) -> R {
     check!(k.code == 0, "kill failed: {}", k.show());
     let (code, took) = wait_exit(&vm, Duration::from_secs(60))?;
     let logs = podman(&["logs", &vm.name]);
-    check!(code == 70, "want exit 70 after killing {needle}, got {code}: {}", tail(&logs.stderr, 20));
-    let err = logs.stderr.lines().rev().find(|l| l.starts_with("bcvk: error:")).unwrap_or("").to_string();
-    check!(err.contains(want_in_error), "error should name {want_in_error}: {err}");
+    check!(
+        code == 70,
+        "want exit 70 after killing {needle}, got {code}: {}",
+        tail(&logs.stderr, 20)
+    );
+    let err = logs
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bcvk: error:"))
+        .unwrap_or("")
+        .to_string();
+    check!(
+        err.contains(want_in_error),
+        "error should name {want_in_error}: {err}"
+    );
     check!(took < Duration::from_secs(30), "took {took:?} to end");
     Ok(())
 }
@@ -79,20 +106,39 @@ pub fn kill_qemu() -> R {
 
 /// `podman stop` while the guest is still in early boot: bounded, clean, exit 0.
 pub fn sigterm_during_early_boot() -> R {
-    let vm = Detached::start("bcvk-it-early-stop", &[], &[&debian(), "--stop-timeout", "5"])?;
+    let vm = Detached::start(
+        "bcvk-it-early-stop",
+        &[],
+        &[&debian(), "--stop-timeout", "5"],
+    )?;
     wait_booting(&vm, Duration::from_secs(60))?;
     let t = Instant::now();
     let r = podman(&["stop", "-t", "30", &vm.name]);
     check!(r.code == 0, "{}", r.show());
-    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &vm.name]).stdout.trim().to_string();
-    check!(code == "0", "a stopped VM exits 0, got {code}\n{}", vm.logs());
-    check!(t.elapsed() < Duration::from_secs(20), "stop took {:?}", t.elapsed());
+    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &vm.name])
+        .stdout
+        .trim()
+        .to_string();
+    check!(
+        code == "0",
+        "a stopped VM exits 0, got {code}\n{}",
+        vm.logs()
+    );
+    check!(
+        t.elapsed() < Duration::from_secs(20),
+        "stop took {:?}",
+        t.elapsed()
+    );
     Ok(())
 }
 
 /// SIGINT (Ctrl-C of an interactive session) to a one-shot run: it ends with 130.
 pub fn sigint_to_oneshot() -> R {
-    let vm = Detached::start("bcvk-it-sigint", &[], &[&debian(), "--stop-timeout", "3", "--", "sleep", "600"])?;
+    let vm = Detached::start(
+        "bcvk-it-sigint",
+        &[],
+        &[&debian(), "--stop-timeout", "3", "--", "sleep", "600"],
+    )?;
     wait_booting(&vm, Duration::from_secs(60))?;
     let k = podman(&["kill", "--signal", "INT", &vm.name]);
     check!(k.code == 0, "{}", k.show());
@@ -103,8 +149,21 @@ pub fn sigint_to_oneshot() -> R {
 }
 
 fn snapshot() -> (usize, usize, usize) {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").map(|m| m.lines().count()).unwrap_or(0);
-    let procs = std::fs::read_dir("/proc").map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit())).count()).unwrap_or(0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().count())
+        .unwrap_or(0);
+    let procs = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .chars()
+                        .all(|c| c.is_ascii_digit())
+                })
+                .count()
+        })
+        .unwrap_or(0);
     let containers = podman(&["ps", "-aq"]).stdout.lines().count();
     (mounts, procs, containers)
 }
@@ -113,30 +172,65 @@ fn snapshot() -> (usize, usize, usize) {
 pub fn start_stop_cycles() -> R {
     let cycles: usize = var("BCVK_TEST_CYCLES", "20").parse().unwrap_or(20);
     let before = snapshot();
-    let tmp_before = std::fs::read_dir("/var/tmp").map(|d| d.count()).unwrap_or(0);
+    let tmp_before = std::fs::read_dir("/var/tmp")
+        .map(|d| d.count())
+        .unwrap_or(0);
     for i in 0..cycles {
         let mut a = run_prefix(true);
-        a.extend(["-d".into(), "--rm".into(), "--name".into(), "bcvk-it-cycle".into(), bcvk_image(), debian(), "--stop-timeout".into(), "1".into()]);
+        a.extend([
+            "-d".into(),
+            "--rm".into(),
+            "--name".into(),
+            "bcvk-it-cycle".into(),
+            bcvk_image(),
+            debian(),
+            "--stop-timeout".into(),
+            "1".into(),
+        ]);
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         let r = podman(&refs);
         check!(r.code == 0, "cycle {i}: {}", r.show());
-        let vm = Detached { name: "bcvk-it-cycle".into() };
+        let vm = Detached {
+            name: "bcvk-it-cycle".into(),
+        };
         wait_booting(&vm, Duration::from_secs(60))?;
         let s = podman(&["stop", "-t", "20", "bcvk-it-cycle"]);
         check!(s.code == 0, "cycle {i}: {}", s.show());
         std::mem::forget(vm); // --rm removes it
         let t = Instant::now();
-        while podman(&["container", "exists", "bcvk-it-cycle"]).code == 0 && t.elapsed() < Duration::from_secs(20) {
+        while podman(&["container", "exists", "bcvk-it-cycle"]).code == 0
+            && t.elapsed() < Duration::from_secs(20)
+        {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     std::thread::sleep(Duration::from_secs(1));
     let after = snapshot();
-    let tmp_after = std::fs::read_dir("/var/tmp").map(|d| d.count()).unwrap_or(0);
-    check!(after.0 <= before.0, "mounts grew: {} -> {}", before.0, after.0);
-    check!(after.1 <= before.1 + 5, "processes grew: {} -> {}", before.1, after.1);
-    check!(after.2 <= before.2, "containers grew: {} -> {}", before.2, after.2);
-    check!(tmp_after <= tmp_before, "/var/tmp grew: {tmp_before} -> {tmp_after}");
+    let tmp_after = std::fs::read_dir("/var/tmp")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    check!(
+        after.0 <= before.0,
+        "mounts grew: {} -> {}",
+        before.0,
+        after.0
+    );
+    check!(
+        after.1 <= before.1 + 5,
+        "processes grew: {} -> {}",
+        before.1,
+        after.1
+    );
+    check!(
+        after.2 <= before.2,
+        "containers grew: {} -> {}",
+        before.2,
+        after.2
+    );
+    check!(
+        tmp_after <= tmp_before,
+        "/var/tmp grew: {tmp_before} -> {tmp_after}"
+    );
     check!(leaks().is_empty(), "left behind: {:#?}", leaks());
     Ok(())
 }
@@ -149,7 +243,21 @@ pub fn three_at_once() -> R {
     let names = ["bcvk-it-trio-1", "bcvk-it-trio-2", "bcvk-it-trio-3"];
     let vms: Vec<Detached> = names
         .iter()
-        .map(|n| Detached::start(n, &[], &[&debian(), "--memory", "1G", "--vcpus", "1", "--stop-timeout", "5"]))
+        .map(|n| {
+            Detached::start(
+                n,
+                &[],
+                &[
+                    &debian(),
+                    "--memory",
+                    "1G",
+                    "--vcpus",
+                    "1",
+                    "--stop-timeout",
+                    "5",
+                ],
+            )
+        })
         .collect::<Result<_, _>>()?;
     let mut keys = Vec::new();
     for vm in &vms {
@@ -180,9 +288,16 @@ pub fn three_at_once() -> R {
         check!(r.code == 0, "{}", r.show());
     }
     for vm in &vms {
-        let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &vm.name]).stdout.trim().to_string();
+        let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", &vm.name])
+            .stdout
+            .trim()
+            .to_string();
         check!(code == "0", "{} exited {code}\n{}", vm.name, vm.logs());
     }
-    check!(t.elapsed() < Duration::from_secs(30), "stopping three took {:?}", t.elapsed());
+    check!(
+        t.elapsed() < Duration::from_secs(30),
+        "stopping three took {:?}",
+        t.elapsed()
+    );
     Ok(())
 }

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use bcvk_integration::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-type R = Result<(), Failed>;
+pub type R = Result<(), Failed>;
 
+#[macro_export]
 macro_rules! check {
     ($cond:expr, $($msg:tt)+) => {
         if !$cond {
@@ -23,6 +24,8 @@ macro_rules! check {
         }
     };
 }
+
+mod faults;
 
 fn last_line(s: &str) -> &str {
     s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
@@ -199,7 +202,9 @@ fn oneshot_command() -> R {
         "stderr leaked into stdout"
     );
     check!(
-        r.stderr.contains("qemu: ") && r.stderr.contains(" -kernel ") && r.stderr.contains("virtiofsd: "),
+        r.stderr.contains("qemu: ")
+            && r.stderr.contains(" -kernel ")
+            && r.stderr.contains("virtiofsd: "),
         "--log-cmdline should print both command lines: {}",
         r.show()
     );
@@ -257,52 +262,46 @@ fn start_main_vm() -> Result<MainVm, String> {
         .prefix("bcvk-it-")
         .tempdir_in("/var/tmp")
         .map_err(|e| e.to_string())?;
-    for d in ["rw", "ro", "units/system", "disks"] {
+    let w = |rel: &str, text: &str| -> Result<(), String> {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string())?;
+        std::fs::write(p, text).map_err(|e| e.to_string())
+    };
+    for d in ["rw", "disks"] {
         std::fs::create_dir_all(dir.path().join(d)).map_err(|e| e.to_string())?;
     }
-    std::fs::write(dir.path().join("ro/readme"), "read-only data\n").map_err(|e| e.to_string())?;
-    std::fs::write(
-        dir.path().join("units/system/bcvk-it-marker.service"),
+    w("ro/readme", "read-only data\n")?;
+    w(
+        "units/system/bcvk-it-marker.service",
         "[Unit]\nDescription=integration marker\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo unit-ran > /run/bcvk-it-marker'\n[Install]\nWantedBy=multi-user.target\n",
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     // A guest "web server" without extra packages: systemd socket activation.
-    std::fs::write(
-        dir.path().join("units/system/bcvk-it-echo.socket"),
+    w(
+        "units/system/bcvk-it-echo.socket",
         "[Socket]\nListenStream=8080\nAccept=yes\n[Install]\nWantedBy=sockets.target\n",
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::write(
-        dir.path().join("units/system/bcvk-it-echo@.service"),
+    )?;
+    w(
+        "units/system/bcvk-it-echo@.service",
         "[Service]\nExecStart=/bin/echo hello-from-guest\nStandardOutput=socket\n",
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let notify = notify_listener(dir.path());
     let d = dir.path().display().to_string();
-    let vols = [
+    let ours: Vec<String> = [
+        "--label".to_string(),
+        TEST_LABEL.to_string(),
+        "-p".into(),
+        "127.0.0.1:18080:8080".into(),
+        "-v".into(),
         format!("{d}/rw:/mnt/rw"),
+        "-v".into(),
         format!("{d}/ro:/mnt/ro"),
+        "-v".into(),
         format!("{d}/units:/mnt/units:ro"),
+        "-v".into(),
         format!("{d}/disks:/mnt/disks"),
-    ];
-    let podman_extra: Vec<String> = [
-        "--sdnotify=container",
-        "-p",
-        "127.0.0.1:18080:8080",
-        "-v",
-        &vols[0],
-        "-v",
-        &vols[1],
-        "-v",
-        &vols[2],
-        "-v",
-        &vols[3],
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let bcvk_args = [
-        debian().as_str(),
+    .to_vec();
+    let bcvk_args: Vec<String> = [
         "--memory",
         "2G",
         "--vcpus",
@@ -313,6 +312,7 @@ fn start_main_vm() -> Result<MainVm, String> {
         "/mnt/rw:work",
         "--ro-bind",
         "/mnt/ro:rodata",
+        "--bind-storage-ro",
         "--systemd-units",
         "/mnt/units",
         "--add-swap",
@@ -323,20 +323,16 @@ fn start_main_vm() -> Result<MainVm, String> {
         "testport:/mnt/rw/serial.out",
         "--port",
         "8080:8080",
-        "--stop-timeout",
-        "45",
     ]
-    .map(str::to_string);
-    let t0 = Instant::now();
-    // podman run -d --sdnotify=container returns once the container sent READY=1.
-    let mut a = run_prefix(true);
-    a.extend(["-d".into(), "--name".into(), MAIN_NAME.into()]);
-    a.extend(podman_extra);
-    a.push(bcvk_image());
-    a.extend(bcvk_args);
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let argv = main_vm_argv(&ours, &bcvk_args, dir.path())?;
+    eprintln!("main VM: {}", argv.join(" "));
     let _ = podman(&["rm", "-f", "-t", "0", MAIN_NAME]);
+    let t0 = Instant::now();
     let out = std::process::Command::new("podman")
-        .args(&a)
+        .args(&argv)
         .env("NOTIFY_SOCKET", &notify.path)
         .stdin(std::process::Stdio::null())
         .output()
@@ -362,6 +358,59 @@ fn start_main_vm() -> Result<MainVm, String> {
         notify,
         started_ready,
     })
+}
+
+/// The main VM runs the command line Quadlet generates from examples/quadlet (written by
+/// integration/quadlet-check.sh), so that very line is tested against a NOTIFY_SOCKET listener.
+/// Only what needs systemd around it is changed: no --cgroups=split (it needs the unit's
+/// delegated cgroup), no --rm (the exit code is checked after the stop), our container name;
+/// the test's own podman options go before the image and its bcvk options after the Exec args.
+fn main_vm_argv(ours: &[String], bcvk_args: &[String], dir: &Path) -> Result<Vec<String>, String> {
+    let json = PathBuf::from(var("BCVK_QUADLET_JSON", "build/quadlet.json"));
+    let json = if json.is_absolute() {
+        json
+    } else {
+        examples::repo_root().join(json)
+    };
+    if !json.exists() {
+        return Err(format!(
+            "{} is missing: run integration/quadlet-check.sh {} first (integration/test does)",
+            json.display(),
+            json.display()
+        ));
+    }
+    let generated = examples::quadlet_argv(&json, dir);
+    let image_at = generated
+        .iter()
+        .position(|a| *a == bcvk_image())
+        .ok_or(format!(
+            "the Quadlet line does not run {}: {generated:?}",
+            bcvk_image()
+        ))?;
+    let mut argv: Vec<String> = Vec::new();
+    let mut it = generated[1..image_at].iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--cgroups=split" | "--rm" => {}
+            "--name" => {
+                it.next();
+                argv.extend(["--name".into(), MAIN_NAME.into()]);
+            }
+            _ => argv.push(a.clone()),
+        }
+    }
+    check_has(&argv, "--sdnotify=container")?;
+    argv.extend(ours.iter().cloned());
+    argv.extend(generated[image_at..].iter().cloned());
+    argv.extend(bcvk_args.iter().cloned());
+    Ok(argv)
+}
+
+fn check_has(argv: &[String], flag: &str) -> Result<(), String> {
+    argv.iter()
+        .any(|a| a == flag)
+        .then_some(())
+        .ok_or(format!("{flag} missing from {argv:?}"))
 }
 
 fn with_main(f: impl FnOnce(&MainVm) -> R) -> R {
@@ -546,6 +595,219 @@ fn main_stops_gracefully() -> R {
     Ok(())
 }
 
+fn main_dns_and_store_share() -> R {
+    with_main(|m| {
+        // DNS through slirp's 10.0.2.3, which forwards to the container's resolver.
+        let out = ssh_ok(m, "getent hosts deb.debian.org >/dev/null && echo dns-ok || echo dns-failed; \
+             test -f /run/virtiofs-mnt-hoststorage/overlay-images/images.json && echo store-visible; \
+             touch /run/virtiofs-mnt-hoststorage/x 2>/dev/null && echo STORE-WRITABLE || echo store-ro")?;
+        check!(
+            out.contains("store-visible") && out.contains("store-ro"),
+            "{out}"
+        );
+        // The container's own DNS may be unavailable on an offline CI machine: only then skip.
+        let host_dns = cmd("getent", &["hosts", "deb.debian.org"]).code == 0;
+        check!(
+            !host_dns || out.contains("dns-ok"),
+            "guest DNS failed while the host resolves: {out}"
+        );
+        Ok(())
+    })
+}
+
+fn main_ssh_not_exposed_outside_the_container() -> R {
+    with_main(|m| {
+        let ip = podman(&[
+            "inspect",
+            "--format",
+            "{{.NetworkSettings.IPAddress}}",
+            &m.vm.name,
+        ])
+        .stdout
+        .trim()
+        .to_string();
+        check!(!ip.is_empty(), "container has no IP");
+        let addr: std::net::SocketAddr = format!("{ip}:2222")
+            .parse()
+            .map_err(|e| format!("{ip}: {e}"))?;
+        let reached = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok();
+        check!(
+            !reached,
+            "the guest's SSH forward answers on the container's address {addr}"
+        );
+        let perms = podman(&[
+            "exec",
+            &m.vm.name,
+            "stat",
+            "-c",
+            "%a",
+            "/run/bcvk/ssh/id_ed25519",
+        ]);
+        check!(
+            perms.stdout.trim() == "600",
+            "private key mode: {}",
+            perms.show()
+        );
+        let logs = podman(&["logs", &m.vm.name]);
+        check!(
+            !logs.stdout.contains("PRIVATE KEY") && !logs.stderr.contains("PRIVATE KEY"),
+            "the private key was printed"
+        );
+        Ok(())
+    })
+}
+
+fn main_listed_by_label() -> R {
+    with_main(|m| {
+        let r = podman(&[
+            "ps",
+            "--filter",
+            "label=bcvk.ephemeral=1",
+            "--format",
+            "{{.Names}}",
+        ]);
+        check!(
+            r.stdout.lines().any(|l| l == m.vm.name),
+            "podman ps --filter label=bcvk.ephemeral=1: {}",
+            r.show()
+        );
+        Ok(())
+    })
+}
+
+fn debug_prepares_and_cleans_up() -> R {
+    let mut a = run_prefix(true);
+    a.insert(1, "--rm".into());
+    a.insert(1, "-i".into());
+    a.extend([bcvk_image(), debian(), "--debug".into()]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut child = std::process::Command::new("podman")
+        .args(&refs)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"ls /run/bcvk/root/usr/lib/modules; test -S /run/bcvk/vfs-rootfs.sock || echo no-socket; exit 3\n")
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    check!(
+        out.status.code() == Some(3),
+        "the shell's exit code should be returned: {stdout}\n{stderr}"
+    );
+    check!(
+        stdout.contains(&image_kernel_version(&debian())?),
+        "root file system not prepared: {stdout}"
+    );
+    check!(
+        stdout.contains("no-socket"),
+        "--debug must not start virtiofsd/QEMU: {stdout}"
+    );
+    check!(
+        stderr.contains("qemu: ") && stderr.contains("virtiofsd: "),
+        "command lines not printed: {stderr}"
+    );
+    Ok(())
+}
+
+/// `--console` on a terminal: the console is interactive and Ctrl-a x quits QEMU.
+fn console_interactive() -> R {
+    let mut a = run_prefix(true);
+    a.insert(1, "--rm".into());
+    a.insert(1, "-it".into());
+    a.extend([bcvk_image(), debian(), "--console".into()]);
+    let line = shell_words(&a);
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &format!("podman {line}"), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("script: {e}"))?;
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !seen.contains("Linux version") && Instant::now() < deadline {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_secs(1)) {
+            seen.push_str(&chunk);
+        }
+    }
+    check!(
+        seen.contains("Linux version"),
+        "no console on the terminal: {}",
+        tail(&seen, 20)
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x01x").map_err(|e| e.to_string())?;
+    stdin.flush().ok();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break st;
+        }
+        check!(
+            t.elapsed() < Duration::from_secs(60),
+            "Ctrl-a x did not end the VM"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(stdin);
+    check!(status.code().is_some(), "ended by a signal: {status:?}");
+    Ok(())
+}
+
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The podman line of examples/github-actions, run verbatim with the test image.
+fn github_actions_command_line() -> R {
+    let argv: Vec<String> = examples::github_actions_command()
+        .into_iter()
+        .map(|a| {
+            if a == examples::GITHUB_ACTIONS_TARGET {
+                debian()
+            } else {
+                a
+            }
+        })
+        .filter(|a| a != "--device" && a != "/dev/kvm" || Path::new("/dev/kvm").exists())
+        .collect();
+    check!(
+        argv.first().map(String::as_str) == Some("podman"),
+        "{argv:?}"
+    );
+    let mut args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    args.insert(1, "--label");
+    args.insert(2, TEST_LABEL);
+    let r = podman(&args);
+    check!(r.code == 0, "{}", r.show());
+    check!(r.stdout.trim() == "running", "want 'running': {}", r.show());
+    Ok(())
+}
+
 // ---------------------------------------------------------------- layers
 
 fn layered_image_layers_and_whiteouts() -> R {
@@ -671,7 +933,22 @@ fn main() {
         t("main::bind_rw_and_ro", main_bind_rw_and_ro),
         t("main::units_swap_disk_serial", main_units_swap_disk_serial),
         t("main::port_forward", main_port_forward),
+        t("main::dns_and_store_share", main_dns_and_store_share),
+        t(
+            "main::ssh_not_exposed_outside_the_container",
+            main_ssh_not_exposed_outside_the_container,
+        ),
+        t("main::listed_by_label", main_listed_by_label),
         t("main::stops_gracefully", main_stops_gracefully),
+        t(
+            "options::debug_prepares_and_cleans_up",
+            debug_prepares_and_cleans_up,
+        ),
+        t("options::console_interactive", console_interactive),
+        t(
+            "examples::github_actions_command_line",
+            github_actions_command_line,
+        ),
         t(
             "layers::layered_image_whiteouts_user_unit",
             layered_image_layers_and_whiteouts,
@@ -684,6 +961,15 @@ fn main() {
             "faults::readiness_timeout_when_sshd_is_masked",
             readiness_timeout_when_sshd_is_masked,
         ),
+        t("faults::kill_virtiofsd", faults::kill_virtiofsd),
+        t("faults::kill_qemu", faults::kill_qemu),
+        t(
+            "faults::sigterm_during_early_boot",
+            faults::sigterm_during_early_boot,
+        ),
+        t("faults::sigint_to_oneshot", faults::sigint_to_oneshot),
+        t("load::start_stop_cycles", faults::start_stop_cycles),
+        t("load::three_at_once", faults::three_at_once),
         t("global::store_unchanged", store_unchanged),
         t("global::nothing_left_behind", nothing_left_behind),
     ];
