@@ -52,9 +52,34 @@ pub enum Command {
     /// Print the host-side `bcvk` command (a POSIX sh script needing only podman).
     #[command(name = "install-host-cli")]
     InstallHostCli,
+    /// Write man pages (bcvk.1, bcvk-run.1, ...) generated from these definitions into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Output directory (created if missing).
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+    },
 }
 
-pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "help"];
+/// Render the man pages: one for bcvk and one per visible subcommand.
+pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let mut pages = Vec::new();
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(root.clone()).render(&mut buf)?;
+    pages.push(("bcvk.1".to_string(), buf));
+    for sub in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("bcvk-{}", sub.get_name());
+        let sub = sub.clone().name(name.clone());
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(sub).render(&mut buf)?;
+        pages.push((format!("{name}.1"), buf));
+    }
+    Ok(pages)
+}
+
+pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "man", "help"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AccelArg {
@@ -266,6 +291,31 @@ mod tests {
         match parse(args).unwrap().command {
             Command::Run(r) => *r,
             other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn man_pages_cover_every_subcommand_and_flag() {
+        let pages = man_pages().unwrap();
+        let names: Vec<_> = pages.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "bcvk.1",
+                "bcvk-run.1",
+                "bcvk-ssh.1",
+                "bcvk-status.1",
+                "bcvk-install-host-cli.1"
+            ]
+        );
+        let run = String::from_utf8_lossy(&pages[1].1).to_string();
+        for flag in [
+            "memory",
+            "bind\\-storage\\-ro",
+            "virtio\\-serial\\-out",
+            "ready\\-timeout",
+        ] {
+            assert!(run.contains(flag), "bcvk-run.1 lacks {flag}");
         }
     }
 

@@ -52,10 +52,28 @@ fn main() -> ExitCode {
         },
         Command::Ssh(args) => ssh::ssh_subcommand(&args),
         Command::Status(args) => status::status_subcommand(&args),
+        Command::Man { dir } => match write_man_pages(&dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!(
+                    "bcvk: error: cannot write man pages to {}: {e}",
+                    dir.display()
+                );
+                71
+            }
+        },
         Command::InstallHostCli => {
             print!("{}", bcvk::HOST_CLI);
             0
         }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, page) in cli::man_pages()? {
+        std::fs::write(dir.join(name), page)?;
+    }
+    Ok(())
 }
