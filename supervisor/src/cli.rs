@@ -98,6 +98,16 @@ pub enum NetArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitrdArg {
+    /// Skip it when the kernel has virtiofs built in (boots straight into the image's init)
+    Auto,
+    /// Always boot through the image's initramfs
+    Yes,
+    /// Never: the kernel must mount the virtiofs root itself
+    No,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CacheArg {
     Auto,
     Always,
@@ -222,6 +232,10 @@ pub struct RunArgs {
     /// --stop-timeout 60 ... --stop-timeout 50); 30 after a one-shot command].
     #[arg(long, value_name = "SECS")]
     pub stop_timeout: Option<u64>,
+
+    /// Whether to boot through the image's initramfs.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub initrd: InitrdArg,
 
     /// virtiofs cache mode for the root file system.
     #[arg(long, value_enum, default_value = "auto")]

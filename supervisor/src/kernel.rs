@@ -711,6 +711,25 @@ fn copy_range(file: &File, host: &Path, range: Range, dest: &Path) -> Result<(),
     Ok(())
 }
 
+/// Whether the kernel `version` of the image at `rootfs` can mount a virtiofs root by itself:
+/// virtiofs, fuse and virtio_pci built in (listed in its `modules.builtin`). Such a kernel can
+/// boot straight into the image's init, skipping the initramfs.
+pub fn virtiofs_builtin(rootfs: &Path, version: &str) -> bool {
+    // `version` comes from a directory name or a UKI's .uname: never let it leave the root.
+    if version.is_empty() || version.contains('/') || version.starts_with('.') {
+        return false;
+    }
+    let path = rootfs
+        .join("usr/lib/modules")
+        .join(version)
+        .join("modules.builtin");
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let has = |suffix: &str| text.lines().any(|l| l.trim_end().ends_with(suffix));
+    has("fs/fuse/virtiofs.ko") && has("fs/fuse/fuse.ko") && has("virtio/virtio_pci.ko")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1104,5 +1123,32 @@ mod tests {
             assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
             assert_eq!(compare_versions(b, a), want.reverse(), "{b} vs {a}");
         }
+    }
+
+    #[test]
+    fn detects_a_kernel_with_virtiofs_built_in() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("usr/lib/modules/6.12.0");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(
+            !virtiofs_builtin(root.path(), "6.12.0"),
+            "no modules.builtin"
+        );
+        std::fs::write(
+            dir.join("modules.builtin"),
+            "kernel/fs/fuse/fuse.ko\nkernel/drivers/virtio/virtio_pci.ko\n",
+        )
+        .unwrap();
+        assert!(
+            !virtiofs_builtin(root.path(), "6.12.0"),
+            "virtiofs is a module"
+        );
+        std::fs::write(
+            dir.join("modules.builtin"),
+            "kernel/fs/fuse/fuse.ko\nkernel/fs/fuse/virtiofs.ko\nkernel/drivers/virtio/virtio_pci.ko\n",
+        )
+        .unwrap();
+        assert!(virtiofs_builtin(root.path(), "6.12.0"));
+        assert!(!virtiofs_builtin(root.path(), "../../../etc"));
     }
 }

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{AccelArg, CacheArg, NetArg, RunArgs};
+use crate::cli::{AccelArg, CacheArg, InitrdArg, NetArg, RunArgs};
 use crate::console::Echo;
 use crate::credentials::{self, Credential};
 use crate::guestfs;
@@ -337,7 +337,28 @@ fn prepare(
         .expect("mounted")
         .root()
         .to_path_buf();
-    let boot = kernel::find_boot_files(&root, &image.name, &run_dir.join("boot"))?;
+    let mut boot = kernel::find_boot_files(&root, &image.name, &run_dir.join("boot"))?;
+    let builtin = kernel::virtiofs_builtin(&root, &boot.version);
+    match args.initrd {
+        InitrdArg::Auto if builtin && boot.initrd.is_some() => {
+            tracing::info!("the kernel has virtiofs built in: booting straight into the image's init, without the initramfs (--initrd yes to use it)");
+            boot.initrd = None;
+        }
+        InitrdArg::No if !builtin => {
+            return Err(RunError::Usage(format!("--initrd no: kernel {} of {} does not have virtiofs built in, so it cannot mount the root without its initramfs; use --initrd auto", boot.version, image.name)));
+        }
+        InitrdArg::No => boot.initrd = None,
+        InitrdArg::Yes if boot.initrd.is_none() => {
+            return Err(RunError::Usage(format!(
+                "--initrd yes: {} has no initramfs.img beside its kernel",
+                image.name
+            )));
+        }
+        _ => {}
+    }
+    if boot.initrd.is_none() && !builtin {
+        return Err(RunError::Usage(format!("{} has no initramfs and its kernel lacks built-in virtiofs: the root cannot be mounted; add an initramfs with dracut's virtiofs module", image.name)));
+    }
     if !boot.others.is_empty() {
         tracing::info!(chosen = %boot.version, ignored = ?boot.others, "several kernels in the image: booting the newest");
     }
