@@ -265,6 +265,56 @@ impl Fake {
         }
     }
 
+    /// Runs the script with stdin (and stdout) a terminal, through util-linux `script`,
+    /// feeding it INPUT; None when `script` is not installed.
+    fn run_tty(&self, args: &[&str], input: &str) -> Option<Res> {
+        let script_bin = find_in_path("script")?;
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut line = quote(&self.shell.display().to_string());
+        line.push(' ');
+        line.push_str(&quote(&script().display().to_string()));
+        for a in args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        let _ = fs::remove_file(self.dir.path().join("log"));
+        let fake_bin = self.dir.path().join("bin");
+        let path = format!(
+            "{}:{}",
+            fake_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(script_bin);
+        cmd.args(["-qec", &line, "/dev/null"])
+            .current_dir(&self.cwd)
+            .env("PATH", path)
+            .env("PWD", &self.cwd)
+            .env("FAKE_DIR", self.dir.path())
+            .env("BCVK_KVM_DEVICE", self.kvm())
+            .env_remove("BCVK_IMAGE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Some(Res {
+            code: out.status.code().unwrap_or(-1),
+            // The terminal merges stderr into stdout.
+            stdout: String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+            calls: self.calls(),
+            shell: self.shell.clone(),
+        })
+    }
+
     fn calls(&self) -> Vec<Vec<String>> {
         let log = fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
         let mut calls: Vec<Vec<String>> = Vec::new();
@@ -1158,5 +1208,73 @@ fn help_and_version() {
             r.show()
         );
         r.assert_calls(&[argv(&["run", "--rm", IMAGE, "--version"])]);
+    });
+}
+
+#[test]
+fn terminal_stdin_decides_the_terminal_flags() {
+    each_shell(|f| {
+        f.vm("aaa", "vm1", "Up 1 second ago", "running", &["run", "img"]);
+        // run: -it when stdin is a terminal and there is no command...
+        let Some(r) = f.run_tty(&["ephemeral", "run", "img"], "") else {
+            return;
+        };
+        r.assert_code(0);
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &["-i", "-t"], &[], &["img"]),
+            "{}",
+            r.show()
+        );
+        // ...but not with one, nor detached.
+        let r = f
+            .run_tty(&["ephemeral", "run", "img", "--execute=true"], "")
+            .unwrap();
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &[], &[], &["img", "--execute=true"]),
+            "{}",
+            r.show()
+        );
+        let r = f.run_tty(&["ephemeral", "run", "-d", "img"], "").unwrap();
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &["-d"], &[], &["img"]),
+            "{}",
+            r.show()
+        );
+        // ssh: a terminal for a login shell, none for a command.
+        let r = f.run_tty(&["ephemeral", "ssh", "vm1"], "").unwrap();
+        r.assert_code(0);
+        assert_eq!(r.joined()[1], "exec -it vm1 bcvk ssh", "{}", r.show());
+        let r = f
+            .run_tty(&["ephemeral", "ssh", "vm1", "uptime"], "")
+            .unwrap();
+        assert_eq!(r.joined()[1], "exec vm1 bcvk ssh uptime", "{}", r.show());
+    });
+}
+
+#[test]
+fn rm_all_asks_on_a_terminal() {
+    each_shell(|f| {
+        three_vms(f);
+        let Some(r) = f.run_tty(&["ephemeral", "rm-all"], "n\n") else {
+            return;
+        };
+        r.assert_code(1);
+        assert!(
+            r.stdout.contains("Remove 3 bcvk VMs? [y/N]"),
+            "{}",
+            r.show()
+        );
+        assert_eq!(r.calls.len(), 1, "nothing removed: {}", r.show());
+        let r = f.run_tty(&["ephemeral", "rm-all"], "y\n").unwrap();
+        r.assert_code(0);
+        assert_eq!(
+            r.joined()[1..],
+            ["rm -f 1111", "rm -f 2222", "rm -f 3333"],
+            "{}",
+            r.show()
+        );
     });
 }
