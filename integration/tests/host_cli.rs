@@ -19,6 +19,7 @@ const LABEL: &str = "bcvk.ephemeral=1";
 ///   labels-NAME          `container inspect` output for the label/state format
 ///   status-rcs           exit codes of successive `exec ... bcvk status --wait`, one a line
 ///   ssh-rc, run-rc       exit codes of `exec ... bcvk ssh` and `run`
+///   status-sleep         when present, `exec ... bcvk status --wait` takes 2 s
 const FAKE_PODMAN: &str = r#"#!/bin/sh
 d=$FAKE_DIR
 { echo '--- podman'; for a in "$@"; do printf '%s\n' "$a"; done; } >>"$d/log"
@@ -57,6 +58,7 @@ container)
 exec)
     case " $* " in
     *" bcvk status --wait "*)
+        [ -f "$d/status-sleep" ] && sleep 2
         rc=0
         if [ -s "$d/status-rcs" ]; then
             rc=$(head -n 1 "$d/status-rcs")
@@ -1275,6 +1277,57 @@ fn rm_all_asks_on_a_terminal() {
             ["rm -f 1111", "rm -f 2222", "rm -f 3333"],
             "{}",
             r.show()
+        );
+    });
+}
+
+#[test]
+fn run_ssh_stops_the_vm_on_ctrl_c() {
+    each_shell(|f| {
+        f.set("status-sleep", "");
+        let mut child = Command::new(&f.shell)
+            .arg(script())
+            .args(["ephemeral", "run-ssh", "--name", "vm", "img"])
+            .current_dir(&f.cwd)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    f.dir.path().join("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("FAKE_DIR", f.dir.path())
+            .env("BCVK_KVM_DEVICE", f.kvm())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !fs::read_to_string(f.dir.path().join("log"))
+            .unwrap_or_default()
+            .contains("status")
+        {
+            assert!(std::time::Instant::now() < deadline, "no status call");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{}", f.shell.display());
+        let calls = f.calls();
+        assert_eq!(
+            calls.last().unwrap(),
+            &argv(&["stop", "vm"]),
+            "{}: {calls:?}",
+            f.shell.display()
+        );
+        assert!(
+            !calls.iter().any(|c| c.contains(&"ssh".to_string())),
+            "{calls:?}"
         );
     });
 }
