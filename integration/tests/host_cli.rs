@@ -1,0 +1,1333 @@
+//! Tests of the host-side command `entrypoint/bcvk-host` without a VM: a fake `podman` (a
+//! small sh script first on PATH) logs the argv of every call and prints canned output, and
+//! each test checks the exact podman commands the script produced. Every test runs the
+//! script under each POSIX shell installed (sh, dash, bash).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const IMAGE: &str = "localhost/bcvk:latest";
+const STORE: &str = "/var/lib/containers/storage";
+const LABEL: &str = "bcvk.ephemeral=1";
+
+/// The fake podman. It logs each call as a line "--- podman" then one argument per line to
+/// $FAKE_DIR/log. Canned data, all optional, in $FAKE_DIR:
+///   graphroot            what `info` prints (default /var/lib/containers/storage)
+///   containers           `ps` rows: ID TAB NAME TAB STATUS (the format decides the columns)
+///   inspect-ID           `container inspect` output for the ps format (state, then command)
+///   labels-NAME          `container inspect` output for the label/state format
+///   status-rcs           exit codes of successive `exec ... bcvk status --wait`, one a line
+///   ssh-rc, run-rc       exit codes of `exec ... bcvk ssh` and `run`
+///   status-sleep         when present, `exec ... bcvk status --wait` takes 2 s
+const FAKE_PODMAN: &str = r#"#!/bin/sh
+d=$FAKE_DIR
+{ echo '--- podman'; for a in "$@"; do printf '%s\n' "$a"; done; } >>"$d/log"
+fmt=
+prev=
+last=
+for a in "$@"; do
+    [ "$prev" = --format ] && fmt=$a
+    prev=$a
+    last=$a
+done
+case $1 in
+info)
+    if [ -f "$d/graphroot" ]; then cat "$d/graphroot"; else echo /var/lib/containers/storage; fi
+    ;;
+ps)
+    [ -f "$d/containers" ] || exit 0
+    while IFS='	' read -r id name status; do
+        case $fmt in
+        *Status*) printf '%s\t%s\t%s\n' "$id" "$name" "$status" ;;
+        *) printf '%s\t%s\n' "$id" "$name" ;;
+        esac
+    done <"$d/containers"
+    ;;
+container)
+    case $fmt in
+    *Labels*) f=$d/labels-$last ;;
+    *) f=$d/inspect-$last ;;
+    esac
+    if [ ! -f "$f" ]; then
+        echo "Error: no such container $last" >&2
+        exit 125
+    fi
+    cat "$f"
+    ;;
+exec)
+    case " $* " in
+    *" bcvk status --wait "*)
+        [ -f "$d/status-sleep" ] && sleep 2
+        rc=0
+        if [ -s "$d/status-rcs" ]; then
+            rc=$(head -n 1 "$d/status-rcs")
+            tail -n +2 "$d/status-rcs" >"$d/status-rcs.new"
+            mv "$d/status-rcs.new" "$d/status-rcs"
+        fi
+        echo "state: fake"
+        exit "$rc"
+        ;;
+    *" bcvk ssh"*)
+        exit "$(cat "$d/ssh-rc" 2>/dev/null || echo 0)"
+        ;;
+    esac
+    ;;
+run)
+    case " $* " in
+    *" --version "*) echo "bcvk 0.1.0" ;;
+    *" --help "*) echo "Usage: bcvk run [OPTIONS] <IMAGE> [-- <COMMAND>...]" ;;
+    *" -d "*) echo 0123456789abcdef ;;
+    esac
+    exit "$(cat "$d/run-rc" 2>/dev/null || echo 0)"
+    ;;
+stop | rm)
+    echo "$last"
+    ;;
+logs)
+    echo "fake console log"
+    ;;
+esac
+exit 0
+"#;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../entrypoint/bcvk-host")
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The POSIX shells to run the script with: sh always, dash and bash when installed.
+fn shells() -> Vec<PathBuf> {
+    let mut v = vec![find_in_path("sh").unwrap_or_else(|| PathBuf::from("/bin/sh"))];
+    v.extend(["dash", "bash"].iter().filter_map(|s| find_in_path(s)));
+    v
+}
+
+struct Fake {
+    dir: tempfile::TempDir,
+    shell: PathBuf,
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
+    path: Option<String>,
+}
+
+struct Res {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    calls: Vec<Vec<String>>,
+    shell: PathBuf,
+}
+
+impl Res {
+    fn show(&self) -> String {
+        format!(
+            "shell {}: exit {}\n--- stdout\n{}--- stderr\n{}--- calls\n{:#?}",
+            self.shell.display(),
+            self.code,
+            self.stdout,
+            self.stderr,
+            self.calls
+        )
+    }
+
+    /// The podman calls, each joined with spaces (for readable comparisons).
+    fn joined(&self) -> Vec<String> {
+        self.calls.iter().map(|c| c.join(" ")).collect()
+    }
+
+    fn assert_code(&self, code: i32) {
+        assert_eq!(self.code, code, "{}", self.show());
+    }
+
+    fn assert_calls(&self, expected: &[Vec<String>]) {
+        assert_eq!(self.calls, expected, "{}", self.show());
+    }
+
+    /// A usage error: exit 64, one `bcvk: error:` line, and podman never called.
+    fn assert_usage_error(&self, needle: &str) {
+        self.assert_code(64);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{}", self.show());
+        assert!(lines[0].starts_with("bcvk: error: "), "{}", self.show());
+        assert!(
+            lines[0].contains(needle),
+            "want {needle:?}: {}",
+            self.show()
+        );
+        assert!(self.calls.is_empty(), "{}", self.show());
+    }
+}
+
+impl Fake {
+    fn new(shell: &Path) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let podman = bin.join("podman");
+        fs::write(&podman, FAKE_PODMAN).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&podman, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.path().join("kvm"), "").unwrap();
+        let cwd = dir.path().join("cwd");
+        fs::create_dir(&cwd).unwrap();
+        Fake {
+            dir,
+            shell: shell.to_path_buf(),
+            cwd,
+            env: Vec::new(),
+            path: None,
+        }
+    }
+
+    fn kvm(&self) -> String {
+        self.dir.path().join("kvm").display().to_string()
+    }
+
+    fn set(&self, file: &str, content: &str) {
+        fs::write(self.dir.path().join(file), content).unwrap();
+    }
+
+    fn env(&mut self, k: &str, v: &str) {
+        self.env.push((k.into(), v.into()));
+    }
+
+    /// Adds a bcvk VM the fake lists (ps) and inspects.
+    fn vm(&self, id: &str, name: &str, status: &str, state: &str, cmd: &[&str]) {
+        let p = self.dir.path().join("containers");
+        let mut rows = fs::read_to_string(&p).unwrap_or_default();
+        rows.push_str(&format!("{id}\t{name}\t{status}\n"));
+        fs::write(p, rows).unwrap();
+        let mut inspect = format!("{state}\n");
+        for a in cmd {
+            inspect.push_str(a);
+            inspect.push('\n');
+        }
+        self.set(&format!("inspect-{id}"), &inspect);
+        self.set(&format!("labels-{name}"), &format!("1\t{state}\n"));
+    }
+
+    fn run(&self, args: &[&str]) -> Res {
+        self.run_stdin(args, None)
+    }
+
+    /// Runs the script; `calls` are this run's podman calls only.
+    fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Res {
+        let _ = fs::remove_file(self.dir.path().join("log"));
+        let fake_bin = self.dir.path().join("bin");
+        let path = match &self.path {
+            Some(p) => p.clone(),
+            None => format!(
+                "{}:{}",
+                fake_bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        };
+        let mut cmd = Command::new(&self.shell);
+        cmd.arg(script())
+            .args(args)
+            .current_dir(&self.cwd)
+            .env("PATH", path)
+            .env("PWD", &self.cwd)
+            .env("FAKE_DIR", self.dir.path())
+            .env("BCVK_KVM_DEVICE", self.kvm())
+            .env_remove("BCVK_IMAGE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out: Output = match stdin {
+            None => cmd.stdin(Stdio::null()).output().unwrap(),
+            Some(input) => {
+                use std::io::Write;
+                cmd.stdin(Stdio::piped());
+                let mut child = cmd.spawn().unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(input.as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            }
+        };
+        Res {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+            calls: self.calls(),
+            shell: self.shell.clone(),
+        }
+    }
+
+    /// Runs the script with stdin (and stdout) a terminal, through util-linux `script`,
+    /// feeding it INPUT; None when `script` is not installed.
+    fn run_tty(&self, args: &[&str], input: &str) -> Option<Res> {
+        let script_bin = find_in_path("script")?;
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut line = quote(&self.shell.display().to_string());
+        line.push(' ');
+        line.push_str(&quote(&script().display().to_string()));
+        for a in args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        let _ = fs::remove_file(self.dir.path().join("log"));
+        let fake_bin = self.dir.path().join("bin");
+        let path = format!(
+            "{}:{}",
+            fake_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new(script_bin);
+        cmd.args(["-qec", &line, "/dev/null"])
+            .current_dir(&self.cwd)
+            .env("PATH", path)
+            .env("PWD", &self.cwd)
+            .env("FAKE_DIR", self.dir.path())
+            .env("BCVK_KVM_DEVICE", self.kvm())
+            .env_remove("BCVK_IMAGE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Some(Res {
+            code: out.status.code().unwrap_or(-1),
+            // The terminal merges stderr into stdout.
+            stdout: String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+            calls: self.calls(),
+            shell: self.shell.clone(),
+        })
+    }
+
+    fn calls(&self) -> Vec<Vec<String>> {
+        let log = fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        let mut calls: Vec<Vec<String>> = Vec::new();
+        for line in log.lines() {
+            if line == "--- podman" {
+                calls.push(Vec::new());
+            } else {
+                calls.last_mut().unwrap().push(line.to_string());
+            }
+        }
+        calls
+    }
+}
+
+/// Runs `f` once per shell, with a fresh fake each time.
+fn each_shell(f: impl Fn(&mut Fake)) {
+    for sh in shells() {
+        let mut fake = Fake::new(&sh);
+        f(&mut fake);
+    }
+}
+
+fn argv(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| s.to_string()).collect()
+}
+
+fn info_call() -> Vec<String> {
+    argv(&["info", "--format", "{{.Store.GraphRoot}}"])
+}
+
+/// `podman run` with PRE (-d, --name...), the fixed flags, EXTRA (volumes, -p), then the
+/// bcvk image and its `run TARGET` arguments.
+fn run_call(fake: &Fake, pre: &[&str], extra: &[&str], bcvk: &[&str]) -> Vec<String> {
+    let mut v = argv(&["run"]);
+    v.extend(argv(pre));
+    v.extend(argv(&["--label", LABEL, "--privileged", "--device"]));
+    v.push(fake.kvm());
+    v.extend(argv(&["-v", &format!("{STORE}:/run/host-storage:ro")]));
+    v.extend(argv(extra));
+    v.push(IMAGE.into());
+    v.push("run".into());
+    v.extend(argv(bcvk));
+    v
+}
+
+#[test]
+fn script_parses_in_every_shell() {
+    for sh in shells() {
+        let out = Command::new(&sh).arg("-n").arg(script()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} -n: {}",
+            sh.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn script_is_clean_under_shellcheck_when_installed() {
+    let Some(sc) = find_in_path("shellcheck") else {
+        return;
+    };
+    let out = Command::new(sc)
+        .args(["-s", "sh"])
+        .arg(script())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn run_detached_man_page_example() {
+    each_shell(|f| {
+        let r = f.run(&[
+            "ephemeral",
+            "run",
+            "-d",
+            "--rm",
+            "-K",
+            "--name",
+            "testvm",
+            "quay.io/fedora/fedora-bootc:42",
+        ]);
+        r.assert_code(0);
+        r.assert_calls(&[
+            info_call(),
+            run_call(
+                f,
+                &["-d", "--rm", "--name", "testvm"],
+                &[],
+                &["quay.io/fedora/fedora-bootc:42", "--ssh-keygen"],
+            ),
+        ]);
+        // What podman run -d prints (the container ID) is passed on.
+        assert_eq!(r.stdout, "0123456789abcdef\n", "{}", r.show());
+        assert_eq!(r.stderr, "", "{}", r.show());
+    });
+}
+
+#[test]
+fn run_bind_with_name_keeps_the_name() {
+    each_shell(|f| {
+        let r = f.run(&[
+            "ephemeral",
+            "run",
+            "--bind",
+            "/home/user/code:workspace",
+            "--name",
+            "devvm",
+            "localhost/img",
+        ]);
+        r.assert_code(0);
+        r.assert_calls(&[
+            info_call(),
+            run_call(
+                f,
+                &["--name", "devvm"],
+                &["-v", "/home/user/code:/run/bcvk-host/1"],
+                &["localhost/img", "--bind=/run/bcvk-host/1:workspace"],
+            ),
+        ]);
+    });
+}
+
+#[test]
+fn run_host_paths_become_volumes() {
+    each_shell(|f| {
+        for d in ["code", "units", "scratch", "disks", "out", "my code"] {
+            fs::create_dir(f.cwd.join(d)).unwrap();
+        }
+        let cwd = f.cwd.display().to_string();
+        let r = f.run(&[
+            "ephemeral",
+            "run",
+            "--bind",
+            "code",
+            "--ro-bind=./units:/etc/guest-units",
+            "--bind",
+            "/srv/data/",
+            "--ro-bind",
+            "my code",
+            "--mount-disk-file",
+            "disks/data.qcow2:data:qcow2",
+            "--mount-disk-file=/var/tmp/swap.img",
+            "--systemd-units=units",
+            "--virtio-serial-out",
+            "log:out/serial.txt",
+            "--ssh-key",
+            "key.pub",
+            "--scratch",
+            "./scratch",
+            "localhost/img",
+        ]);
+        r.assert_code(0);
+        let v = |n: u32| format!("/run/bcvk-host/{n}");
+        let vols: Vec<String> = vec![
+            "-v".into(),
+            format!("{cwd}/code:{}", v(1)),
+            "-v".into(),
+            format!("{cwd}/units:{}:ro", v(2)),
+            "-v".into(),
+            format!("/srv/data:{}", v(3)),
+            // Not a valid mount name: mounted under its own name for bcvk run to sanitise.
+            "-v".into(),
+            format!("{cwd}/my code:{}/my code:ro", v(4)),
+            "-v".into(),
+            format!("{cwd}/disks:{}", v(5)),
+            "-v".into(),
+            format!("/var/tmp:{}", v(6)),
+            "-v".into(),
+            format!("{cwd}/units:{}:ro", v(7)),
+            "-v".into(),
+            format!("{cwd}/out:{}", v(8)),
+            "-v".into(),
+            format!("{cwd}/key.pub:{}/key.pub:ro", v(9)),
+            "-v".into(),
+            format!("{cwd}/scratch:{}", v(10)),
+        ];
+        let bcvk: Vec<String> = vec![
+            "localhost/img".into(),
+            format!("--bind={}:code", v(1)),
+            format!("--ro-bind={}:/etc/guest-units", v(2)),
+            format!("--bind={}:data", v(3)),
+            format!("--ro-bind={}/my code", v(4)),
+            format!("--mount-disk-file={}/data.qcow2:data:qcow2", v(5)),
+            format!("--mount-disk-file={}/swap.img", v(6)),
+            format!("--systemd-units={}", v(7)),
+            format!("--virtio-serial-out=log:{}/serial.txt", v(8)),
+            format!("--ssh-key={}/key.pub", v(9)),
+            format!("--scratch={}", v(10)),
+        ];
+        let vols: Vec<&str> = vols.iter().map(String::as_str).collect();
+        let bcvk: Vec<&str> = bcvk.iter().map(String::as_str).collect();
+        r.assert_calls(&[info_call(), run_call(f, &[], &vols, &bcvk)]);
+    });
+}
+
+#[test]
+fn run_value_options_in_both_forms() {
+    each_shell(|f| {
+        let r = f.run(&[
+            "ephemeral",
+            "run",
+            "--memory=8G",
+            "--vcpus",
+            "4",
+            "--karg=console=ttyS0",
+            "--karg",
+            "quiet",
+            "--execute",
+            "echo 'hi there'",
+            "--log-level=debug",
+            "--net",
+            "none",
+            "--itype=u1.small",
+            "--hostname",
+            "-weird",
+            "--console",
+            "--label",
+            "team=qa",
+            "--name=vm1",
+            "--future-flag=x",
+            "localhost/img",
+            "--cpu",
+            "max",
+        ]);
+        r.assert_code(0);
+        let expected = [
+            info_call(),
+            run_call(
+                f,
+                &["--name", "vm1"],
+                &[],
+                &[
+                    "localhost/img",
+                    "--memory=8G",
+                    "--vcpus=4",
+                    "--karg=console=ttyS0",
+                    "--karg=quiet",
+                    "--execute=echo 'hi there'",
+                    "--log-level=debug",
+                    "--net=none",
+                    "--itype=u1.small",
+                    "--hostname=-weird",
+                    "--console",
+                    "--future-flag=x",
+                    "--cpu=max",
+                ],
+            ),
+        ]
+        .map(|mut call| {
+            // The user's label comes right after bcvk's own.
+            if let Some(i) = call.iter().position(|a| a == LABEL) {
+                call.splice(i + 1..i + 1, argv(&["--label", "team=qa"]));
+            }
+            call
+        });
+        r.assert_calls(&expected);
+    });
+}
+
+#[test]
+fn run_ports_are_published_too() {
+    each_shell(|f| {
+        let r = f.run(&[
+            "ephemeral",
+            "run",
+            "-d",
+            "--port",
+            "8080:80",
+            "--port=2222:22",
+            "localhost/img",
+        ]);
+        r.assert_code(0);
+        r.assert_calls(&[
+            info_call(),
+            run_call(
+                f,
+                &["-d"],
+                &["-p", "8080:8080", "-p", "2222:2222"],
+                &["localhost/img", "--port=8080:80", "--port=2222:22"],
+            ),
+        ]);
+        for bad in ["80", "a:80", "8080:", ":80", "1:2:3"] {
+            let r = f.run(&["ephemeral", "run", "--port", bad, "img"]);
+            r.assert_usage_error("--port");
+        }
+    });
+}
+
+#[test]
+fn run_combined_short_flags_and_guest_command() {
+    each_shell(|f| {
+        let r = f.run(&[
+            "ephemeral",
+            "run",
+            "-dit",
+            "--rm",
+            "localhost/img",
+            "--memory",
+            "2G",
+            "--",
+            "sh",
+            "-c",
+            "exit 42",
+        ]);
+        r.assert_code(0);
+        r.assert_calls(&[
+            info_call(),
+            run_call(
+                f,
+                &["-d", "-i", "-t", "--rm"],
+                &[],
+                &["localhost/img", "--memory=2G", "--", "sh", "-c", "exit 42"],
+            ),
+        ]);
+    });
+    // The container's exit code (the guest command's) is kept.
+    each_shell(|f| {
+        f.set("run-rc", "42\n");
+        let r = f.run(&["ephemeral", "run", "-it", "img", "--", "false"]);
+        r.assert_code(42);
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &["-i", "-t"], &[], &["img", "--", "false"]),
+            "{}",
+            r.show()
+        );
+    });
+}
+
+#[test]
+fn run_storage_image_and_missing_kvm() {
+    each_shell(|f| {
+        f.set("graphroot", "/home/u/.local/share/containers/storage\n");
+        f.env("BCVK_IMAGE", "quay.io/me/bcvk:dev");
+        f.env("BCVK_KVM_DEVICE", "/nonexistent/kvm");
+        let r = f.run(&["ephemeral", "run", "img"]);
+        r.assert_code(0);
+        r.assert_calls(&[
+            info_call(),
+            argv(&[
+                "run",
+                "--label",
+                LABEL,
+                "--privileged",
+                "-v",
+                "/home/u/.local/share/containers/storage:/run/host-storage:ro",
+                "quay.io/me/bcvk:dev",
+                "run",
+                "img",
+            ]),
+        ]);
+        assert_eq!(
+            r.stderr.matches("software emulation").count(),
+            1,
+            "{}",
+            r.show()
+        );
+        assert!(r.stderr.starts_with("bcvk: warning: "), "{}", r.show());
+
+        // --storage names the host's store instead of asking podman.
+        let r = f.run(&["ephemeral", "run", "--storage=/srv/store", "img"]);
+        r.assert_code(0);
+        assert!(
+            r.joined()
+                .contains(&"run --label bcvk.ephemeral=1 --privileged -v /srv/store:/run/host-storage:ro quay.io/me/bcvk:dev run img".to_string()),
+            "{}",
+            r.show()
+        );
+    });
+}
+
+#[test]
+fn ssh_man_page_example() {
+    each_shell(|f| {
+        f.vm(
+            "aaa",
+            "testvm",
+            "Up 2 minutes ago",
+            "running",
+            &["run", "img"],
+        );
+        let r = f.run(&["ephemeral", "ssh", "testvm", "systemctl status"]);
+        r.assert_code(0);
+        r.assert_calls(&[
+            argv(&[
+                "container",
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"bcvk.ephemeral\"}}\t{{.State.Status}}",
+                "testvm",
+            ]),
+            // stdin is not a terminal: -i so that piping works.
+            argv(&["exec", "-i", "testvm", "bcvk", "ssh", "systemctl status"]),
+        ]);
+        // The remote command's exit code is kept; the shorthand works too.
+        f.set("ssh-rc", "3\n");
+        let r = f.run_stdin(&["ssh", "testvm", "--", "cat", ">/tmp/x"], Some("data"));
+        r.assert_code(3);
+        assert_eq!(
+            r.calls.last().unwrap(),
+            &argv(&["exec", "-i", "testvm", "bcvk", "ssh", "cat", ">/tmp/x"]),
+            "{}",
+            r.show()
+        );
+    });
+}
+
+#[test]
+fn ssh_refuses_containers_that_are_not_bcvk_vms() {
+    each_shell(|f| {
+        f.set("labels-web", "\trunning\n");
+        let r = f.run(&["ephemeral", "ssh", "web"]);
+        r.assert_code(255);
+        assert!(r.stderr.contains("'web' is not a bcvk VM"), "{}", r.show());
+        assert_eq!(r.calls.len(), 1, "no exec: {}", r.show());
+
+        let r = f.run(&["ephemeral", "ssh", "nosuch", "true"]);
+        r.assert_code(255);
+        assert!(
+            r.stderr.contains("no container named 'nosuch'"),
+            "{}",
+            r.show()
+        );
+
+        f.set("labels-old", "1\texited\n");
+        let r = f.run(&["ephemeral", "ssh", "old"]);
+        r.assert_code(255);
+        assert!(
+            r.stderr.contains("not running (state: exited)"),
+            "{}",
+            r.show()
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.show());
+    });
+}
+
+/// The generated name of a run-ssh VM, from its `podman run` call.
+fn run_ssh_name(r: &Res) -> String {
+    let run = &r.calls[1];
+    let i = run.iter().position(|a| a == "--name").expect("--name");
+    run[i + 1].clone()
+}
+
+#[test]
+fn run_ssh_man_page_example() {
+    each_shell(|f| {
+        let r = f.run(&[
+            "ephemeral",
+            "run-ssh",
+            "--memory",
+            "8G",
+            "--vcpus",
+            "4",
+            "localhost/mybootc",
+        ]);
+        r.assert_code(0);
+        let name = run_ssh_name(&r);
+        assert!(
+            name.len() == "bcvk-".len() + 8
+                && name.starts_with("bcvk-")
+                && name[5..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
+        );
+        r.assert_calls(&[
+            info_call(),
+            run_call(
+                f,
+                &["-d", "--rm", "--name", &name],
+                &[],
+                &["localhost/mybootc", "--memory=8G", "--vcpus=4"],
+            ),
+            argv(&["exec", &name, "bcvk", "status", "--wait"]),
+            argv(&["exec", "-i", &name, "bcvk", "ssh"]),
+            argv(&["stop", &name]),
+        ]);
+        assert!(r.stderr.contains("waiting for VM"), "{}", r.show());
+        // Nothing on stdout but the session's.
+        assert_eq!(r.stdout, "", "{}", r.show());
+    });
+}
+
+#[test]
+fn run_ssh_keeps_the_exit_code_and_stops_the_vm() {
+    each_shell(|f| {
+        f.set("ssh-rc", "42\n");
+        let r = f.run(&[
+            "ephemeral",
+            "run-ssh",
+            "--name",
+            "myvm",
+            "--bind=/src",
+            "img",
+            "sh",
+            "-c",
+            "exit 42",
+        ]);
+        r.assert_code(42);
+        let j = r.joined();
+        assert_eq!(
+            j[3..],
+            [
+                "exec -i myvm bcvk ssh sh -c exit 42".to_string(),
+                "stop myvm".to_string()
+            ],
+            "{}",
+            r.show()
+        );
+        assert!(
+            j[1].contains("-v /src:/run/bcvk-host/1 ")
+                && j[1].ends_with("run img --bind=/run/bcvk-host/1:src"),
+            "{}",
+            r.show()
+        );
+    });
+}
+
+#[test]
+fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
+    // 66: the supervisor has not written its status yet; bcvk-host asks again.
+    each_shell(|f| {
+        f.set("status-rcs", "66\n0\n");
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "--", "true"]);
+        r.assert_code(0);
+        let j = r.joined();
+        assert_eq!(j.len(), 6, "{}", r.show());
+        assert_eq!(j[2], "exec vm bcvk status --wait");
+        assert_eq!(j[3], "exec vm bcvk status --wait");
+        assert_eq!(j[4], "exec -i vm bcvk ssh true");
+        assert_eq!(j[5], "stop vm");
+    });
+    // The VM failed: no ssh, the VM is stopped, 255 like ssh.
+    each_shell(|f| {
+        f.set("status-rcs", "1\n");
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img"]);
+        r.assert_code(255);
+        let j = r.joined();
+        assert_eq!(
+            j[2..],
+            [
+                "exec vm bcvk status --wait".to_string(),
+                "logs --tail 30 vm".to_string(),
+                "stop vm".to_string()
+            ],
+            "{}",
+            r.show()
+        );
+        assert!(
+            r.stderr
+                .lines()
+                .last()
+                .unwrap()
+                .starts_with("bcvk: error: VM vm did not become ready"),
+            "{}",
+            r.show()
+        );
+    });
+    // podman run itself failed: its exit code, nothing to stop.
+    each_shell(|f| {
+        f.set("run-rc", "125\n");
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img"]);
+        r.assert_code(125);
+        assert_eq!(r.calls.len(), 2, "{}", r.show());
+    });
+}
+
+fn three_vms(f: &Fake) {
+    f.vm(
+        "1111",
+        "devvm",
+        "Up 5 minutes ago",
+        "running",
+        &[
+            "run",
+            "localhost/fedora-bootc:42",
+            "--memory=8G",
+            "--bind=/run/bcvk-host/1:w",
+        ],
+    );
+    // Started by hand, options first and in separate form.
+    f.vm(
+        "2222",
+        "manual",
+        "Exited (0) 2 hours ago",
+        "exited",
+        &[
+            "--memory",
+            "2G",
+            "-K",
+            "quay.io/centos-bootc/centos-bootc:stream10",
+            "--",
+            "ls",
+        ],
+    );
+    f.vm(
+        "3333",
+        "odd\"name\\",
+        "Created \"x\"",
+        "Created",
+        &["install-host-cli"],
+    );
+}
+
+#[test]
+fn ps_lists_bcvk_vms_with_their_target_images() {
+    each_shell(|f| {
+        three_vms(f);
+        let r = f.run(&["ephemeral", "ps"]);
+        r.assert_code(0);
+        let inspect = |id: &str| {
+            argv(&[
+                "container",
+                "inspect",
+                "--format",
+                "{{.State.Status}}{{\"\\n\"}}{{range .Config.Cmd}}{{.}}{{\"\\n\"}}{{end}}",
+                id,
+            ])
+        };
+        r.assert_calls(&[
+            argv(&[
+                "ps",
+                "-a",
+                "--no-trunc",
+                "--filter",
+                "label=bcvk.ephemeral=1",
+                "--format",
+                "{{.ID}}\t{{.Names}}\t{{.Status}}",
+            ]),
+            inspect("1111"),
+            inspect("2222"),
+            inspect("3333"),
+        ]);
+        let lines: Vec<Vec<&str>> = r
+            .stdout
+            .lines()
+            .map(|l| {
+                l.split("  ")
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                vec!["NAME", "IMAGE", "STATE", "UPTIME"],
+                vec!["devvm", "localhost/fedora-bootc:42", "running", "5 minutes"],
+                vec![
+                    "manual",
+                    "quay.io/centos-bootc/centos-bootc:stream10",
+                    "exited",
+                    "-"
+                ],
+                vec!["odd\"name\\", "-", "created", "-"],
+            ],
+            "{}",
+            r.show()
+        );
+        // Columns line up.
+        let col = |l: &str| l.find("IMAGE").or_else(|| l.find("localhost")).unwrap();
+        let out: Vec<&str> = r.stdout.lines().collect();
+        assert_eq!(col(out[0]), col(out[1]), "{}", r.show());
+    });
+}
+
+#[test]
+fn ps_json_is_valid_json() {
+    each_shell(|f| {
+        three_vms(f);
+        let r = f.run(&["ephemeral", "ps", "--json"]);
+        r.assert_code(0);
+        let v: serde_json::Value =
+            serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.show()));
+        let expected = serde_json::json!([
+            {"name": "devvm", "id": "1111", "image": "localhost/fedora-bootc:42",
+             "state": "running", "status": "Up 5 minutes ago"},
+            {"name": "manual", "id": "2222",
+             "image": "quay.io/centos-bootc/centos-bootc:stream10",
+             "state": "exited", "status": "Exited (0) 2 hours ago"},
+            {"name": "odd\"name\\", "id": "3333", "image": "-",
+             "state": "created", "status": "Created \"x\""},
+        ]);
+        assert_eq!(v, expected, "{}", r.show());
+
+        // No VMs: an empty array, and a header alone for the table.
+        fs::remove_file(f.dir.path().join("containers")).unwrap();
+        let r = f.run(&["ephemeral", "ps", "--json"]);
+        r.assert_code(0);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v, serde_json::json!([]));
+        let r = f.run(&["ephemeral", "ps"]);
+        assert_eq!(r.stdout.lines().count(), 1, "{}", r.show());
+    });
+}
+
+#[test]
+fn rm_all_refuses_to_ask_without_a_terminal() {
+    each_shell(|f| {
+        three_vms(f);
+        let r = f.run(&["ephemeral", "rm-all"]);
+        r.assert_code(64);
+        assert!(r.stderr.contains("rm-all -f"), "{}", r.show());
+        assert!(r.stderr.contains("3 bcvk VMs"), "{}", r.show());
+        // Only the listing: nothing removed.
+        assert_eq!(
+            r.joined(),
+            ["ps -a --filter label=bcvk.ephemeral=1 --format {{.ID}}\t{{.Names}}"],
+            "{}",
+            r.show()
+        );
+    });
+}
+
+#[test]
+fn rm_all_force_removes_each_bcvk_vm() {
+    each_shell(|f| {
+        three_vms(f);
+        let r = f.run(&["ephemeral", "rm-all", "-f"]);
+        r.assert_code(0);
+        assert_eq!(
+            r.joined(),
+            [
+                "ps -a --filter label=bcvk.ephemeral=1 --format {{.ID}}\t{{.Names}}",
+                "rm -f 1111",
+                "rm -f 2222",
+                "rm -f 3333",
+            ],
+            "{}",
+            r.show()
+        );
+        assert_eq!(
+            r.stdout,
+            "Removed devvm\nRemoved manual\nRemoved odd\"name\\\n",
+            "{}",
+            r.show()
+        );
+        // None: nothing to do, no question.
+        fs::remove_file(f.dir.path().join("containers")).unwrap();
+        let r = f.run(&["ephemeral", "rm-all", "--force"]);
+        r.assert_code(0);
+        assert_eq!(r.calls.len(), 1, "{}", r.show());
+        let r = f.run(&["ephemeral", "rm-all"]);
+        r.assert_code(0);
+    });
+}
+
+#[test]
+fn status_execs_bcvk_status() {
+    each_shell(|f| {
+        f.vm("aaa", "vm1", "Up 1 second ago", "running", &["run", "img"]);
+        let r = f.run(&["status", "vm1", "--json", "--wait"]);
+        r.assert_code(0);
+        assert_eq!(
+            r.joined().last().unwrap(),
+            "exec vm1 bcvk status --json --wait",
+            "{}",
+            r.show()
+        );
+    });
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    each_shell(|f| {
+        let cases: &[(&[&str], &str)] = &[
+            (&["libvirt", "run"], "unknown command 'libvirt'"),
+            (&["--bogus"], "unknown option '--bogus'"),
+            (
+                &["ephemeral", "bogus"],
+                "unknown subcommand 'ephemeral bogus'",
+            ),
+            (&["ephemeral", "run"], "missing IMAGE"),
+            (&["ephemeral", "run", "--rm", "-d"], "missing IMAGE"),
+            (
+                &["ephemeral", "run", "img", "--memory"],
+                "--memory needs a value",
+            ),
+            (&["ephemeral", "run", "-dx", "img"], "unknown option -x"),
+            (
+                &["ephemeral", "run", "img", "extra"],
+                "unexpected argument 'extra'",
+            ),
+            (
+                &["ephemeral", "run", "--", "ls"],
+                "IMAGE must come before '--'",
+            ),
+            (&["ephemeral", "run", "--name=", "img"], "--name"),
+            (
+                &["ephemeral", "run", "--virtio-serial-out", "nofile", "img"],
+                "NAME:FILE",
+            ),
+            (
+                &["ephemeral", "run", "--bind", ":x", "img"],
+                "--bind needs a host directory",
+            ),
+            (
+                &["ephemeral", "run-ssh", "--vcpus"],
+                "--vcpus needs a value",
+            ),
+            (&["ephemeral", "run-ssh"], "missing IMAGE"),
+            (&["ephemeral", "ssh"], "missing NAME"),
+            (&["ephemeral", "ssh", "-x"], "unknown option '-x'"),
+            (&["ephemeral", "ps", "-a"], "unexpected argument '-a'"),
+            (
+                &["ephemeral", "rm-all", "--all"],
+                "unexpected argument '--all'",
+            ),
+            (&["ephemeral", "status"], "missing NAME"),
+        ];
+        for (args, needle) in cases {
+            let r = f.run(args);
+            r.assert_usage_error(needle);
+        }
+        // No arguments at all: the usage on stderr.
+        for args in [&[][..], &["ephemeral"][..]] {
+            let r = f.run(args);
+            r.assert_code(64);
+            assert!(r.stderr.contains("Usage"), "{}", r.show());
+        }
+    });
+}
+
+#[test]
+fn missing_podman_is_a_clear_error() {
+    each_shell(|f| {
+        let empty = f.dir.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        f.path = Some(empty.display().to_string());
+        for args in [
+            &["ephemeral", "run", "img"][..],
+            &["ephemeral", "ps"][..],
+            &["ephemeral", "ssh", "vm"][..],
+        ] {
+            let r = f.run(args);
+            r.assert_code(127);
+            assert_eq!(
+                r.stderr.trim_end(),
+                "bcvk: error: podman not found in PATH: install podman (bcvk runs its VMs in podman containers)",
+                "{}",
+                r.show()
+            );
+        }
+    });
+}
+
+#[test]
+fn help_and_version() {
+    each_shell(|f| {
+        for args in [
+            &["--help"][..],
+            &["help"][..],
+            &["ephemeral", "--help"][..],
+            &["ephemeral", "ps", "--help"][..],
+            &["ephemeral", "rm-all", "-h"][..],
+            &["ephemeral", "ssh", "--help"][..],
+            &["ephemeral", "run-ssh", "--help"][..],
+            &["ephemeral", "status", "--help"][..],
+        ] {
+            let r = f.run(args);
+            r.assert_code(0);
+            assert!(
+                r.stdout.starts_with("Usage") || r.stdout.starts_with("bcvk"),
+                "{}",
+                r.show()
+            );
+            assert!(r.calls.is_empty(), "{}", r.show());
+        }
+        // run --help: the host side, then bcvk run's own options from the image.
+        let r = f.run(&["ephemeral", "run", "--memory", "2G", "--help"]);
+        r.assert_code(0);
+        r.assert_calls(&[argv(&["run", "--rm", IMAGE, "run", "--help"])]);
+        let host = r.stdout.find("-p HOST:HOST").expect("--port documented");
+        let image = r.stdout.find("Usage: bcvk run").expect("image help");
+        assert!(host < image, "{}", r.show());
+
+        let r = f.run(&["--version"]);
+        r.assert_code(0);
+        assert_eq!(
+            r.stdout,
+            format!(
+                "bcvk host command {}\n{IMAGE}: bcvk 0.1.0\n",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "{}",
+            r.show()
+        );
+        r.assert_calls(&[argv(&["run", "--rm", IMAGE, "--version"])]);
+    });
+}
+
+#[test]
+fn terminal_stdin_decides_the_terminal_flags() {
+    each_shell(|f| {
+        f.vm("aaa", "vm1", "Up 1 second ago", "running", &["run", "img"]);
+        // run: -it when stdin is a terminal and there is no command...
+        let Some(r) = f.run_tty(&["ephemeral", "run", "img"], "") else {
+            return;
+        };
+        r.assert_code(0);
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &["-i", "-t"], &[], &["img"]),
+            "{}",
+            r.show()
+        );
+        // ...but not with one, nor detached.
+        let r = f
+            .run_tty(&["ephemeral", "run", "img", "--execute=true"], "")
+            .unwrap();
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &[], &[], &["img", "--execute=true"]),
+            "{}",
+            r.show()
+        );
+        let r = f.run_tty(&["ephemeral", "run", "-d", "img"], "").unwrap();
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &["-d"], &[], &["img"]),
+            "{}",
+            r.show()
+        );
+        // ssh: a terminal for a login shell, none for a command.
+        let r = f.run_tty(&["ephemeral", "ssh", "vm1"], "").unwrap();
+        r.assert_code(0);
+        assert_eq!(r.joined()[1], "exec -it vm1 bcvk ssh", "{}", r.show());
+        let r = f
+            .run_tty(&["ephemeral", "ssh", "vm1", "uptime"], "")
+            .unwrap();
+        assert_eq!(r.joined()[1], "exec vm1 bcvk ssh uptime", "{}", r.show());
+    });
+}
+
+#[test]
+fn rm_all_asks_on_a_terminal() {
+    each_shell(|f| {
+        three_vms(f);
+        let Some(r) = f.run_tty(&["ephemeral", "rm-all"], "n\n") else {
+            return;
+        };
+        r.assert_code(1);
+        assert!(
+            r.stdout.contains("Remove 3 bcvk VMs? [y/N]"),
+            "{}",
+            r.show()
+        );
+        assert_eq!(r.calls.len(), 1, "nothing removed: {}", r.show());
+        let r = f.run_tty(&["ephemeral", "rm-all"], "y\n").unwrap();
+        r.assert_code(0);
+        assert_eq!(
+            r.joined()[1..],
+            ["rm -f 1111", "rm -f 2222", "rm -f 3333"],
+            "{}",
+            r.show()
+        );
+    });
+}
+
+#[test]
+fn run_ssh_stops_the_vm_on_ctrl_c() {
+    each_shell(|f| {
+        f.set("status-sleep", "");
+        let mut child = Command::new(&f.shell)
+            .arg(script())
+            .args(["ephemeral", "run-ssh", "--name", "vm", "img"])
+            .current_dir(&f.cwd)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    f.dir.path().join("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("FAKE_DIR", f.dir.path())
+            .env("BCVK_KVM_DEVICE", f.kvm())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !fs::read_to_string(f.dir.path().join("log"))
+            .unwrap_or_default()
+            .contains("status")
+        {
+            assert!(std::time::Instant::now() < deadline, "no status call");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{}", f.shell.display());
+        let calls = f.calls();
+        assert_eq!(
+            calls.last().unwrap(),
+            &argv(&["stop", "vm"]),
+            "{}: {calls:?}",
+            f.shell.display()
+        );
+        assert!(
+            !calls.iter().any(|c| c.contains(&"ssh".to_string())),
+            "{calls:?}"
+        );
+    });
+}
