@@ -26,6 +26,7 @@ macro_rules! check {
 }
 
 mod faults;
+mod host_cli;
 
 fn last_line(s: &str) -> &str {
     s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
@@ -961,6 +962,7 @@ fn main() {
             "faults::readiness_timeout_when_sshd_is_masked",
             readiness_timeout_when_sshd_is_masked,
         ),
+        t("host_cli::man_page_examples", host_cli::man_page_examples),
         t("faults::kill_virtiofsd", faults::kill_virtiofsd),
         t("faults::kill_qemu", faults::kill_qemu),
         t(
@@ -974,7 +976,9 @@ fn main() {
         t("global::nothing_left_behind", nothing_left_behind),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
-    let _ = podman(&["rm", "-f", "-t", "0", MAIN_NAME]);
+    for name in [MAIN_NAME, "testvm", "devvm", "bcvk-it-bystander"] {
+        let _ = podman(&["rm", "-f", "-t", "0", name]);
+    }
     let leftovers = podman(&["ps", "-aq", "--filter", &format!("label={TEST_LABEL}")]);
     for id in leftovers.stdout.split_whitespace() {
         let _ = podman(&["rm", "-f", "-t", "0", id]);

@@ -1,0 +1,223 @@
+//! The man-page examples of upstream bcvk's `ephemeral` commands, run literally through the
+//! host-side command (entrypoint/bcvk-host, installed the documented way) against real VMs.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bcvk_integration::*;
+
+use crate::R;
+
+/// Install the host command as the README says: `podman run --rm IMAGE install-host-cli`.
+fn install(dir: &std::path::Path) -> Result<PathBuf, String> {
+    let r = podman(&["run", "--rm", &bcvk_image(), "install-host-cli"]);
+    if r.code != 0 || !r.stdout.starts_with("#!") {
+        return Err(format!("install-host-cli: {}", r.show()));
+    }
+    let path = dir.join("bcvk");
+    std::fs::write(&path, &r.stdout).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+fn host_bcvk(bin: &std::path::Path, args: &[&str]) -> Run {
+    cmd(bin.to_str().unwrap(), args)
+}
+
+/// Wait until a VM started by the host command is ready (through the host command itself).
+fn wait_ready(bin: &std::path::Path, name: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let r = host_bcvk(bin, &["ephemeral", "status", name, "--json"]);
+        if r.stdout.contains("\"ready\"") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} not ready: {}", r.show()));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+pub fn man_page_examples() -> R {
+    let dir = tempfile::Builder::new()
+        .prefix("bcvk-it-host-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
+    let bin = install(dir.path())?;
+    let code = dir.path().join("code");
+    std::fs::create_dir_all(&code).map_err(|e| e.to_string())?;
+    let image = debian();
+    for n in ["testvm", "devvm", "bcvk-it-bystander"] {
+        let _ = podman(&["rm", "-f", "-t", "0", n]);
+    }
+    // A container that is not a bcvk VM: rm-all must leave it alone.
+    let by = podman(&[
+        "create",
+        "--name",
+        "bcvk-it-bystander",
+        "--label",
+        TEST_LABEL,
+        &var("BCVK_BASE_IMAGE", "localhost/bcvk-base:trixie"),
+        "true",
+    ]);
+    check!(by.code == 0, "{}", by.show());
+
+    // bcvk ephemeral run -d --rm -K --name testvm IMAGE
+    let r = host_bcvk(
+        &bin,
+        &[
+            "ephemeral",
+            "run",
+            "-d",
+            "--rm",
+            "-K",
+            "--name",
+            "testvm",
+            &image,
+        ],
+    );
+    check!(r.code == 0, "run -d: {}", r.show());
+    // bcvk ephemeral run --bind /home/user/code:workspace --name devvm IMAGE (foreground)
+    let code_bind = format!("{}:workspace", code.display());
+    let mut devvm = std::process::Command::new(&bin)
+        .args([
+            "ephemeral",
+            "run",
+            "--bind",
+            &code_bind,
+            "--name",
+            "devvm",
+            &image,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    // bcvk ephemeral run-ssh --memory 8G --vcpus 4 IMAGE, a session typed on its stdin.
+    let mut runssh = std::process::Command::new(&bin)
+        .args([
+            "ephemeral",
+            "run-ssh",
+            "--memory",
+            "8G",
+            "--vcpus",
+            "4",
+            &image,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    runssh
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo session-nproc=$(nproc); exit 5\n")
+        .map_err(|e| e.to_string())?;
+
+    wait_ready(&bin, "testvm")?;
+    // bcvk ephemeral ssh testvm 'systemctl status', twice.
+    for _ in 0..2 {
+        let r = host_bcvk(&bin, &["ephemeral", "ssh", "testvm", "systemctl status"]);
+        check!(
+            r.code == 0 && r.stdout.contains("State:"),
+            "ssh testvm: {}",
+            r.show()
+        );
+    }
+    let ps = host_bcvk(&bin, &["ephemeral", "ps"]);
+    check!(
+        ps.stdout.contains("testvm") && !ps.stdout.contains("bystander"),
+        "ps: {}",
+        ps.show()
+    );
+    let json = host_bcvk(&bin, &["ephemeral", "ps", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout)
+        .map_err(|e| format!("ps --json: {e}: {}", json.show()))?;
+    check!(
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["name"] == "testvm"
+                && x["image"]
+                    .as_str()
+                    .is_some_and(|i| i.contains("bcvk-test/debian")))),
+        "ps --json: {v}"
+    );
+
+    wait_ready(&bin, "devvm")?;
+    let r = host_bcvk(
+        &bin,
+        &[
+            "ephemeral",
+            "ssh",
+            "devvm",
+            "echo from-devvm > /run/virtiofs-mnt-workspace/proof",
+        ],
+    );
+    check!(r.code == 0, "{}", r.show());
+    let proof = std::fs::read_to_string(code.join("proof")).unwrap_or_default();
+    check!(
+        proof == "from-devvm\n",
+        "bind not writable from the guest: {proof:?}"
+    );
+
+    let out = runssh.wait_with_output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    check!(
+        out.status.code() == Some(5),
+        "run-ssh must return the session's exit code 5: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check!(
+        stdout.contains("session-nproc=4"),
+        "run-ssh --vcpus 4: {stdout}"
+    );
+    // run-ssh removes its VM when the session ends.
+    let left = host_bcvk(&bin, &["ephemeral", "ps"]);
+    check!(
+        left.stdout.lines().filter(|l| l.contains("bcvk-")).count() == 0,
+        "run-ssh VM left: {}",
+        left.show()
+    );
+
+    // podman stop testvm: --rm removes it.
+    let s = podman(&["stop", "-t", "60", "testvm"]);
+    check!(s.code == 0, "{}", s.show());
+    let t = Instant::now();
+    while podman(&["container", "exists", "testvm"]).code == 0
+        && t.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    check!(
+        podman(&["container", "exists", "testvm"]).code != 0,
+        "--rm did not remove testvm"
+    );
+
+    // bcvk ephemeral rm-all: refuses without a terminal, -f removes devvm and nothing else.
+    let r = host_bcvk(&bin, &["ephemeral", "rm-all"]);
+    check!(
+        r.code == 64,
+        "rm-all without -f and no terminal should refuse: {}",
+        r.show()
+    );
+    let r = host_bcvk(&bin, &["ephemeral", "rm-all", "-f"]);
+    check!(r.code == 0, "{}", r.show());
+    check!(
+        podman(&["container", "exists", "devvm"]).code != 0,
+        "rm-all left devvm"
+    );
+    check!(
+        podman(&["container", "exists", "bcvk-it-bystander"]).code == 0,
+        "rm-all removed a non-bcvk container"
+    );
+    let _ = devvm.wait();
+    let _ = podman(&["rm", "-f", "bcvk-it-bystander"]);
+    Ok(())
+}
