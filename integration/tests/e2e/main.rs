@@ -906,7 +906,16 @@ fn nothing_left_behind() -> R {
 fn main() {
     let args = Arguments::from_args();
     FINGERPRINT.get_or_init(|| store_fingerprint(&test_images()));
-    let t = |name: &str, f: fn() -> R| Trial::test(name, f);
+    // Failures are printed as they happen too: a run takes long, and the summary comes last.
+    let t = |name: &'static str, f: fn() -> R| {
+        Trial::test(name, move || {
+            let r = f();
+            if let Err(e) = &r {
+                eprintln!("\n!!! {name} failed: {}\n", e.message().unwrap_or(""));
+            }
+            r
+        })
+    };
     let trials = vec![
         t("errors::unknown_image", unknown_image),
         t("errors::image_without_kernel", image_without_kernel),
