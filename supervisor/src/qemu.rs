@@ -484,9 +484,11 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
     a.opt("-serial", "chardev:console".into());
 
     // wait=off: QEMU starts the guest without waiting for a QMP client.
+    // "path=" is spelt out: after "unix:" QEMU takes a first piece holding
+    // '=' for a key=value pair, so an implied path "/a=b" would not be a path.
     a.opt(
         "-qmp",
-        Opt::new("unix:")
+        Opt::new("unix:path=")
             .esc(&spec.qmp_socket)
             .s(",server=on,wait=off")
             .0,
@@ -961,7 +963,16 @@ mod tests {
         });
         assert_eq!(
             values(&a, "-qmp"),
-            ["unix:/run/a,,b/qmp.sock,server=on,wait=off"]
+            ["unix:path=/run/a,,b/qmp.sock,server=on,wait=off"]
+        );
+        // An '=' in the path must not turn it into an option name.
+        let e = argv(&QemuSpec {
+            qmp_socket: "/run/wait=on/qmp.sock".into(),
+            ..spec()
+        });
+        assert_eq!(
+            values(&e, "-qmp"),
+            ["unix:path=/run/wait=on/qmp.sock,server=on,wait=off"]
         );
         assert!(!values(&a, "-device").contains(&"virtio-rng-pci"));
         let r = argv(&QemuSpec {
@@ -981,7 +992,7 @@ mod tests {
         let i = a.iter().position(|x| x == "-qmp").unwrap();
         assert_eq!(
             a[i + 1].clone().into_vec(),
-            b"unix:/r/\xff,,q,server=on,wait=off".to_vec()
+            b"unix:path=/r/\xff,,q,server=on,wait=off".to_vec()
         );
     }
 

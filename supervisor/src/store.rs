@@ -318,10 +318,24 @@ impl Store {
             }
             let mut digests: Vec<String> = record.digest.into_iter().collect();
             digests.extend(record.digests.unwrap_or_default());
+            // A name no reference can match is of no use, and would end up in
+            // messages: one with a newline could forge lines of output.
+            let names = record
+                .names
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|name| {
+                    let valid = parse_name(name).is_ok();
+                    if !valid {
+                        tracing::warn!(id = %record.id, name = ?name, "skipping invalid image name");
+                    }
+                    valid
+                })
+                .collect();
             images.push(Image {
                 id: record.id,
                 digests,
-                names: record.names.unwrap_or_default(),
+                names,
                 layer: record.layer.filter(|l| !l.is_empty()),
             });
         }
@@ -1094,6 +1108,29 @@ mod tests {
             store.resolve("localhost/c"),
             Err(StoreError::ImageNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn invalid_names_are_dropped_and_stay_out_of_messages() {
+        let mut fx = Fixture::new();
+        fx.image(&id("a"), None, &["evil\nimage localhost/x:latest"]);
+        fx.layer(&id("1"), None).image(
+            &id("b"),
+            Some(&id("1")),
+            &["bad\n", "localhost/good:latest"],
+        );
+        let store = fx.open();
+        assert_eq!(store.image_names(), ["localhost/good:latest"]);
+        // Found by id, the image is shown by its id, not by the bogus name.
+        let err = store.resolve(&id("a")).unwrap_err();
+        assert!(matches!(err, StoreError::NoLayers { .. }), "{err}");
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "{message:?}");
+        assert!(message.contains(&id("a")[..12]), "{message}");
+        assert_eq!(
+            store.resolve(&id("b")).unwrap().name,
+            "localhost/good:latest"
+        );
     }
 
     #[test]
