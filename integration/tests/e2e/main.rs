@@ -568,6 +568,9 @@ fn main_port_forward() -> R {
 fn main_stops_gracefully() -> R {
     let mut guard = main_vm()?;
     let m = guard.take().expect("checked");
+    // Written right before the stop, without sync: a graceful poweroff must keep it.
+    let r = m.vm.ssh("echo late > /run/virtiofs-mnt-work/late");
+    check!(r.code == 0, "{}", r.show());
     let t = Instant::now();
     let r = podman(&["stop", "-t", "60", &m.vm.name]);
     let took = t.elapsed();
@@ -592,6 +595,11 @@ fn main_stops_gracefully() -> R {
     // MAINPID and READY=1 to the manager, so it cannot be observed through podman here.
     // Data written before the stop is on disk.
     check!(m.dir.path().join("rw/hello").exists(), "bind data lost");
+    let late = std::fs::read_to_string(m.dir.path().join("rw/late")).unwrap_or_default();
+    check!(
+        late == "late\n",
+        "data written before the stop was lost: {late:?}"
+    );
     drop(m);
     Ok(())
 }
@@ -818,6 +826,12 @@ fn layered_image_layers_and_whiteouts() -> R {
     // Also the smallest privilege set the README documents: CAP_SYS_ADMIN (overlay and tmpfs
     // mounts, virtiofsd's namespace sandbox) instead of --privileged, plus /dev/kvm if present.
     let store = format!("{}:/run/host-storage:ro", host_store().display());
+    // --scratch: the throwaway layer on a volume; nothing of it may remain after the run.
+    let scratch = tempfile::Builder::new()
+        .prefix("bcvk-it-scratch-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
+    let scratch_vol = format!("{}:/scratch", scratch.path().display());
     let mut args = vec![
         "run",
         "--rm",
@@ -827,15 +841,35 @@ fn layered_image_layers_and_whiteouts() -> R {
         "SYS_ADMIN",
         "-v",
         &store,
+        "-v",
+        &scratch_vol,
     ];
     if Path::new("/dev/kvm").exists() {
         args.extend(["--device", "/dev/kvm"]);
     }
     let image = bcvk_image();
     let target = layered();
-    args.extend([image.as_str(), target.as_str(), "--", "sh", "-c", script]);
+    args.extend([
+        image.as_str(),
+        target.as_str(),
+        "--scratch",
+        "/scratch",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
     let r = podman(&args);
     check!(r.code == 0, "{}", r.show());
+    let left: Vec<_> = std::fs::read_dir(scratch.path())
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    check!(
+        left.is_empty(),
+        "the throwaway layer was left in --scratch: {left:?}"
+    );
     let want = "deleted-ok\nnew.txt\nuser-ok\nlayered-unit-ran\n";
     check!(r.stdout == want, "want {want:?}: {}", r.show());
     Ok(())
