@@ -195,6 +195,12 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
             contents: body.into(),
         });
         enable(&mut plan.entries, name, "swap.target", ".wants");
+        // Under TCG on a loaded machine udev can take longer than systemd's default 90 s
+        // device timeout to announce the disk; the swap unit would then give up for good.
+        plan.entries.push(Entry::File {
+            path: unit_path("dev-disk-by\\x2did-virtio\\x2dswap.device.d/bcvk.conf"),
+            contents: b"[Unit]\nJobRunningTimeoutSec=infinity\n".to_vec(),
+        });
     }
     if let Some(dir) = &cfg.systemd_units {
         plan_units(dir, &mut plan.entries)?;
@@ -455,6 +461,12 @@ mod tests {
             .path()
             .join("etc/systemd/system/swap.target.wants/dev-disk-by\\x2did-virtio\\x2dswap.swap")
             .is_symlink());
+        let dropin = root
+            .path()
+            .join("etc/systemd/system/dev-disk-by\\x2did-virtio\\x2dswap.device.d/bcvk.conf");
+        assert!(std::fs::read_to_string(dropin)
+            .unwrap()
+            .contains("JobRunningTimeoutSec=infinity"));
         assert!(root.path().join("srv/data").is_dir());
     }
 

@@ -119,11 +119,15 @@ pub enum Tty {
 /// The ssh client's argv (without the program) for running `remote` (already one shell string,
 /// or empty for a login shell). Batch mode: no password prompts, no host-key questions (the
 /// guest's host key is new on every boot, so recording it would only produce warnings).
+/// With `log`, ssh's own messages go to that file at VERBOSE level instead of stderr: the
+/// caller can then tell a connection that never authenticated from a remote command that
+/// exited 255 (see [`authenticated`]).
 pub fn ssh_args(
     target: &SshTarget,
     tty: Tty,
     connect_timeout_s: u32,
     remote: Option<&str>,
+    log: Option<&Path>,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut opt = |k: &str, v: &str| {
@@ -136,12 +140,16 @@ pub fn ssh_args(
     opt("StrictHostKeyChecking", "no");
     opt("UserKnownHostsFile", "/dev/null");
     opt("GlobalKnownHostsFile", "/dev/null");
-    opt("LogLevel", "ERROR");
+    opt("LogLevel", if log.is_some() { "VERBOSE" } else { "ERROR" });
     opt("IdentitiesOnly", "yes");
     opt("ConnectTimeout", &connect_timeout_s.to_string());
     // A guest that dies mid-command must not leave ssh hanging forever.
     opt("ServerAliveInterval", "5");
     opt("ServerAliveCountMax", "6");
+    if let Some(log) = log {
+        a.push("-E".into());
+        a.push(log.as_os_str().to_os_string());
+    }
     a.push("-i".into());
     a.push(target.key.clone().into_os_string());
     a.push("-p".into());
@@ -158,6 +166,12 @@ pub fn ssh_args(
         a.push(r.into());
     }
     a
+}
+
+/// Whether an ssh log written through `ssh_args(.., Some(log))` shows that the session was
+/// authenticated, i.e. the remote command was started.
+pub fn authenticated(log_text: &str) -> bool {
+    log_text.lines().any(|l| l.contains("Authenticated to "))
 }
 
 /// Join a command's words into one remote shell string that the guest's shell splits back into
@@ -235,7 +249,7 @@ pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
         }
     };
     let err = std::process::Command::new(program)
-        .args(ssh_args(&target, tty, 10, remote.as_deref()))
+        .args(ssh_args(&target, tty, 10, remote.as_deref(), None))
         .exec();
     eprintln!("bcvk: error: cannot run ssh: {err}");
     255
@@ -297,7 +311,7 @@ mod tests {
             user: "root".into(),
             key: "/run/bcvk/ssh/id_ed25519".into(),
         };
-        let args: Vec<String> = ssh_args(&t, Tty::No, 10, Some("uname -r"))
+        let args: Vec<String> = ssh_args(&t, Tty::No, 10, Some("uname -r"), None)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect();
@@ -312,7 +326,26 @@ mod tests {
         ] {
             assert!(joined.contains(want), "missing {want:?} in {joined}");
         }
-        let login = ssh_args(&t, Tty::Yes, 10, None);
+        let login = ssh_args(&t, Tty::Yes, 10, None, None);
+        let logged: Vec<String> = ssh_args(
+            &t,
+            Tty::No,
+            10,
+            Some("true"),
+            Some(Path::new("/run/bcvk/ssh.log")),
+        )
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
+        let joined = logged.join(" ");
+        assert!(
+            joined.contains("-o LogLevel=VERBOSE") && joined.contains("-E /run/bcvk/ssh.log"),
+            "{joined}"
+        );
+        assert!(authenticated(
+            "debug\nAuthenticated to 127.0.0.1 ([127.0.0.1]:2222) using \"publickey\".\n"
+        ));
+        assert!(!authenticated("Connection closed by 127.0.0.1 port 2222\n"));
         assert_eq!(login.last().unwrap(), "root@127.0.0.1");
         assert!(login.contains(&OsString::from("-t")));
     }

@@ -260,7 +260,7 @@ impl Vm {
                     progress.clear();
                     self.on_ready();
                     if let Some(remote) = self.l.command.clone() {
-                        command = Some(Box::pin(run_command(self.children.clone(), self.l.ssh.clone(), remote, self.l.command_tty)));
+                        command = Some(Box::pin(run_command(self.children.clone(), self.l.ssh.clone(), remote, self.l.command_tty, self.l.run_dir.join("ssh-command.log"))));
                     }
                 }
                 res = async { command.as_mut().expect("guarded").await }, if command.is_some() => {
@@ -505,6 +505,7 @@ impl Vm {
                         Tty::No,
                         5,
                         Some("systemctl poweroff --no-block"),
+                        None,
                     );
                     let stdios = Stdios {
                         stdin: Stdio::null(),
@@ -561,7 +562,7 @@ async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmErro
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
     loop {
         readiness::wait_for_banner(target.port).await;
-        let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"));
+        let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"), None);
         let stdios = Stdios {
             stdin: Stdio::null(),
             stdout: Stdio::null(),
@@ -579,22 +580,52 @@ async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmErro
 }
 
 /// Run the one-shot command with the container's stdio, returning its exit status.
+///
+/// Under heavy load a connection can still drop during key exchange right after the probe
+/// succeeded; ssh then exits 255 before the command ran. Its VERBOSE log (kept in a file, not
+/// on the command's stderr) tells that case apart from a command that itself exited 255, and
+/// only that case is retried.
 async fn run_command(
     children: Children,
     target: SshTarget,
     remote: String,
     tty: Tty,
+    log: PathBuf,
 ) -> Result<ExitInfo, VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
-    let args = ssh::ssh_args(&target, tty, 10, Some(&remote));
-    let stdios = Stdios {
-        stdin: Stdio::inherit(),
-        stdout: Stdio::inherit(),
-        stderr: Stdio::inherit(),
-    };
-    let sp = spawn::spawn(Role::SshCommand, &ssh, &args, stdios)?;
-    children.register(sp.pid, Role::SshCommand);
-    Ok(children.wait(sp.pid).await)
+    let mut attempt = 1;
+    loop {
+        let _ = std::fs::remove_file(&log);
+        let args = ssh::ssh_args(&target, tty, 10, Some(&remote), Some(&log));
+        let stdios = Stdios {
+            stdin: Stdio::inherit(),
+            stdout: Stdio::inherit(),
+            stderr: Stdio::inherit(),
+        };
+        let sp = spawn::spawn(Role::SshCommand, &ssh, &args, stdios)?;
+        children.register(sp.pid, Role::SshCommand);
+        let exit = children.wait(sp.pid).await;
+        if exit != ExitInfo::Code(255) {
+            return Ok(exit);
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if ssh::authenticated(&text) || attempt == 3 {
+            // Show what ssh said: its messages went to the log, not to stderr.
+            for line in text
+                .lines()
+                .filter(|l| !l.starts_with("debug") && !l.contains("Authenticated to"))
+            {
+                eprintln!("ssh: {line}");
+            }
+            return Ok(exit);
+        }
+        tracing::warn!(
+            attempt,
+            "the SSH connection for the command failed before it started: retrying"
+        );
+        attempt += 1;
+        readiness::wait_for_banner(target.port).await;
+    }
 }
 
 /// Log a child's stderr lines and keep them as a tail; `watch` sees each line.

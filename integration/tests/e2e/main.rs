@@ -172,7 +172,11 @@ fn oneshot_command() -> R {
         "uname -r should print the guest kernel {kver}: {}",
         r.show()
     );
-    check!(out.get(1) == Some(&"2"), "nproc should be 2: {}", r.show());
+    check!(
+        out.get(1) == Some(&"1"),
+        "nproc should be 1 for --itype u1.small: {}",
+        r.show()
+    );
     let mem_kb: u64 = out
         .get(2)
         .and_then(|l| l.split_whitespace().nth(1))
