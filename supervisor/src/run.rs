@@ -103,7 +103,7 @@ impl HostCaps {
             .open("/dev/kvm")
             .map(drop)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => "/dev/kvm does not exist in the container: add --device /dev/kvm to podman run".to_string(),
+                std::io::ErrorKind::NotFound => "/dev/kvm does not exist in the container: add --device /dev/kvm to the podman (or docker) run command".to_string(),
                 std::io::ErrorKind::PermissionDenied => "/dev/kvm is not accessible (permission denied): check its mode on the host (ubuntu runners need a udev rule making it 0666)".to_string(),
                 _ => format!("/dev/kvm cannot be opened: {e}"),
             });
@@ -604,7 +604,7 @@ mod tests {
                 Ok(())
             } else {
                 Err(
-                    "/dev/kvm does not exist in the container: add --device /dev/kvm to podman run"
+                    "/dev/kvm does not exist in the container: add --device /dev/kvm to the podman (or docker) run command"
                         .into(),
                 )
             },
