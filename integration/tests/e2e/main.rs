@@ -821,6 +821,58 @@ fn github_actions_command_line() -> R {
     Ok(())
 }
 
+/// The same image under docker (Debian's docker.io engine, started by
+/// integration/docker-engine.sh): nothing in the supervisor may depend on podman. Docker's
+/// --privileged asks for every capability, which this CI machine's bounding set lacks, so the
+/// documented minimal set is used.
+fn docker_oneshot() -> R {
+    let host = var("BCVK_DOCKER_HOST", "");
+    let kver = image_kernel_version(&debian())?;
+    let store = format!("{}:/run/host-storage:ro", host_store().display());
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--network",
+        "none",
+        "-v",
+        &store,
+    ];
+    if Path::new("/dev/kvm").exists() {
+        args.extend(["--device", "/dev/kvm"]);
+    }
+    let image = bcvk_image();
+    let target = debian();
+    args.extend([
+        image.as_str(),
+        target.as_str(),
+        "--net",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "uname -r; exit 3",
+    ]);
+    let t = Instant::now();
+    let out = std::process::Command::new("docker")
+        .args(&args)
+        .env("DOCKER_HOST", &host)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("docker: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    check!(
+        out.status.code() == Some(3),
+        "want exit 3 after {:?}: {stdout}\n{}",
+        t.elapsed(),
+        tail(&stderr, 30)
+    );
+    check!(stdout.trim() == kver, "want {kver}: {stdout}");
+    Ok(())
+}
+
 // ---------------------------------------------------------------- layers
 
 fn layered_image_layers_and_whiteouts() -> R {
@@ -1029,6 +1081,17 @@ fn main() {
             readiness_timeout_when_sshd_is_masked,
         ),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
+        Trial::test("docker::oneshot_under_docker", || {
+            let r = docker_oneshot();
+            if let Err(e) = &r {
+                eprintln!(
+                    "\n!!! docker::oneshot_under_docker failed: {}\n",
+                    e.message().unwrap_or("")
+                );
+            }
+            r
+        })
+        .with_ignored_flag(var("BCVK_DOCKER_HOST", "").is_empty()),
         t("faults::kill_virtiofsd", faults::kill_virtiofsd),
         t("faults::kill_qemu", faults::kill_qemu),
         t(
