@@ -24,7 +24,7 @@ use crate::readiness;
 use crate::spawn::{self, Role, SpawnError, Stdios};
 use crate::ssh::{self, SshTarget, Tty};
 use crate::status::{self, State, Status};
-use crate::virtiofsd::{self, VirtiofsSpec};
+use crate::virtiofsd::{self, Sandbox, VirtiofsSpec};
 
 /// Everything needed to run the VM, prepared and validated by `run`.
 pub struct VmLaunch {
@@ -284,42 +284,67 @@ impl Vm {
         }
     }
 
+    /// Start one virtiofsd for share `index` and record it.
+    fn spawn_virtiofsd(&mut self, index: usize) -> Result<(), VmError> {
+        let (tag, spec) = &self.l.shares[index];
+        let _ = std::fs::remove_file(&spec.socket);
+        let args = virtiofsd::virtiofsd_args(spec);
+        let role = Role::Virtiofsd { tag: tag.clone() };
+        let stdios = Stdios {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::piped(),
+        };
+        let sp = spawn::spawn(role.clone(), &self.l.virtiofsd_bin, &args, stdios)?;
+        self.children.register(sp.pid, role.clone());
+        let tail = Tail::default();
+        if let Some(err) = sp.stderr {
+            forward_lines(err, role.to_string(), tail.clone(), None);
+        }
+        let entry = (tag.clone(), sp.pid, tail);
+        match self.vfs.get_mut(index) {
+            Some(slot) => *slot = entry,
+            None => self.vfs.push(entry),
+        }
+        Ok(())
+    }
+
     async fn start_virtiofsd(&mut self) -> Result<(), VmError> {
-        for (tag, spec) in &self.l.shares {
-            let _ = std::fs::remove_file(&spec.socket);
-            let args = virtiofsd::virtiofsd_args(spec);
-            let role = Role::Virtiofsd { tag: tag.clone() };
-            let stdios = Stdios {
-                stdin: Stdio::null(),
-                stdout: Stdio::null(),
-                stderr: Stdio::piped(),
-            };
-            let sp = spawn::spawn(role.clone(), &self.l.virtiofsd_bin, &args, stdios)?;
-            self.children.register(sp.pid, role.clone());
-            let tail = Tail::default();
-            if let Some(err) = sp.stderr {
-                forward_lines(err, role.to_string(), tail.clone(), None);
-            }
-            self.vfs.push((tag.clone(), sp.pid, tail));
+        for index in 0..self.l.shares.len() {
+            self.spawn_virtiofsd(index)?;
         }
         // virtiofsd creates its socket when it is ready to accept QEMU.
         const SOCKET_WAIT: Duration = Duration::from_secs(10);
         let start = Instant::now();
-        for ((tag, spec), (_, pid, tail)) in self.l.shares.iter().zip(&self.vfs) {
-            while !spec.socket.exists() {
-                if !self.children.is_alive(*pid) {
-                    let exit = self.children.wait(*pid).await;
+        for index in 0..self.l.shares.len() {
+            while !self.l.shares[index].1.socket.exists() {
+                let (tag, pid, tail) = self.vfs[index].clone();
+                if !self.children.is_alive(pid) {
+                    let exit = self.children.wait(pid).await;
                     tokio::time::sleep(Duration::from_millis(50)).await; // let stderr drain
+                    let stderr = tail.lines().join(" | ");
+                    // Some engines' seccomp profiles (docker's default) refuse the pivot_root
+                    // of virtiofsd's namespace sandbox even with CAP_SYS_ADMIN. The container is
+                    // the isolation boundary already: fall back to its chroot sandbox.
+                    let spec = &mut self.l.shares[index].1;
+                    if spec.sandbox == Sandbox::Namespace
+                        && stderr.contains("Error entering sandbox")
+                    {
+                        tracing::warn!(%tag, "virtiofsd cannot enter its namespace sandbox here (seccomp or missing privileges): using its chroot sandbox");
+                        spec.sandbox = Sandbox::Chroot;
+                        self.spawn_virtiofsd(index)?;
+                        continue;
+                    }
                     return Err(VmError::VirtiofsdDied {
-                        tag: tag.clone(),
+                        tag,
                         exit,
                         when: "at start",
-                        stderr: tail.lines().join(" | "),
+                        stderr,
                     });
                 }
                 if start.elapsed() > SOCKET_WAIT {
                     return Err(VmError::VirtiofsdSocket {
-                        tag: tag.clone(),
+                        tag,
                         secs: SOCKET_WAIT.as_secs(),
                         stderr: tail.lines().join(" | "),
                     });
