@@ -310,6 +310,48 @@ pub fn leaks() -> Vec<String> {
     found
 }
 
+/// The stable identity of a `leaks()` entry: a container by name (its status text changes as
+/// time passes), a process by pid and command line, a mount by its line.
+pub fn leak_key(entry: &str) -> String {
+    match entry.strip_prefix("container: ") {
+        Some(rest) => format!(
+            "container: {}",
+            rest.split_whitespace().next().unwrap_or("")
+        ),
+        None => entry.to_string(),
+    }
+}
+
+/// What `leaks()` finds now that is not in `before` (keys from `leak_key`), waiting up to
+/// `grace` for containers removed by `--rm` and exiting processes to go.
+pub fn new_leaks(before: &std::collections::BTreeSet<String>, grace: Duration) -> Vec<String> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let new: Vec<String> = leaks()
+            .into_iter()
+            .filter(|e| !before.contains(&leak_key(e)))
+            .collect();
+        if new.is_empty() || Instant::now() >= deadline {
+            return new;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Remove what a failed test left (so that the next test starts clean): containers by name,
+/// processes by pid.
+pub fn clean_leaks(entries: &[String]) {
+    for e in entries {
+        if let Some(rest) = e.strip_prefix("container: ") {
+            let name = rest.split_whitespace().next().unwrap_or("");
+            let _ = podman(&["rm", "-f", "-t", "0", name]);
+        } else if let Some(rest) = e.strip_prefix("process: ") {
+            let pid = rest.split_whitespace().next().unwrap_or("");
+            let _ = cmd("kill", &["-9", pid]);
+        }
+    }
+}
+
 /// The kernel version the debian test image ships (its /usr/lib/modules entry).
 pub fn image_kernel_version(image: &str) -> Result<String, String> {
     let r = podman(&[

@@ -42,6 +42,28 @@ fn wait_ready(bin: &std::path::Path, name: &str) -> Result<(), String> {
     }
 }
 
+/// A host command started by the test: on any way out of the test it gets SIGTERM (on which
+/// bcvk-host stops the VM it started) and is waited for.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = cmd("kill", &["-TERM", &self.0.id().to_string()]);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Read a pipe to its end on a thread, so the child never blocks on a full pipe.
+fn collect(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe.read_to_string(&mut s);
+        s
+    })
+}
+
 pub fn man_page_examples() -> R {
     let dir = tempfile::Builder::new()
         .prefix("bcvk-it-host-")
@@ -51,6 +73,8 @@ pub fn man_page_examples() -> R {
     let code = dir.path().join("code");
     std::fs::create_dir_all(&code).map_err(|e| e.to_string())?;
     let image = debian();
+    // Removed on every way out of this test, failed checks included.
+    let _vms = ["testvm", "devvm", "bcvk-it-bystander"].map(|n| Detached { name: n.into() });
     for n in ["testvm", "devvm", "bcvk-it-bystander"] {
         let _ = podman(&["rm", "-f", "-t", "0", n]);
     }
@@ -97,6 +121,7 @@ pub fn man_page_examples() -> R {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Reaped)
         .map_err(|e| e.to_string())?;
     // bcvk ephemeral run-ssh --memory 8G --vcpus 4 IMAGE, a session typed on its stdin.
     let mut runssh = std::process::Command::new(&bin)
@@ -114,7 +139,11 @@ pub fn man_page_examples() -> R {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
+    let runssh_out = collect(runssh.stdout.take().unwrap());
+    let runssh_err = collect(runssh.stderr.take().unwrap());
+    let mut runssh = Reaped(runssh);
     runssh
+        .0
         .stdin
         .take()
         .unwrap()
@@ -166,22 +195,25 @@ pub fn man_page_examples() -> R {
         "bind not writable from the guest: {proof:?}"
     );
 
-    let out = runssh.wait_with_output().map_err(|e| e.to_string())?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let status = runssh.0.wait().map_err(|e| e.to_string())?;
+    let stdout = runssh_out.join().unwrap_or_default();
+    let stderr = runssh_err.join().unwrap_or_default();
     check!(
-        out.status.code() == Some(5),
-        "run-ssh must return the session's exit code 5: {:?}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        status.code() == Some(5),
+        "run-ssh must return the session's exit code 5: {status:?}\n{stdout}\n{stderr}"
     );
     check!(
         stdout.contains("session-nproc=4"),
         "run-ssh --vcpus 4: {stdout}"
     );
     // run-ssh removes its VM when the session ends.
+    // Its container is named bcvk-RANDOM (the NAME column; IMAGE holds bcvk-test/...).
     let left = host_bcvk(&bin, &["ephemeral", "ps"]);
     check!(
-        left.stdout.lines().filter(|l| l.contains("bcvk-")).count() == 0,
+        !left.stdout.lines().skip(1).any(|l| l
+            .split_whitespace()
+            .next()
+            .is_some_and(|n| n.starts_with("bcvk-"))),
         "run-ssh VM left: {}",
         left.show()
     );
@@ -217,7 +249,7 @@ pub fn man_page_examples() -> R {
         podman(&["container", "exists", "bcvk-it-bystander"]).code == 0,
         "rm-all removed a non-bcvk container"
     );
-    let _ = devvm.wait();
+    let _ = devvm.0.wait();
     let _ = podman(&["rm", "-f", "bcvk-it-bystander"]);
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! the order listed (run with --test-threads=1); the store fingerprint is taken before the
 //! first and compared by the last, and teardown removes every test container.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -989,6 +990,37 @@ fn readiness_timeout_when_sshd_is_masked() -> R {
 
 static FINGERPRINT: OnceLock<Result<String, String>> = OnceLock::new();
 
+/// What was left on the machine after the last test that was checked (keys from `leak_key`).
+static BASELINE: Mutex<Option<BTreeSet<String>>> = Mutex::new(None);
+
+/// Run a test, then hold it to account for what it left behind: containers, bcvk's QEMU and
+/// virtiofsd processes, mounts that were not there before it started. A leftover fails that
+/// test (not a later one) and is removed, so one leak is reported once, where it happened.
+/// The main:: tests share a VM that outlives each of them; they are judged together, by
+/// main::stops_gracefully, against what was there before the first of them.
+fn attributed(name: &str, f: fn() -> R) -> R {
+    let mut baseline = BASELINE.lock().unwrap_or_else(|e| e.into_inner());
+    let before = baseline
+        .get_or_insert_with(|| leaks().iter().map(|e| leak_key(e)).collect())
+        .clone();
+    let r = f();
+    if name.starts_with("main::") && name != "main::stops_gracefully" {
+        return r;
+    }
+    let left = new_leaks(&before, Duration::from_secs(15));
+    clean_leaks(&left);
+    *baseline = Some(leaks().iter().map(|e| leak_key(e)).collect());
+    match (r, left.is_empty()) {
+        (r, true) => r,
+        (Ok(()), false) => Err(format!("left behind: {left:#?}").into()),
+        (Err(e), false) => Err(format!(
+            "{}\nand left behind (now removed): {left:#?}",
+            e.message().unwrap_or("")
+        )
+        .into()),
+    }
+}
+
 fn test_images() -> Vec<String> {
     vec![debian(), layered(), nokernel()]
 }
@@ -1018,7 +1050,7 @@ fn main() {
     // Failures are printed as they happen too: a run takes long, and the summary comes last.
     let t = |name: &'static str, f: fn() -> R| {
         Trial::test(name, move || {
-            let r = f();
+            let r = attributed(name, f);
             if let Err(e) = &r {
                 eprintln!("\n!!! {name} failed: {}\n", e.message().unwrap_or(""));
             }
@@ -1082,7 +1114,7 @@ fn main() {
         ),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
         Trial::test("docker::oneshot_under_docker", || {
-            let r = docker_oneshot();
+            let r = attributed("docker::oneshot_under_docker", docker_oneshot);
             if let Err(e) = &r {
                 eprintln!(
                     "\n!!! docker::oneshot_under_docker failed: {}\n",
