@@ -49,14 +49,29 @@ mkdir $R/scratch/upper $R/scratch/work
 LIBMOUNT_FORCE_MOUNT2=always mount -t overlay -o "nodev,lowerdir=$FLOOR_LOWERDIRS,upperdir=$R/scratch/upper,workdir=$R/scratch/work" \
   floor-root $R/root
 
-# The image's one kernel and initramfs.
+# The image's one kernel, and its initramfs unless the kernel can mount the root itself.
 set -- $R/root/usr/lib/modules/*/vmlinuz
 if [ $# != 1 ] || [ ! -f "$1" ]; then
   echo "bench-floor: want exactly one kernel, found: $*" >&2
   exit 66
 fi
 KERNEL=$1
-INITRD=${KERNEL%/vmlinuz}/initramfs.img
+# FLOOR_INITRD: yes, no, or auto as bcvk's --initrd auto decides: skip the initramfs when the
+# kernel has virtiofs, fuse and virtio_pci built in, and start the image's init directly.
+INITRD_ARGS="-initrd ${KERNEL%/vmlinuz}/initramfs.img"
+INIT_KARG=
+builtin=${KERNEL%/vmlinuz}/modules.builtin
+case ${FLOOR_INITRD:-auto} in
+  yes) ;;
+  no) INITRD_ARGS= INIT_KARG=' init=/sbin/init' ;;
+  auto)
+    if grep -q 'fs/fuse/virtiofs.ko$' "$builtin" 2>/dev/null && grep -q 'fs/fuse/fuse.ko$' "$builtin" &&
+      grep -q 'virtio/virtio_pci.ko$' "$builtin"; then
+      INITRD_ARGS= INIT_KARG=' init=/sbin/init'
+    fi
+    ;;
+  *) echo "bench-floor: FLOOR_INITRD must be yes, no or auto" >&2; exit 64 ;;
+esac
 
 # virtiofsd raises its fd limit to this, as bcvk asks (dash's ulimit has -H).
 # shellcheck disable=SC3045
@@ -73,8 +88,8 @@ mark qemu_exec_ms
 qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
   -machine q35,memory-backend=mem -object memory-backend-memfd,id=mem,size="$MEMORY"M,share=on \
   -accel $ACCEL -cpu "$CPU" -smp "$VCPUS" -m "$MEMORY"M \
-  -kernel "$KERNEL" -initrd "$INITRD" \
-  -append 'root=rootfs rootfstype=virtiofs rw console=ttyS0 panic=-1 selinux=0' \
+  -kernel "$KERNEL" $INITRD_ARGS \
+  -append "root=rootfs rootfstype=virtiofs rw console=ttyS0 panic=-1 selinux=0$INIT_KARG" \
   -chardev socket,id=vfs0,path=$R/vfs.sock -device vhost-user-fs-pci,chardev=vfs0,tag=rootfs,queue-size=1024 \
   -netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=net0,romfile= \
   -smbios "type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root=$KEYCRED" \

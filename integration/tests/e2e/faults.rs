@@ -104,11 +104,26 @@ pub fn kill_qemu() -> R {
     kill_child("qemu-system", "QEMU exited (killed by SIGKILL)")
 }
 
-/// `podman stop` while the guest is still in early boot: bounded, clean, exit 0.
+/// `podman stop` while the guest is still in early boot: bounded, clean, exit 0. The
+/// supervisor's own notifications go straight to a listener here (`--sdnotify=ignore`, the
+/// socket mounted in), since podman 4.3's conmon forwards only READY=1: STOPPING=1 must come on
+/// the stop, and READY=1 never, the guest having never answered SSH.
 pub fn sigterm_during_early_boot() -> R {
+    let dir = tempfile::Builder::new()
+        .prefix("bcvk-it-notify-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
+    let notify = crate::notify_listener(dir.path());
+    let mount = format!("{}:/run/bcvk-it-notify", dir.path().display());
     let vm = Detached::start(
         "bcvk-it-early-stop",
-        &[],
+        &[
+            "--sdnotify=ignore",
+            "-e",
+            "NOTIFY_SOCKET=/run/bcvk-it-notify/notify.sock",
+            "-v",
+            &mount,
+        ],
         &[&debian(), "--stop-timeout", "5"],
     )?;
     wait_booting(&vm, Duration::from_secs(60))?;
@@ -129,6 +144,19 @@ pub fn sigterm_during_early_boot() -> R {
         "stop took {:?}",
         t.elapsed()
     );
+    let msgs: Vec<String> = notify
+        .msgs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, m)| m.clone())
+        .collect();
+    let has = |state: &str| msgs.iter().any(|m| m.lines().any(|l| l == state));
+    check!(has("STOPPING=1"), "no STOPPING=1 on stop: {msgs:?}");
+    check!(
+        !has("READY=1"),
+        "READY=1 before the guest was ready: {msgs:?}"
+    );
     Ok(())
 }
 
@@ -148,7 +176,7 @@ pub fn sigint_to_oneshot() -> R {
     Ok(())
 }
 
-fn snapshot() -> (usize, usize, usize) {
+fn snapshot() -> Snapshot {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .map(|m| m.lines().count())
         .unwrap_or(0);
@@ -165,7 +193,30 @@ fn snapshot() -> (usize, usize, usize) {
         })
         .unwrap_or(0);
     let containers = podman(&["ps", "-aq"]).stdout.lines().count();
-    (mounts, procs, containers)
+    // Open files on the whole machine (the first field of file-nr).
+    let fds = std::fs::read_to_string("/proc/sys/fs/file-nr")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    // podman's storage: one directory per layer, the containers' own included.
+    let layers = std::fs::read_dir(host_store().join("overlay"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    Snapshot {
+        mounts,
+        procs,
+        containers,
+        fds,
+        layers,
+    }
+}
+
+struct Snapshot {
+    mounts: usize,
+    procs: usize,
+    containers: usize,
+    fds: usize,
+    layers: usize,
 }
 
 /// Repeated start/stop (stopped as soon as QEMU runs) leaves nothing growing behind.
@@ -210,22 +261,37 @@ pub fn start_stop_cycles() -> R {
         .map(|d| d.count())
         .unwrap_or(0);
     check!(
-        after.0 <= before.0,
+        after.mounts <= before.mounts,
         "mounts grew: {} -> {}",
-        before.0,
-        after.0
+        before.mounts,
+        after.mounts
     );
     check!(
-        after.1 <= before.1 + 5,
+        after.procs <= before.procs + 5,
         "processes grew: {} -> {}",
-        before.1,
-        after.1
+        before.procs,
+        after.procs
     );
     check!(
-        after.2 <= before.2,
+        after.containers <= before.containers,
         "containers grew: {} -> {}",
-        before.2,
-        after.2
+        before.containers,
+        after.containers
+    );
+    check!(
+        after.layers <= before.layers,
+        "podman storage grew: {} -> {} layer directories",
+        before.layers,
+        after.layers
+    );
+    // Machine-wide (whatever outlives the cycles: podman, conmon, this test); other programs
+    // open files too, hence the slack. The supervisor's own descriptors are checked in a
+    // long-running VM by main::supervisor_descriptors_stable.
+    check!(
+        after.fds <= before.fds + 64,
+        "open files grew: {} -> {}",
+        before.fds,
+        after.fds
     );
     check!(
         tmp_after <= tmp_before,
