@@ -4,7 +4,8 @@
 //!
 //! The probe is cheap first: QEMU's user-mode network accepts TCP on the forwarded port at
 //! once, whether or not the guest listens, and drops the connection when the guest refuses.
-//! So "ready to try ssh" is: the SSH banner arrives. Only then is `ssh true` spent.
+//! So "ready to try ssh" is: a connection the guest keeps open (or its SSH banner). Only then
+//! is `ssh true` spent.
 
 use std::time::Duration;
 
@@ -20,10 +21,28 @@ pub fn is_ssh_banner(bytes: &[u8]) -> bool {
     bytes.starts_with(b"SSH-") || bytes.windows(5).any(|w| w == b"\nSSH-")
 }
 
-/// One banner probe: connect, read what the server says first, within `timeout`.
-pub async fn banner_seen(port: u16, timeout: Duration) -> bool {
-    let attempt = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+/// What one connection to the forwarded SSH port showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Knock {
+    /// No connection, or closed without a banner: nothing listens in the guest yet.
+    Refused,
+    /// Open, but silent for [`HOLD`]: something accepted it (sshd under TCG takes seconds
+    /// to send its banner).
+    Held,
+    /// An SSH identification string arrived.
+    Banner,
+}
+
+/// How long a connection must stay open and silent to count as accepted by the guest. QEMU's
+/// user network closes it within milliseconds when the guest refuses.
+pub const HOLD: Duration = Duration::from_millis(500);
+
+/// One knock: connect, read what the server says first, for at most `hold`.
+pub async fn knock(port: u16, hold: Duration) -> Knock {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return Knock::Refused;
+    };
+    let read = async {
         let mut buf = [0u8; 256];
         let mut got = 0;
         while got < buf.len() {
@@ -32,22 +51,31 @@ pub async fn banner_seen(port: u16, timeout: Duration) -> bool {
                 Ok(n) => {
                     got += n;
                     if is_ssh_banner(&buf[..got]) {
-                        return Some(true);
+                        return Knock::Banner;
                     }
                 }
             }
         }
-        Some(false)
+        Knock::Refused
     };
-    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
+    tokio::time::timeout(hold, read)
+        .await
+        .unwrap_or(Knock::Held)
 }
 
-/// Wait until the banner is seen, polling every [`POLL_INTERVAL`].
-pub async fn wait_for_banner(port: u16) {
-    loop {
-        if banner_seen(port, Duration::from_secs(2)).await {
-            return;
-        }
+/// Wait until sshd may be there: a banner, or a connection the guest holds open.
+///
+/// One connection at a time, and no more than needed: sshd counts every connection closed
+/// before authentication against its source (OpenSSH 9.8+ `PerSourcePenalties`, noauth: 1 s
+/// each, enforced from 15 s), and behind QEMU's user network every connection comes from the
+/// same 10.0.2.2. An earlier probe that waited 2 s for a banner and reconnected piled up
+/// penalties under TCG (where sshd needs seconds per connection) until sshd dropped every
+/// connection, bcvk's own ssh included, for tens of seconds. Now quick refusals (nothing
+/// listening: no sshd involved, no penalty) are retried every [`POLL_INTERVAL`], and the
+/// first connection the guest accepts ends the wait, so `ssh true` starts while sshd is still
+/// preparing that connection's banner.
+pub async fn wait_for_sshd(port: u16) {
+    while knock(port, HOLD).await == Knock::Refused {
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
@@ -125,10 +153,42 @@ mod tests {
                 drop(s);
             }
         });
-        assert!(banner_seen(ssh_port, Duration::from_secs(2)).await);
-        assert!(!banner_seen(refuse_port, Duration::from_secs(2)).await);
-        tokio::time::timeout(Duration::from_secs(2), wait_for_banner(ssh_port))
+        assert_eq!(knock(ssh_port, HOLD).await, Knock::Banner);
+        assert_eq!(knock(refuse_port, HOLD).await, Knock::Refused);
+        tokio::time::timeout(Duration::from_secs(2), wait_for_sshd(ssh_port))
             .await
             .unwrap();
+        // Nothing listening at all: refused.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert_eq!(knock(closed_port, HOLD).await, Knock::Refused);
+    }
+
+    /// A slow sshd (TCG): the banner comes 3 s after the connection. The wait ends once the
+    /// connection is held, on that one connection, without reconnecting (each connection
+    /// closed before authentication counts against the source in sshd).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_held_connection_ends_the_wait_without_reconnecting() {
+        let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = slow.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = slow.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    let _ = s.write_all(b"SSH-2.0-slow\r\n").await;
+                });
+            }
+        });
+        let t = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(2), wait_for_sshd(port))
+            .await
+            .expect("a held connection ends the wait");
+        assert!(t.elapsed() >= HOLD, "{:?}", t.elapsed());
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -586,7 +586,7 @@ pub fn ssh_bin() -> PathBuf {
 async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
     loop {
-        readiness::wait_for_banner(target.port).await;
+        readiness::wait_for_sshd(target.port).await;
         let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"), None);
         let stdios = Stdios {
             stdin: Stdio::null(),
@@ -644,12 +644,19 @@ async fn run_command(
             }
             return Ok(exit);
         }
+        let reason = text
+            .lines()
+            .rev()
+            .find(|l| !l.starts_with("debug") && !l.trim().is_empty())
+            .unwrap_or("no message")
+            .to_string();
         tracing::warn!(
             attempt,
+            %reason,
             "the SSH connection for the command failed before it started: retrying"
         );
         attempt += 1;
-        readiness::wait_for_banner(target.port).await;
+        readiness::wait_for_sshd(target.port).await;
     }
 }
 
