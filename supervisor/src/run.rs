@@ -498,9 +498,9 @@ fn prepare(
         );
     }
     let command = if let Some(e) = &args.execute {
-        Some(e.clone())
+        Some(ssh::one_shot_remote(e))
     } else if !args.command.is_empty() {
-        Some(ssh::remote_command(&args.command))
+        Some(ssh::one_shot_remote(&ssh::remote_command(&args.command)))
     } else {
         None
     };

@@ -180,6 +180,31 @@ pub fn remote_command(words: &[String]) -> String {
     shell_words::join(words)
 }
 
+/// The one-shot command as run in the guest: `remote` (shell code for the login shell) in a
+/// child of a shell that outlives the terminal's signals, so that a command killed by Ctrl-C
+/// in an `-it` session ends with the shell's 130 (128 + SIGINT) instead of ssh's 255 (sshd
+/// reports a signal death as `exit-signal`, which the OpenSSH client turns into 255). The
+/// outer shell's trap is a handler, not an ignore, so the inner shell starts with the default
+/// dispositions and dies of the signal as usual; `$SHELL` is the login shell sshd set.
+pub fn one_shot_remote(remote: &str) -> String {
+    let script = r#"trap : INT QUIT TERM HUP; "${SHELL:-/bin/sh}" -c "$1"; exit $?"#;
+    shell_words::join(["sh", "-c", script, "bcvk", remote])
+}
+
+/// ssh's own lines worth showing when a one-shot command ends with 255 (its log is VERBOSE):
+/// not debug output, not the usual chatter of a session that ran.
+pub fn noteworthy(log_line: &str) -> bool {
+    const CHATTER: [&str; 4] = [
+        "Authenticated to ",
+        "Warning: Permanently added",
+        "Transferred: ",
+        "Bytes per second: ",
+    ];
+    !log_line.starts_with("debug")
+        && !log_line.trim().is_empty()
+        && !CHATTER.iter().any(|c| log_line.contains(c))
+}
+
 /// `bcvk ssh [cmd...]` inside a bcvk container: wait for readiness if the VM is still
 /// booting, then replace this process with ssh, so its exit code is the remote command's.
 pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
@@ -348,6 +373,64 @@ mod tests {
         assert!(!authenticated("Connection closed by 127.0.0.1 port 2222\n"));
         assert_eq!(login.last().unwrap(), "root@127.0.0.1");
         assert!(login.contains(&OsString::from("-t")));
+    }
+
+    #[test]
+    fn one_shot_remote_runs_the_command_under_a_signal_proof_shell() {
+        let inner = "echo 'a b'; exit 42";
+        let words = shell_words::split(&one_shot_remote(inner)).unwrap();
+        assert_eq!(words[0], "sh");
+        assert_eq!(words[1], "-c");
+        assert!(
+            words[2].starts_with("trap : INT QUIT TERM HUP;"),
+            "{}",
+            words[2]
+        );
+        assert_eq!(words[3], "bcvk");
+        assert_eq!(words[4], inner);
+        assert_eq!(words.len(), 5);
+    }
+
+    #[test]
+    fn one_shot_remote_keeps_exit_codes_and_turns_sigint_into_130() {
+        use std::process::Command;
+        let run = |inner: &str| {
+            let words = shell_words::split(&one_shot_remote(inner)).unwrap();
+            // Its own process group, as sshd gives a session: `kill 0` below must not reach
+            // the test harness.
+            std::os::unix::process::CommandExt::process_group(
+                Command::new(&words[0])
+                    .args(&words[1..])
+                    .env("SHELL", "/bin/sh"),
+                0,
+            )
+            .output()
+            .unwrap()
+        };
+        let out = run("echo 'a b'; echo err >&2; exit 42");
+        assert_eq!(out.status.code(), Some(42));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+        // What Ctrl-C does to the foreground process group: every member gets SIGINT.
+        let out = run("kill -INT 0; sleep 5; echo not-reached");
+        assert_eq!(out.status.code(), Some(130), "{out:?}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("not-reached"));
+    }
+
+    #[test]
+    fn only_noteworthy_ssh_lines_are_shown() {
+        assert!(noteworthy("Connection to 127.0.0.1 closed by remote host."));
+        assert!(!noteworthy("debug1: channel 0: new session"));
+        assert!(!noteworthy(
+            "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts."
+        ));
+        assert!(!noteworthy(
+            "Transferred: sent 3944, received 3552 bytes, in 4.1 seconds"
+        ));
+        assert!(!noteworthy("Bytes per second: sent 959.4, received 864.0"));
+        assert!(!noteworthy(
+            "Authenticated to 127.0.0.1 ([127.0.0.1]:2222) using \"publickey\"."
+        ));
     }
 
     #[test]

@@ -636,10 +636,7 @@ async fn run_command(
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if ssh::authenticated(&text) || attempt == 3 {
             // Show what ssh said: its messages went to the log, not to stderr.
-            for line in text
-                .lines()
-                .filter(|l| !l.starts_with("debug") && !l.contains("Authenticated to"))
-            {
+            for line in text.lines().filter(|l| ssh::noteworthy(l)) {
                 eprintln!("ssh: {line}");
             }
             return Ok(exit);
@@ -647,7 +644,7 @@ async fn run_command(
         let reason = text
             .lines()
             .rev()
-            .find(|l| !l.starts_with("debug") && !l.trim().is_empty())
+            .find(|l| ssh::noteworthy(l))
             .unwrap_or("no message")
             .to_string();
         tracing::warn!(

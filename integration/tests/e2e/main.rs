@@ -827,7 +827,7 @@ fn console_interactive() -> R {
     Ok(())
 }
 
-fn shell_words(args: &[String]) -> String {
+pub(crate) fn shell_words(args: &[String]) -> String {
     args.iter()
         .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
         .collect::<Vec<_>>()
@@ -1184,6 +1184,10 @@ fn main() {
             faults::sigterm_during_early_boot,
         ),
         t("faults::sigint_to_oneshot", faults::sigint_to_oneshot),
+        t(
+            "faults::ctrl_c_in_an_interactive_session",
+            faults::ctrl_c_in_an_interactive_session,
+        ),
         t("load::start_stop_cycles", faults::start_stop_cycles),
         t("load::three_at_once", faults::three_at_once),
         t("global::store_unchanged", store_unchanged),
