@@ -322,6 +322,11 @@ pub fn leak_key(entry: &str) -> String {
     }
 }
 
+/// The keys (`leak_key`) of what `leaks()` finds now.
+pub fn leak_keys() -> std::collections::BTreeSet<String> {
+    leaks().iter().map(|e| leak_key(e)).collect()
+}
+
 /// What `leaks()` finds now that is not in `before` (keys from `leak_key`), waiting up to
 /// `grace` for containers removed by `--rm` and exiting processes to go.
 pub fn new_leaks(before: &std::collections::BTreeSet<String>, grace: Duration) -> Vec<String> {
@@ -372,3 +377,102 @@ pub fn image_kernel_version(image: &str) -> Result<String, String> {
         .ok_or("no kernel in image".into())
 }
 pub mod examples;
+
+/// `podman ARGS` on a real terminal (made by `script`), as a person at a shell runs it: what
+/// it prints is collected, bytes can be typed, and it is killed if still running when dropped.
+pub struct Terminal {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    chunks: std::sync::mpsc::Receiver<String>,
+    /// Everything printed so far (as far as `wait_for`/`wait_exit` have read).
+    pub seen: String,
+}
+
+impl Terminal {
+    pub fn podman(args: &[String]) -> Result<Terminal, String> {
+        let line = args
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = Command::new("script")
+            .args(["-qfec", &format!("podman {line}"), "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("script: {e}"))?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let (tx, chunks) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0
+                    || tx
+                        .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Terminal {
+            child,
+            stdin,
+            chunks,
+            seen: String::new(),
+        })
+    }
+
+    /// Read until `marker` has been printed (true) or `timeout` passes (false).
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.seen.contains(marker) && Instant::now() < deadline {
+            if let Ok(chunk) = self.chunks.recv_timeout(Duration::from_secs(1)) {
+                self.seen.push_str(&chunk);
+            }
+        }
+        self.seen.contains(marker)
+    }
+
+    /// Type `bytes` on the terminal.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().ok_or("the terminal is closed")?;
+        stdin.write_all(bytes).map_err(|e| e.to_string())?;
+        stdin.flush().map_err(|e| e.to_string())
+    }
+
+    /// Wait for the command to end, then read what it printed last; None after `timeout`.
+    pub fn wait_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<std::process::ExitStatus>, String> {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().map_err(|e| e.to_string())? {
+                break st;
+            }
+            if t.elapsed() > timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        self.stdin = None;
+        while let Ok(chunk) = self.chunks.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push_str(&chunk);
+        }
+        Ok(Some(status))
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

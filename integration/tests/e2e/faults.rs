@@ -164,7 +164,6 @@ pub fn sigterm_during_early_boot() -> R {
 /// the command in the guest through ssh's terminal, which dies of it; the run ends with 130
 /// (128 + SIGINT, as a shell reports it), within a bounded time, the guest powered off.
 pub fn ctrl_c_in_an_interactive_session() -> R {
-    use std::io::{Read, Write};
     let mut a = run_prefix(true);
     a.insert(1, "--rm".into());
     a.insert(1, "-it".into());
@@ -176,67 +175,24 @@ pub fn ctrl_c_in_an_interactive_session() -> R {
         "-c".into(),
         "echo command-started; sleep 600; echo not-reached".into(),
     ]);
-    let line = crate::shell_words(&a);
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &format!("podman {line}"), "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("script: {e}"))?;
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0
-                || tx
-                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                    .is_err()
-            {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !seen.contains("command-started") && Instant::now() < deadline {
-        if let Ok(chunk) = rx.recv_timeout(Duration::from_secs(1)) {
-            seen.push_str(&chunk);
-        }
-    }
-    let mut stdin = child.stdin.take().unwrap();
-    if !seen.contains("command-started") {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!("the command never started: {}", tail(&seen, 20)).into());
-    }
+    let mut term = Terminal::podman(&a)?;
+    check!(
+        term.wait_for("command-started", Duration::from_secs(600)),
+        "the command never started: {}",
+        tail(&term.seen, 20)
+    );
     std::thread::sleep(Duration::from_secs(1));
-    stdin.write_all(b"\x03").map_err(|e| e.to_string())?;
-    stdin.flush().ok();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
-            break st;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("Ctrl-C did not end the run within 60 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    term.send(b"\x03")?;
+    let Some(status) = term.wait_exit(Duration::from_secs(60))? else {
+        return Err("Ctrl-C did not end the run within 60 s".into());
     };
-    drop(stdin);
-    while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
-        seen.push_str(&chunk);
-    }
     check!(
         status.code() == Some(130),
         "want 130 after Ctrl-C, got {status:?}: {}",
-        tail(&seen, 20)
+        tail(&term.seen, 20)
     );
     check!(
-        !seen.contains("not-reached"),
+        !term.seen.contains("not-reached"),
         "the command went on after Ctrl-C"
     );
     Ok(())

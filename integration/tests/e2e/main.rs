@@ -774,64 +774,20 @@ fn console_interactive() -> R {
     a.insert(1, "--rm".into());
     a.insert(1, "-it".into());
     a.extend([bcvk_image(), debian(), "--console".into()]);
-    let line = shell_words(&a);
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &format!("podman {line}"), "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("script: {e}"))?;
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0
-                || tx
-                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                    .is_err()
-            {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !seen.contains("Linux version") && Instant::now() < deadline {
-        if let Ok(chunk) = rx.recv_timeout(Duration::from_secs(1)) {
-            seen.push_str(&chunk);
-        }
-    }
+    let mut term = Terminal::podman(&a)?;
     check!(
-        seen.contains("Linux version"),
+        term.wait_for("Linux version", Duration::from_secs(240)),
         "no console on the terminal: {}",
-        tail(&seen, 20)
+        tail(&term.seen, 20)
     );
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"\x01x").map_err(|e| e.to_string())?;
-    stdin.flush().ok();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
-            break st;
-        }
-        check!(
-            t.elapsed() < Duration::from_secs(60),
-            "Ctrl-a x did not end the VM"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    drop(stdin);
-    check!(status.code().is_some(), "ended by a signal: {status:?}");
+    term.send(b"\x01x")?;
+    let status = term.wait_exit(Duration::from_secs(60))?;
+    check!(status.is_some(), "Ctrl-a x did not end the VM");
+    check!(
+        status.is_some_and(|st| st.code().is_some()),
+        "ended by a signal: {status:?}"
+    );
     Ok(())
-}
-
-pub(crate) fn shell_words(args: &[String]) -> String {
-    args.iter()
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The podman line of examples/github-actions, run verbatim with the test image.
@@ -1049,16 +1005,14 @@ static BASELINE: Mutex<Option<BTreeSet<String>>> = Mutex::new(None);
 /// main::stops_gracefully, against what was there before the first of them.
 fn attributed(name: &str, f: fn() -> R) -> R {
     let mut baseline = BASELINE.lock().unwrap_or_else(|e| e.into_inner());
-    let before = baseline
-        .get_or_insert_with(|| leaks().iter().map(|e| leak_key(e)).collect())
-        .clone();
+    let before = baseline.get_or_insert_with(leak_keys).clone();
     let r = f();
     if name.starts_with("main::") && name != "main::stops_gracefully" {
         return r;
     }
     let left = new_leaks(&before, Duration::from_secs(15));
     clean_leaks(&left);
-    *baseline = Some(leaks().iter().map(|e| leak_key(e)).collect());
+    *baseline = Some(leak_keys());
     match (r, left.is_empty()) {
         (r, true) => r,
         (Ok(()), false) => Err(format!("left behind: {left:#?}").into()),
