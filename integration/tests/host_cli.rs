@@ -1285,7 +1285,11 @@ fn rm_all_asks_on_a_terminal() {
 fn run_ssh_stops_the_vm_on_ctrl_c() {
     each_shell(|f| {
         f.set("status-sleep", "");
-        let mut child = Command::new(&f.shell)
+        // SIGINT at its default, as in a terminal: a harness started in the background by a
+        // shell (`cmd &`) inherits it ignored, and a shell cannot trap what it starts ignoring.
+        let mut child = Command::new("env")
+            .arg("--default-signal=INT")
+            .arg(&f.shell)
             .arg(script())
             .args(["ephemeral", "run-ssh", "--name", "vm", "img"])
             .current_dir(&f.cwd)

@@ -83,7 +83,8 @@ pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AccelArg {
-    /// KVM when it can run the guest, else TCG with a warning
+    /// KVM when /dev/kvm opens and the CPU has vmx/svm, else TCG with a warning; TCG also when
+    /// KVM then fails to run the guest before it is ready (warned, the boot starts over)
     Auto,
     Kvm,
     Tcg,

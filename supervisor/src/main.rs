@@ -15,9 +15,13 @@ fn init_logging(level: &str) {
         .or_else(|| EnvFilter::try_new(format!("bcvk={level},warn")).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     // stderr, so `podman logs` shows it and stdout stays the command's (or the console's).
+    // Colour only on a terminal: not in `podman logs`, journald or CI logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .compact()
         .init();

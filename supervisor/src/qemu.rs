@@ -187,6 +187,30 @@ fn check_socket_path(path: &Path) -> Result<(), QemuError> {
     Ok(())
 }
 
+/// The CPU model used when `--cpu` is not given.
+pub fn default_cpu(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm => "host",
+        // qemu64 boots ~50 s faster than max under TCG here (no AVX emulation).
+        Accel::Tcg => "qemu64",
+    }
+}
+
+/// Whether a line QEMU wrote to stderr says KVM cannot run the guest. Depending on the host
+/// kernel and QEMU version this shows as an abort on an MSR write, an internal error after
+/// which QEMU pauses (and would sit there), or a vCPU that cannot be created.
+pub fn kvm_failure(line: &str) -> bool {
+    const MARKERS: [&str; 6] = [
+        "KVM internal error",
+        "failed to set MSR",
+        "kvm_buf_set_msrs",
+        "kvm_init_vcpu",
+        "kvm run failed",
+        "KVM_CREATE_VCPU",
+    ];
+    MARKERS.iter().any(|m| line.contains(m))
+}
+
 /// Names that end up inside paths and QEMU option values.
 fn portable_name(s: &str, max: usize) -> Result<(), &'static str> {
     if s.is_empty() {
@@ -208,6 +232,20 @@ impl QemuSpec {
     /// All shares, root first, as they appear on the command line.
     pub fn shares(&self) -> impl Iterator<Item = &VirtiofsShare> {
         std::iter::once(&self.root_share).chain(&self.extra_shares)
+    }
+
+    /// The same VM under TCG, for `--accel auto` when KVM turned out unable to run the guest;
+    /// `None` when there is nothing to fall back to (already TCG, or a `--cpu` that needs KVM).
+    pub fn under_tcg(&self, user_cpu: Option<&str>) -> Option<QemuSpec> {
+        if self.accel != Accel::Kvm {
+            return None;
+        }
+        let tcg = QemuSpec {
+            accel: Accel::Tcg,
+            cpu: user_cpu.unwrap_or(default_cpu(Accel::Tcg)).into(),
+            ..self.clone()
+        };
+        tcg.validate().ok().map(|()| tcg)
     }
 
     pub fn validate(&self) -> Result<(), QemuError> {
@@ -649,6 +687,55 @@ impl Qmp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kvm_failures_are_recognised_in_qemu_stderr() {
+        for line in [
+            "qemu-system-x86_64: error: failed to set MSR 0x10a to 0xc000069",
+            "qemu-system-x86_64: target/i386/kvm/kvm.c:3877: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.",
+            "KVM internal error. Suberror: 1",
+            "qemu-system-x86_64: kvm_init_vcpu: kvm_arch_init_vcpu failed (0): Operation not permitted",
+            "error: kvm run failed Bad address",
+        ] {
+            assert!(kvm_failure(line), "{line}");
+        }
+        for line in [
+            "qemu-system-x86_64: warning: host doesn't support requested feature",
+            "qemu-system-x86_64: -device vhost-user-fs-pci: Failed to read from slave.",
+            "",
+        ] {
+            assert!(!kvm_failure(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn default_cpu_suits_the_accelerator() {
+        assert_eq!(default_cpu(Accel::Kvm), "host");
+        assert_eq!(default_cpu(Accel::Tcg), "qemu64");
+    }
+
+    #[test]
+    fn tcg_fallback_keeps_the_vm_and_changes_accelerator_and_cpu() {
+        let kvm = spec();
+        let tcg = kvm.under_tcg(None).unwrap();
+        assert_eq!(tcg.accel, Accel::Tcg);
+        assert_eq!(tcg.cpu, "qemu64");
+        assert_eq!(
+            QemuSpec {
+                accel: Accel::Kvm,
+                cpu: kvm.cpu.clone(),
+                ..tcg.clone()
+            },
+            kvm
+        );
+        let a = argv(&tcg);
+        assert_eq!(values(&a, "-accel"), ["tcg,thread=multi"]);
+        assert_eq!(values(&a, "-cpu"), ["qemu64"]);
+        // A CPU model the user chose is kept; one that needs KVM leaves nothing to fall back to.
+        assert_eq!(kvm.under_tcg(Some("max")).unwrap().cpu, "max");
+        assert_eq!(kvm.under_tcg(Some("host")), None);
+        assert_eq!(tcg.under_tcg(None), None);
+    }
 
     fn spec() -> QemuSpec {
         QemuSpec {

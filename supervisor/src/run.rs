@@ -258,7 +258,25 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
             if args.debug {
                 return debug_shell(&launch);
             }
-            let outcome = vm::run(launch, children.clone(), &mut requests).await?;
+            let retry = (args.accel == AccelArg::Auto)
+                .then(|| launch.qemu.under_tcg(args.cpu.as_deref()))
+                .flatten()
+                .map(|qemu| (launch.clone(), qemu));
+            let outcome = match (vm::run(launch, children.clone(), &mut requests).await, retry) {
+                (Err(VmError::Kvm { detail, ready: false, .. }), Some((mut launch, qemu))) => {
+                    tracing::warn!("KVM cannot run this guest ({detail}): falling back to TCG software emulation, boots take minutes; fix KVM (nested virtualization) or pass --accel tcg to skip the attempt");
+                    if args.log_cmdline {
+                        eprintln!(
+                            "qemu (TCG fallback): {}",
+                            spawn::shell_line(&launch.qemu_bin, &qemu::qemu_args(&qemu))
+                        );
+                    }
+                    launch.qemu = qemu;
+                    launch.status.accel = "tcg".into();
+                    vm::run(launch, children.clone(), &mut requests).await?
+                }
+                (result, _) => result?,
+            };
             Ok(match outcome {
                 Outcome::PoweredOff => {
                     tracing::info!("the guest powered off");
@@ -428,11 +446,10 @@ fn prepare(
         ));
     }
     let smbios = credentials::smbios_args(&creds);
-    let cpu = args.cpu.clone().unwrap_or_else(|| match accel {
-        Accel::Kvm => "host".into(),
-        // qemu64 boots ~50 s faster than max under TCG here (no AVX emulation).
-        Accel::Tcg => "qemu64".into(),
-    });
+    let cpu = args
+        .cpu
+        .clone()
+        .unwrap_or_else(|| qemu::default_cpu(accel).into());
     let mut forwards = vec![PortForward {
         host_addr: Some(std::net::Ipv4Addr::LOCALHOST),
         host_port: SSH_PORT,

@@ -393,19 +393,27 @@ mod tests {
 
     #[test]
     fn one_shot_remote_keeps_exit_codes_and_turns_sigint_into_130() {
+        use std::os::unix::process::CommandExt;
         use std::process::Command;
         let run = |inner: &str| {
             let words = shell_words::split(&one_shot_remote(inner)).unwrap();
+            let mut cmd = Command::new(&words[0]);
+            cmd.args(&words[1..]).env("SHELL", "/bin/sh");
             // Its own process group, as sshd gives a session: `kill 0` below must not reach
             // the test harness.
-            std::os::unix::process::CommandExt::process_group(
-                Command::new(&words[0])
-                    .args(&words[1..])
-                    .env("SHELL", "/bin/sh"),
-                0,
-            )
-            .output()
-            .unwrap()
+            cmd.process_group(0);
+            // And SIGINT at its default, as sshd gives it: a harness started in the background
+            // by a shell (`cmd &`) inherits SIGINT ignored, and a shell cannot undo that.
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    use nix::sys::signal::{signal, SigHandler, Signal};
+                    signal(Signal::SIGINT, SigHandler::SigDfl)
+                        .map(drop)
+                        .map_err(std::io::Error::from)
+                });
+            }
+            cmd.output().unwrap()
         };
         let out = run("echo 'a b'; echo err >&2; exit 42");
         assert_eq!(out.status.code(), Some(42));

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::console::{self, Echo, GuestEnd, Phase, Tail};
 use crate::init::{Children, ExitInfo, Request};
-use crate::qemu::{self, QemuSpec, Qmp};
+use crate::qemu::{self, Accel, QemuSpec, Qmp};
 use crate::readiness;
 use crate::spawn::{self, Role, SpawnError, Stdios};
 use crate::ssh::{self, SshTarget, Tty};
@@ -27,6 +27,7 @@ use crate::status::{self, State, Status};
 use crate::virtiofsd::{self, Sandbox, VirtiofsSpec};
 
 /// Everything needed to run the VM, prepared and validated by `run`.
+#[derive(Clone)]
 pub struct VmLaunch {
     pub run_dir: PathBuf,
     pub virtiofsd_bin: PathBuf,
@@ -82,7 +83,12 @@ pub enum VmError {
         tail: Vec<String>,
     },
     #[error("KVM cannot run this guest (QEMU: {detail}): run with --accel tcg, or fix KVM on the host (nested virtualization, /dev/kvm permissions)")]
-    Kvm { detail: String, tail: Vec<String> },
+    Kvm {
+        detail: String,
+        /// Whether the guest had been ready (a command may have run): then no retry.
+        ready: bool,
+        tail: Vec<String>,
+    },
     #[error("the guest kernel panicked{hint}")]
     GuestPanic { hint: String, tail: Vec<String> },
     #[error("the guest rebooted; bcvk VMs are throwaway and end on reboot (the command did not finish){hint}")]
@@ -236,7 +242,7 @@ impl Vm {
                     Event::Phase(p) => self.on_phase(p, &progress),
                     Event::KvmError(detail) => {
                         progress.clear();
-                        return Err(VmError::Kvm { detail, tail: self.console_tail.lines() });
+                        return Err(VmError::Kvm { detail, ready: self.ready, tail: self.console_tail.lines() });
                     }
                 },
                 exit = &mut qemu_exit => {
@@ -384,7 +390,7 @@ impl Vm {
                 Some(Box::new(move |line: &str| {
                     // With KVM that cannot run the guest, QEMU 7..10 reports this and then PAUSES
                     // instead of exiting: without this watch the run would hang until the timeout.
-                    if line.contains("KVM internal error") || line.contains("failed to set MSR") {
+                    if qemu::kvm_failure(line) {
                         let _ = tx.send(Event::KvmError(line.trim().to_string()));
                     }
                 })),
@@ -487,6 +493,21 @@ impl Vm {
         let hint = console::hint(tail.iter().map(String::as_str))
             .map(|h| format!(": {h}"))
             .unwrap_or_default();
+        let kvm_detail = (self.l.qemu.accel == Accel::Kvm && !exit.success())
+            .then(|| {
+                self.qemu_stderr
+                    .lines()
+                    .into_iter()
+                    .find(|l| qemu::kvm_failure(l))
+            })
+            .flatten();
+        if let Some(detail) = kvm_detail {
+            return Err(VmError::Kvm {
+                detail: detail.trim().to_string(),
+                ready: self.ready,
+                tail,
+            });
+        }
         match console::classify_end(tail.iter().map(String::as_str)) {
             GuestEnd::Panic => Err(VmError::GuestPanic { hint, tail }),
             GuestEnd::Reboot => Err(VmError::GuestRebooted { hint, tail }),
@@ -511,7 +532,11 @@ impl Vm {
     async fn shutdown(&mut self, graceful: bool, requests: &mut mpsc::UnboundedReceiver<Request>) {
         if let Some(pid) = self.qemu_pid.filter(|p| self.children.is_alive(*p)) {
             self.set_state(State::Stopping);
-            readiness::notify(&[sd_notify::NotifyState::Stopping]);
+            // Not after a KVM failure: the run may go on under TCG, and a service manager told
+            // STOPPING=1 would take the service for gone.
+            if graceful {
+                readiness::notify(&[sd_notify::NotifyState::Stopping]);
+            }
             let mut exited = false;
             if graceful {
                 tracing::info!(

@@ -883,6 +883,22 @@ fn layered_image_layers_and_whiteouts() -> R {
         .tempdir_in("/var/tmp")
         .map_err(|e| e.to_string())?;
     let scratch_vol = format!("{}:/scratch", scratch.path().display());
+    // --accel auto's runtime fallback: a /proc/cpuinfo showing vmx makes auto try KVM, which
+    // cannot run the guest on machines like this project's (no nested virtualization), so the
+    // boot must start over under TCG with a warning. Where KVM works, KVM simply runs it.
+    let cpuinfo = scratch.path().join("cpuinfo");
+    let real = std::fs::read_to_string("/proc/cpuinfo").map_err(|e| e.to_string())?;
+    let faked: String = real
+        .lines()
+        .map(
+            |l| match l.starts_with("flags") && !l.contains(" vmx") && !l.contains(" svm") {
+                true => format!("{l} vmx\n"),
+                false => format!("{l}\n"),
+            },
+        )
+        .collect();
+    std::fs::write(&cpuinfo, faked).map_err(|e| e.to_string())?;
+    let cpuinfo_vol = format!("{}:/proc/cpuinfo:ro", cpuinfo.display());
     let mut args = vec![
         "run",
         "--rm",
@@ -895,8 +911,9 @@ fn layered_image_layers_and_whiteouts() -> R {
         "-v",
         &scratch_vol,
     ];
-    if Path::new("/dev/kvm").exists() {
-        args.extend(["--device", "/dev/kvm"]);
+    let kvm = Path::new("/dev/kvm").exists();
+    if kvm {
+        args.extend(["--device", "/dev/kvm", "-v", &cpuinfo_vol]);
     }
     let image = bcvk_image();
     let target = layered();
@@ -918,6 +935,7 @@ fn layered_image_layers_and_whiteouts() -> R {
     ]);
     let r = podman(&args);
     check!(r.code == 0, "{}", r.show());
+    std::fs::remove_file(&cpuinfo).map_err(|e| e.to_string())?;
     let left: Vec<_> = std::fs::read_dir(scratch.path())
         .map_err(|e| e.to_string())?
         .flatten()
@@ -932,6 +950,30 @@ fn layered_image_layers_and_whiteouts() -> R {
         "--initrd yes should pass the image's initramfs to QEMU: {}",
         tail(&r.stderr, 20)
     );
+    if kvm && r.stderr.contains("falling back to TCG") {
+        let fallback = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("qemu (TCG fallback): "))
+            .unwrap_or_default();
+        check!(
+            r.stderr.contains("-accel kvm") && fallback.contains("tcg,thread=multi"),
+            "the first QEMU should run KVM, the fallback TCG: {}",
+            tail(&r.stderr, 30)
+        );
+        check!(
+            r.stderr.contains("KVM cannot run this guest ("),
+            "the warning should quote QEMU: {}",
+            tail(&r.stderr, 30)
+        );
+    } else if kvm {
+        // No fallback: KVM must really have run it.
+        check!(
+            r.stderr.contains("accel=kvm") && !r.stderr.contains("accel=tcg"),
+            "auto with vmx shown should use KVM, or fall back with a warning: {}",
+            tail(&r.stderr, 30)
+        );
+    }
     let want = "deleted-ok\nnew.txt\nuser-ok\nlayered-unit-ran\n";
     check!(r.stdout == want, "want {want:?}: {}", r.show());
     Ok(())
@@ -1108,7 +1150,7 @@ fn main() {
             github_actions_command_line,
         ),
         t(
-            "layers::layered_image_whiteouts_user_unit",
+            "layers::layered_image_whiteouts_user_unit_kvm_fallback",
             layered_image_layers_and_whiteouts,
         ),
         t(
