@@ -32,7 +32,7 @@ mark() { echo "$1=$(($(ms) - T0))" >>$R/timings; }
 MEMORY=${FLOOR_MEMORY:-4096}
 VCPUS=${FLOOR_VCPUS:-2}
 CPU=${FLOOR_CPU:-qemu64}
-CACHE=${FLOOR_VIRTIOFS_CACHE:-auto}
+CACHE=${FLOOR_VIRTIOFS_CACHE:-always}
 case ${FLOOR_ACCEL:-tcg} in
   tcg) ACCEL=tcg,thread=multi ;;
   kvm) ACCEL=kvm ;;
