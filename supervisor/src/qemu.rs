@@ -20,6 +20,16 @@ pub enum Accel {
     Tcg,
 }
 
+impl Accel {
+    /// The name users see (status file, logs, `--accel`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtiofsShare {
     pub tag: String,
@@ -710,6 +720,7 @@ mod tests {
 
     #[test]
     fn default_cpu_suits_the_accelerator() {
+        assert_eq!((Accel::Kvm.name(), Accel::Tcg.name()), ("kvm", "tcg"));
         assert_eq!(default_cpu(Accel::Kvm), "host");
         assert_eq!(default_cpu(Accel::Tcg), "qemu64");
     }

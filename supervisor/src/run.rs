@@ -271,8 +271,8 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
                             spawn::shell_line(&launch.qemu_bin, &qemu::qemu_args(&qemu))
                         );
                     }
+                    launch.status.accel = qemu.accel.name().into();
                     launch.qemu = qemu;
-                    launch.status.accel = "tcg".into();
                     vm::run(launch, children.clone(), &mut requests).await?
                 }
                 (result, _) => result?,
@@ -525,10 +525,7 @@ fn prepare(
         state: State::Starting,
         image: image.name.clone(),
         image_id: image.id.clone(),
-        accel: match accel {
-            Accel::Kvm => "kvm".into(),
-            Accel::Tcg => "tcg".into(),
-        },
+        accel: accel.name().into(),
         started_at: status::now_unix(),
         timings: Timings::default(),
         ssh: SshEndpoint {

@@ -490,9 +490,6 @@ impl Vm {
             self.console_tail.load_file(&self.l.console_log);
         }
         let tail = self.console_tail.lines();
-        let hint = console::hint(tail.iter().map(String::as_str))
-            .map(|h| format!(": {h}"))
-            .unwrap_or_default();
         let kvm_detail = (self.l.qemu.accel == Accel::Kvm && !exit.success())
             .then(|| {
                 self.qemu_stderr
@@ -508,6 +505,9 @@ impl Vm {
                 tail,
             });
         }
+        let hint = console::hint(tail.iter().map(String::as_str))
+            .map(|h| format!(": {h}"))
+            .unwrap_or_default();
         match console::classify_end(tail.iter().map(String::as_str)) {
             GuestEnd::Panic => Err(VmError::GuestPanic { hint, tail }),
             GuestEnd::Reboot => Err(VmError::GuestRebooted { hint, tail }),
@@ -532,13 +532,11 @@ impl Vm {
     async fn shutdown(&mut self, graceful: bool, requests: &mut mpsc::UnboundedReceiver<Request>) {
         if let Some(pid) = self.qemu_pid.filter(|p| self.children.is_alive(*p)) {
             self.set_state(State::Stopping);
-            // Not after a KVM failure: the run may go on under TCG, and a service manager told
-            // STOPPING=1 would take the service for gone.
+            let mut exited = false;
+            // No STOPPING=1 after a KVM failure: the run may go on under TCG, and a service
+            // manager told STOPPING=1 would take the service for gone.
             if graceful {
                 readiness::notify(&[sd_notify::NotifyState::Stopping]);
-            }
-            let mut exited = false;
-            if graceful {
                 tracing::info!(
                     timeout_s = self.l.stop_timeout.as_secs(),
                     "asking the guest to power off"
