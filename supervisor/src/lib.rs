@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod guestfs;
 pub mod init;
 pub mod kernel;
+pub mod opaque;
 pub mod qemu;
 pub mod readiness;
 pub mod rootfs;
@@ -21,6 +22,7 @@ pub mod spawn;
 pub mod ssh;
 pub mod status;
 pub mod store;
+pub mod userns;
 pub mod virtiofsd;
 pub mod vm;
 

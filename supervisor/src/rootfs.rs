@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use crate::opaque::Emulation;
 use crate::store::{Driver, ResolvedImage};
 
 /// mount(2) copies at most one page of option data, NUL included.
@@ -22,7 +23,7 @@ pub enum RootfsError {
     NoLayers,
     #[error("path {} {reason}, which overlayfs mount options cannot carry: use a store and --scratch dir at plain absolute paths", .path.display())]
     UnsafePath { path: PathBuf, reason: &'static str },
-    #[error("overlay mount options for {layers} layers are {len} bytes (short layer links used where the store has them), over the kernel's {limit}-byte limit: squash the image to fewer layers (podman build --squash)")]
+    #[error("overlay mount options for {layers} layers are {len} bytes (short layer links used where the store has them), over the {limit}-byte limit of mount(2), and this kernel lacks the new mount API's lowerdir+ (Linux 6.8+) that has no such limit: run on a host with Linux 6.8 or later, or squash the image to fewer layers (podman build --squash)")]
     OptionsTooLong {
         layers: usize,
         len: usize,
@@ -38,10 +39,17 @@ pub enum RootfsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot mount the tmpfs scratch at {} ({source}): run the container with --privileged, or pass --scratch DIR", .path.display())]
+    #[error("cannot mount the tmpfs scratch at {} ({source}): pass --scratch DIR (a volume) for the guest's writes", .path.display())]
     MountScratch { path: PathBuf, source: nix::Error },
-    #[error("cannot mount the overlay root at {} ({source}): run the container with --privileged on a host with overlayfs; a rootless store needs kernel 5.11+ for userxattr", .path.display())]
-    MountOverlay { path: PathBuf, source: nix::Error },
+    #[error("cannot mount the overlay root at {} ({source}{detail}): the host kernel needs overlayfs, and Linux 5.11+ to mount it without privileges (or run the container with --cap-add SYS_ADMIN)", .path.display())]
+    MountOverlay {
+        path: PathBuf,
+        source: std::io::Error,
+        /// What the kernel logged in the mount context, "; "-prefixed, or empty.
+        detail: String,
+    },
+    #[error("cannot create the whiteout {} ({source}): the kernel must allow whiteouts (char 0:0) without CAP_MKNOD (Linux 5.8+); or run the container with --cap-add SYS_ADMIN", .path.display())]
+    Whiteout { path: PathBuf, source: nix::Error },
     #[error("cannot unmount {} ({source}): stop whatever still uses the guest root (virtiofsd) and retry", .path.display())]
     Unmount { path: PathBuf, source: nix::Error },
     #[error("cannot remove {} ({source}): delete it by hand; it only holds throwaway guest writes", .path.display())]
@@ -62,11 +70,13 @@ pub enum Scratch {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootfsPlan {
-    /// Top layer first.
+    /// Top layer first, synthetic opaque-directory layers in their places.
     pub lowerdirs: Vec<PathBuf>,
     /// The same layers by their short `overlay/l/` links, when every layer
     /// has one: the fallback when full paths overflow the mount data page.
     pub short_lowerdirs: Option<Vec<PathBuf>>,
+    /// Layers bcvk makes in the scratch before mounting (see `opaque`).
+    pub synthetic: Vec<SyntheticLayer>,
     pub scratch: Scratch,
     /// The tmpfs mount point, or the unique throwaway dir inside --scratch.
     pub scratch_mount: PathBuf,
@@ -76,7 +86,24 @@ pub struct RootfsPlan {
     pub userxattr: bool,
 }
 
-pub fn plan_rootfs(image: &ResolvedImage, run_dir: &Path, scratch: Scratch) -> RootfsPlan {
+/// A lower layer of whiteouts only, emulating an opaque directory (see `opaque`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntheticLayer {
+    pub dir: PathBuf,
+    /// Relative to `dir`.
+    pub whiteouts: Vec<PathBuf>,
+}
+
+/// `userxattr`: the overlay reads and writes `user.overlay.*` xattrs instead of `trusted.*`,
+/// as it must in a user namespace and for a rootless store; `emulations` are the synthetic
+/// layers that then stand in for `trusted.*` opaque marks (`opaque::plan`).
+pub fn plan_rootfs(
+    image: &ResolvedImage,
+    run_dir: &Path,
+    scratch: Scratch,
+    userxattr: bool,
+    emulations: &[Emulation],
+) -> RootfsPlan {
     // Each vfs layer dir is a complete root, so only the top one is stacked.
     let layers = match image.driver {
         Driver::Overlay => &image.layers[..],
@@ -86,15 +113,41 @@ pub fn plan_rootfs(image: &ResolvedImage, run_dir: &Path, scratch: Scratch) -> R
         Scratch::Tmpfs { .. } => run_dir.join("scratch"),
         Scratch::Dir(dir) => dir.join(unique_name()),
     };
+    let mut lowerdirs = Vec::new();
+    let mut short_lowerdirs = Some(Vec::new());
+    let mut synthetic = Vec::new();
+    for (k, layer) in layers.iter().enumerate() {
+        lowerdirs.push(layer.diff_dir.clone());
+        short_lowerdirs = short_lowerdirs
+            .zip(layer.short_link.clone())
+            .map(|(mut v, s)| {
+                v.push(s);
+                v
+            });
+        for e in emulations.iter().filter(|e| e.below == k) {
+            let dir = scratch_mount
+                .join("opaque")
+                .join(synthetic.len().to_string());
+            lowerdirs.push(dir.clone());
+            if let Some(v) = short_lowerdirs.as_mut() {
+                v.push(dir.clone());
+            }
+            synthetic.push(SyntheticLayer {
+                dir,
+                whiteouts: e.whiteouts.clone(),
+            });
+        }
+    }
     RootfsPlan {
-        lowerdirs: layers.iter().map(|l| l.diff_dir.clone()).collect(),
-        short_lowerdirs: layers.iter().map(|l| l.short_link.clone()).collect(),
+        lowerdirs,
+        short_lowerdirs,
+        synthetic,
         upper: scratch_mount.join("upper"),
         work: scratch_mount.join("work"),
         scratch_mount,
         scratch,
         target: run_dir.join("root"),
-        userxattr: image.userxattr,
+        userxattr,
     }
 }
 
@@ -193,20 +246,160 @@ pub struct MountedRootfs {
     steps: Vec<Step>,
 }
 
+/// Checks that hold whichever way the overlay is mounted: something to stack, and paths an
+/// option string could carry (so the classic fallback never mis-parses one).
+fn check_paths(plan: &RootfsPlan) -> Result<(), RootfsError> {
+    if plan.lowerdirs.is_empty() {
+        return Err(RootfsError::NoLayers);
+    }
+    for p in plan.lowerdirs.iter().chain([&plan.upper, &plan.work]) {
+        option_path(p)?;
+    }
+    Ok(())
+}
+
 pub fn apply_rootfs(plan: &RootfsPlan) -> Result<MountedRootfs, RootfsError> {
     // Checked first so a bad plan touches nothing.
-    let options = overlay_options(plan)?;
+    check_paths(plan)?;
     let mut mounted = MountedRootfs {
         root: plan.target.clone(),
         steps: Vec::new(),
     };
-    if let Err(err) = mounted.build(plan, &options) {
+    if let Err(err) = mounted.build(plan) {
         if let Err(cleanup) = mounted.teardown(true) {
             tracing::warn!("cleaning up after a failed rootfs mount: {cleanup}");
         }
         return Err(err);
     }
     Ok(mounted)
+}
+
+/// How the overlay was mounted (for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountApi {
+    /// fsopen/fsconfig with one `lowerdir+` per layer: no limit but the kernel's 500 layers.
+    LowerdirPlus,
+    /// mount(2) with one option string of at most a page.
+    OptionString,
+}
+
+/// The new mount API: returns None where the kernel lacks it or `lowerdir+` (before 6.8).
+fn mount_with_fsconfig(plan: &RootfsPlan) -> Option<Result<(), RootfsError>> {
+    use rustix::mount::{
+        fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+        FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags,
+    };
+    let fs = match fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) if e == rustix::io::Errno::NOSYS => return None,
+        Err(e) => return Some(Err(overlay_error(plan, e, None))),
+    };
+    let configure = || -> rustix::io::Result<()> {
+        fsconfig_set_string(&fs, "source", "bcvk-root")?;
+        for dir in &plan.lowerdirs {
+            fsconfig_set_string(&fs, "lowerdir+", dir)?;
+        }
+        fsconfig_set_string(&fs, "upperdir", &plan.upper)?;
+        fsconfig_set_string(&fs, "workdir", &plan.work)?;
+        if plan.userxattr {
+            fsconfig_set_flag(&fs, "userxattr")?;
+        }
+        fsconfig_create(&fs)
+    };
+    if let Err(e) = configure() {
+        // An unknown key is EINVAL (a kernel before 6.8, or before 6.5 where overlay takes
+        // the legacy option page): mount(2) says then what really holds, with the same plan.
+        if e == rustix::io::Errno::INVAL {
+            tracing::debug!(log = %context_log(&fs), "no lowerdir+ here: mounting with an option string");
+            return None;
+        }
+        return Some(Err(overlay_error(plan, e, Some(context_log(&fs)))));
+    }
+    // nodev: the guest's own kernel opens its device nodes; nothing on the host side
+    // (virtiofsd) should ever open one from this untrusted tree.
+    let result = fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .and_then(|mnt| {
+        move_mount(
+            &mnt,
+            "",
+            rustix::fs::CWD,
+            &plan.target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    });
+    Some(result.map_err(|e| overlay_error(plan, e, Some(context_log(&fs)))))
+}
+
+/// The messages the kernel queued on a mount context ("e overlay: ..." lines), joined.
+fn context_log(fs: &std::os::fd::OwnedFd) -> String {
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = rustix::io::read(fs, &mut buf) {
+        if n == 0 || lines.len() >= 4 {
+            break;
+        }
+        lines.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+    }
+    lines.join("; ")
+}
+
+fn overlay_error(plan: &RootfsPlan, e: rustix::io::Errno, log: Option<String>) -> RootfsError {
+    RootfsError::MountOverlay {
+        path: plan.target.clone(),
+        source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+        detail: log
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("; kernel: {l}"))
+            .unwrap_or_default(),
+    }
+}
+
+/// Mount the overlay at `plan.target`: the new mount API where the kernel has it, else
+/// mount(2) with an option string (full layer paths, or the store's short links).
+fn mount_overlay(plan: &RootfsPlan) -> Result<MountApi, RootfsError> {
+    if let Some(result) = mount_with_fsconfig(plan) {
+        return result.map(|()| MountApi::LowerdirPlus);
+    }
+    let options = overlay_options(plan)?;
+    mount(
+        Some("bcvk-root"),
+        &plan.target,
+        Some("overlay"),
+        MsFlags::MS_NODEV,
+        Some(&*options),
+    )
+    .map_err(|source| RootfsError::MountOverlay {
+        path: plan.target.clone(),
+        source: source.into(),
+        detail: String::new(),
+    })?;
+    Ok(MountApi::OptionString)
+}
+
+/// Fill a synthetic layer: its whiteouts, with plain directories above them. Directory
+/// attributes do not matter: the layer right above it has every one of them.
+fn make_synthetic(layer: &SyntheticLayer) -> Result<(), RootfsError> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    let create_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RootfsError::CreateDir { path, source }
+    };
+    fs::create_dir_all(&layer.dir).map_err(create_err(&layer.dir))?;
+    for rel in &layer.whiteouts {
+        let path = layer.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(create_err(parent))?;
+        }
+        mknod(&path, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|source| RootfsError::Whiteout {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 fn make_dir(path: &Path) -> Result<(), RootfsError> {
@@ -243,7 +436,7 @@ impl MountedRootfs {
         Ok(())
     }
 
-    fn build(&mut self, plan: &RootfsPlan, options: &str) -> Result<(), RootfsError> {
+    fn build(&mut self, plan: &RootfsPlan) -> Result<(), RootfsError> {
         match &plan.scratch {
             Scratch::Tmpfs { size_bytes } => {
                 self.mount_point(&plan.scratch_mount)?;
@@ -284,21 +477,18 @@ impl MountedRootfs {
         // Inside the scratch, so they go away with it.
         make_dir(&plan.upper)?;
         make_dir(&plan.work)?;
+        for layer in &plan.synthetic {
+            make_synthetic(layer)?;
+        }
         self.mount_point(&plan.target)?;
-        // nodev: the guest's own kernel opens its device nodes; nothing on the
-        // host side (virtiofsd) should ever open one from this untrusted tree,
-        // and this privileged container can reach every host device.
-        mount(
-            Some("bcvk-root"),
-            &plan.target,
-            Some("overlay"),
-            MsFlags::MS_NODEV,
-            Some(options),
-        )
-        .map_err(|source| RootfsError::MountOverlay {
-            path: plan.target.clone(),
-            source,
-        })?;
+        let api = mount_overlay(plan)?;
+        tracing::debug!(
+            ?api,
+            layers = plan.lowerdirs.len(),
+            synthetic = plan.synthetic.len(),
+            userxattr = plan.userxattr,
+            "guest root mounted"
+        );
         self.steps.push(Step::Mount(plan.target.clone()));
         Ok(())
     }
@@ -401,6 +591,8 @@ mod tests {
             &image(2, true, Driver::Overlay, false),
             Path::new("/run/bcvk"),
             tmpfs(),
+            false,
+            &[],
         );
         assert_eq!(plan.target, Path::new("/run/bcvk/root"));
         assert_eq!(plan.scratch_mount, Path::new("/run/bcvk/scratch"));
@@ -413,8 +605,8 @@ mod tests {
     fn scratch_dirs_are_unique_per_plan() {
         let img = image(1, false, Driver::Overlay, false);
         let scratch = Scratch::Dir(PathBuf::from("/var/scratch"));
-        let a = plan_rootfs(&img, Path::new("/run/bcvk"), scratch.clone());
-        let b = plan_rootfs(&img, Path::new("/run/bcvk"), scratch);
+        let a = plan_rootfs(&img, Path::new("/run/bcvk"), scratch.clone(), false, &[]);
+        let b = plan_rootfs(&img, Path::new("/run/bcvk"), scratch, false, &[]);
         assert_ne!(a.scratch_mount, b.scratch_mount);
         assert!(a.scratch_mount.starts_with("/var/scratch"));
         let name = a.scratch_mount.file_name().unwrap().to_str().unwrap();
@@ -431,6 +623,8 @@ mod tests {
             &image(3, true, Driver::Overlay, false),
             Path::new("/run/b"),
             tmpfs(),
+            false,
+            &[],
         );
         let options = overlay_options(&plan).unwrap();
         let layer = |n: usize| format!("/store/overlay/{n:0>64}/diff");
@@ -447,6 +641,8 @@ mod tests {
             &image(1, false, Driver::Overlay, true),
             Path::new("/r"),
             tmpfs(),
+            true,
+            &[],
         );
         assert!(overlay_options(&plan)
             .unwrap()
@@ -459,6 +655,8 @@ mod tests {
             &image(3, false, Driver::Vfs, false),
             Path::new("/r"),
             tmpfs(),
+            false,
+            &[],
         );
         assert_eq!(
             plan.lowerdirs,
@@ -474,6 +672,8 @@ mod tests {
             &image(60, true, Driver::Overlay, false),
             Path::new("/r"),
             tmpfs(),
+            false,
+            &[],
         );
         let options = overlay_options(&plan).unwrap();
         assert!(
@@ -490,6 +690,8 @@ mod tests {
             &image(60, false, Driver::Overlay, false),
             Path::new("/r"),
             tmpfs(),
+            false,
+            &[],
         );
         let err = overlay_options(&plan).unwrap_err();
         assert!(
@@ -500,6 +702,8 @@ mod tests {
             &image(200, true, Driver::Overlay, false),
             Path::new("/r"),
             tmpfs(),
+            false,
+            &[],
         );
         let err = overlay_options(&plan).unwrap_err();
         assert!(err.to_string().contains("200 layers") && err.to_string().contains("squash"));
@@ -509,14 +713,14 @@ mod tests {
     fn unsafe_paths_are_rejected() {
         let img = image(1, false, Driver::Overlay, false);
         for run_dir in ["/run/a:b", "/run/a,b", "/run/a\\b", "relative"] {
-            let plan = plan_rootfs(&img, Path::new(run_dir), tmpfs());
+            let plan = plan_rootfs(&img, Path::new(run_dir), tmpfs(), false, &[]);
             let err = overlay_options(&plan).unwrap_err();
             assert!(
                 matches!(err, RootfsError::UnsafePath { .. }),
                 "{run_dir}: {err}"
             );
         }
-        let mut plan = plan_rootfs(&img, Path::new("/r"), tmpfs());
+        let mut plan = plan_rootfs(&img, Path::new("/r"), tmpfs(), false, &[]);
         plan.lowerdirs = vec![PathBuf::from("/store/x:y/diff")];
         assert!(matches!(
             overlay_options(&plan),
@@ -533,6 +737,8 @@ mod tests {
             &image(1, false, Driver::Overlay, false),
             dir.path(),
             tmpfs(),
+            false,
+            &[],
         );
         plan.lowerdirs.clear();
         assert!(apply_rootfs(&plan).is_err());
@@ -555,7 +761,7 @@ mod tests {
         let mut img = image(1, false, Driver::Overlay, false);
         img.layers[0].diff_dir = lower.clone();
         for choice in [tmpfs(), Scratch::Dir(scratch.clone())] {
-            let plan = plan_rootfs(&img, &run_dir, choice);
+            let plan = plan_rootfs(&img, &run_dir, choice, false, &[]);
             let mounted = match apply_rootfs(&plan) {
                 Ok(mounted) => mounted,
                 Err(
@@ -582,7 +788,85 @@ mod tests {
             assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0);
         }
         // Dropping without unmount() still cleans up.
-        drop(apply_rootfs(&plan_rootfs(&img, &run_dir, tmpfs())).unwrap());
+        drop(apply_rootfs(&plan_rootfs(&img, &run_dir, tmpfs(), false, &[])).unwrap());
+        assert_eq!(fs::read_dir(&run_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn synthetic_layers_sit_right_below_their_layer() {
+        let emulations = [Emulation {
+            below: 1,
+            whiteouts: vec![PathBuf::from("opt/d/old")],
+        }];
+        let plan = plan_rootfs(
+            &image(3, true, Driver::Overlay, true),
+            Path::new("/r"),
+            tmpfs(),
+            true,
+            &emulations,
+        );
+        let synthetic = PathBuf::from("/r/scratch/opaque/0");
+        assert_eq!(plan.lowerdirs.len(), 4);
+        assert_eq!(plan.lowerdirs[2], synthetic);
+        assert_eq!(plan.short_lowerdirs.as_ref().unwrap()[2], synthetic);
+        assert_eq!(
+            plan.synthetic,
+            [SyntheticLayer {
+                dir: synthetic,
+                whiteouts: vec![PathBuf::from("opt/d/old")],
+            }]
+        );
+    }
+
+    /// Really mounts, as podman's unprivileged containers and rootless stores need: userxattr,
+    /// an opaque directory emulated by a synthetic layer, 300 layers (more than an option
+    /// string carries) through lowerdir+. Needs root and Linux 6.8+; skips itself otherwise.
+    #[test]
+    fn mounts_opaque_emulation_and_many_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        fs::create_dir(&run_dir).unwrap();
+        let mut img = image(300, false, Driver::Overlay, false);
+        for (n, layer) in img.layers.iter_mut().enumerate() {
+            layer.diff_dir = dir.path().join(format!("layers/{n:0>200}"));
+            fs::create_dir_all(layer.diff_dir.join("many")).unwrap();
+            fs::write(layer.diff_dir.join(format!("many/{n}")), "").unwrap();
+        }
+        // Layer 1 replaces opt/d (opaque in a rootful store: trusted.*, unreadable here).
+        let (top, base) = (&img.layers[1].diff_dir, &img.layers[2].diff_dir);
+        fs::create_dir_all(base.join("opt/d/sub")).unwrap();
+        fs::write(base.join("opt/d/old"), "").unwrap();
+        fs::create_dir_all(top.join("opt/d")).unwrap();
+        fs::write(top.join("opt/d/new"), "").unwrap();
+        let emulations = [Emulation {
+            below: 1,
+            whiteouts: vec![PathBuf::from("opt/d/old"), PathBuf::from("opt/d/sub")],
+        }];
+        let plan = plan_rootfs(&img, &run_dir, tmpfs(), true, &emulations);
+        assert!(overlay_options(&plan).is_err(), "too long for mount(2)");
+        let mounted = match apply_rootfs(&plan) {
+            Ok(mounted) => mounted,
+            Err(err) => {
+                eprintln!("skipping the real mount test: {err}");
+                return;
+            }
+        };
+        let root = mounted.root().to_path_buf();
+        let names = |p: &str| {
+            let mut v: Vec<String> = fs::read_dir(root.join(p))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names("opt/d"), ["new"]);
+        assert_eq!(names("many").len(), 300);
+        // A lower directory removed whole from the guest (needs userxattr in a namespace).
+        fs::remove_dir_all(root.join("opt")).unwrap();
+        assert!(!root.join("opt").exists());
+        mounted.unmount().unwrap();
+        assert!(base.join("opt/d/old").exists());
         assert_eq!(fs::read_dir(&run_dir).unwrap().count(), 0);
     }
 }

@@ -12,12 +12,14 @@ use crate::credentials::{self, Credential};
 use crate::guestfs;
 use crate::init::{self, Children, ExitInfo};
 use crate::kernel::{self, BootFiles, KernelError};
+use crate::opaque;
 use crate::qemu::{self, Accel, ConsoleSpec, NetSpec, PortForward, QemuSpec, VirtiofsShare};
 use crate::rootfs::{self, MountedRootfs, Scratch};
 use crate::spawn::{self, SpawnError};
 use crate::ssh::{self, SshTarget, Tty};
 use crate::status::{self, SshEndpoint, State, Status, Timings};
 use crate::store::{self, Store, StoreError};
+use crate::userns::{self, Privileges};
 use crate::virtiofsd::{CacheMode, Sandbox, VirtiofsSpec};
 use crate::vm::{self, Outcome, VmError, VmLaunch};
 
@@ -55,6 +57,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Vm(#[from] VmError),
+    #[error(transparent)]
+    Privileges(#[from] userns::UsernsError),
+    #[error(transparent)]
+    Opaque(#[from] opaque::OpaqueError),
     #[error("stopped by {0} before the VM started")]
     StoppedEarly(nix::sys::signal::Signal),
 }
@@ -68,7 +74,9 @@ impl RunError {
             | RunError::Store(StoreError::Ambiguous { .. })
             | RunError::Store(StoreError::Locate { .. })
             | RunError::Kernel(KernelError::NoKernel { .. }) => 66,
-            RunError::Store(_) => 65,
+            RunError::Store(_) | RunError::Opaque(_) => 65,
+            RunError::Privileges(userns::UsernsError::Unshare(_) | userns::UsernsError::Map(_))
+            | RunError::Rootfs(rootfs::RootfsError::Whiteout { .. }) => 77,
             RunError::KvmUnavailable(_) => 69,
             RunError::Vm(VmError::ReadyTimeout { .. }) => 75,
             RunError::Vm(VmError::Kvm { .. }) => 69,
@@ -231,6 +239,8 @@ impl Prepared {
 /// Run the VM; returns the container's exit code.
 pub fn run(args: RunArgs) -> Result<i32, RunError> {
     let started = Instant::now();
+    // Before the runtime: a process with threads cannot enter a new user namespace.
+    let privileges = userns::acquire()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -251,7 +261,7 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
             run_dir: run_dir.clone(),
         };
         let result = async {
-            let launch = prepare(&args, &run_dir, &mut prepared, started)?;
+            let launch = prepare(&args, &privileges, &run_dir, &mut prepared, started)?;
             if let Ok(init::Request::Stop(sig)) = requests.try_recv() {
                 return Err(RunError::StoppedEarly(sig));
             }
@@ -302,6 +312,7 @@ fn exit_code_of(exit: ExitInfo) -> i32 {
 
 fn prepare(
     args: &RunArgs,
+    privileges: &Privileges,
     run_dir: &Path,
     prepared: &mut Prepared,
     started: Instant,
@@ -314,7 +325,10 @@ fn prepare(
     let store_root = store::locate_store(args.storage.as_deref())?;
     let store = Store::open(&store_root)?;
     let image = store.resolve(&args.image)?;
-    tracing::info!(image = %image.name, id = %&image.id[..12], layers = image.layers.len(), "image found");
+    tracing::info!(image = %image.name, id = %&image.id[..12], layers = image.layers.len(), mode = privileges.describe(), "image found");
+    if !privileges.many_ids {
+        tracing::warn!("the container maps a single user id: files of other owners in the image show as nobody (65534) in the guest; give the user subordinate ids (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER, then podman system migrate)");
+    }
     let (accel, warning) = choose_accel(args.accel, &HostCaps::probe())?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
@@ -347,7 +361,15 @@ fn prepare(
         Some(dir) => Scratch::Dir(dir.clone()),
         None => Scratch::Tmpfs { size_bytes: None },
     };
-    let plan = rootfs::plan_rootfs(&image, run_dir, scratch);
+    // Without CAP_SYS_ADMIN in the host's user namespace the overlay can use only user.*
+    // xattrs: a rootful store's trusted.* opaque marks are then emulated (see `opaque`).
+    let userxattr = image.userxattr || !privileges.trusted_xattrs();
+    let emulations = if userxattr && image.driver == store::Driver::Overlay {
+        opaque::plan(store.root(), &image.layers)?
+    } else {
+        Vec::new()
+    };
+    let plan = rootfs::plan_rootfs(&image, run_dir, scratch, userxattr, &emulations);
     prepared.rootfs = Some(rootfs::apply_rootfs(&plan)?);
     let root = prepared
         .rootfs
