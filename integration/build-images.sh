@@ -3,6 +3,7 @@
 #   localhost/bcvk-base:trixie        debootstrap (cached by recipe hash)
 #   localhost/bcvk:latest             the product: supervisor + QEMU + virtiofsd
 #   localhost/bcvk-test/debian:latest, .../layered:latest, .../nokernel:latest   test guests
+#   localhost/bcvk-test/semantics, bystander, layers200, layers450      privilege-mode tests
 # Re-running is cheap: buildah's layer cache keeps the apt layers; only changed steps rebuild.
 # Usage: build-images.sh [bcvk|guests|all]   (default all)
 set -euo pipefail
@@ -31,6 +32,15 @@ if [ "$what" = all ] || [ "$what" = guests ]; then
   build "$BCVK_TEST_LAYERED" "$BCVK_ROOT/test-images/layered" --build-arg "BASE=$BCVK_TEST_DEBIAN"
   # A plain rootfs without any kernel: the base itself, under the name the tests use.
   podman tag "$BCVK_BASE_IMAGE" "$BCVK_TEST_NOKERNEL"
+  build "$BCVK_TEST_SEMANTICS" "$BCVK_ROOT/test-images/semantics" --build-arg "BASE=$BCVK_TEST_DEBIAN"
+  build "$BCVK_TEST_BYSTANDER" "$BCVK_ROOT/test-images/bystander" --build-arg "BASE=$BCVK_BASE_IMAGE"
+  for n in 200 450; do
+    t0=$(date +%s)
+    var=BCVK_TEST_LAYERS$n
+    python3 "$BCVK_ROOT/integration/many-layers.py" "$BCVK_TEST_DEBIAN" "$n" "${!var}" \
+      || die "building the $n-layer test image failed"
+    log "${!var} ready in $(( $(date +%s) - t0 ))s"
+  done
 fi
 # Dangling images left by rebuilds only cost disk.
 podman image prune -f >/dev/null 2>&1 || true

@@ -7,6 +7,15 @@ export BCVK_BASE_IMAGE=${BCVK_BASE_IMAGE:-localhost/bcvk-base:trixie}
 export BCVK_TEST_DEBIAN=localhost/bcvk-test/debian:latest
 export BCVK_TEST_LAYERED=localhost/bcvk-test/layered:latest
 export BCVK_TEST_NOKERNEL=localhost/bcvk-test/nokernel:latest
+# Layer semantics (whiteouts, opaque dirs, owners, modes, caps, links, devices) in one image.
+export BCVK_TEST_SEMANTICS=localhost/bcvk-test/semantics:latest
+# The debian guest under 200 and 450 layers (integration/many-layers.sh).
+export BCVK_TEST_LAYERS200=localhost/bcvk-test/layers200:latest
+export BCVK_TEST_LAYERS450=localhost/bcvk-test/layers450:latest
+# An image whose marker the guest must never see (it is not the guest's image).
+export BCVK_TEST_BYSTANDER=localhost/bcvk-test/bystander:latest
+# The regular user rootless tests run podman as (integration/rootless.sh).
+export BCVK_ROOTLESS_USER=${BCVK_ROOTLESS_USER:-bcvk-rootless}
 export BCVK_HOST_STORE=${BCVK_HOST_STORE:-/var/lib/containers/storage}
 # Debian mirror used by debootstrap and by apt inside image builds.
 export BCVK_MIRROR=${BCVK_MIRROR:-http://deb.debian.org/debian}

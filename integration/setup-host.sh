@@ -51,3 +51,5 @@ fi
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}} {{.Store.GraphRoot}}' >/dev/null \
   || die "podman does not work on this machine: see 'podman info'"
 log "host ready: podman $(podman version --format '{{.Client.Version}}'), runtime $(podman info --format '{{.Host.OCIRuntime.Name}}'), store $(podman info --format '{{.Store.GraphRoot}}')${CONTAINERS_CONF:+, config $CONTAINERS_CONF}"
+# A regular user with rootless podman and its own store, for the rootless tests.
+"$(dirname "$0")/rootless.sh" setup

@@ -82,9 +82,10 @@ pub fn podman(args: &[&str]) -> Run {
     cmd("podman", args)
 }
 
-/// The `podman run` arguments every bcvk container needs: privileges and the store, read-only.
+/// The `podman run` arguments every bcvk container needs: the store, read-only, and /dev/kvm.
+/// No added privileges: podman's default capabilities and seccomp profile are enough.
 pub fn run_prefix(store_mount: bool) -> Vec<String> {
-    let mut a: Vec<String> = ["run", "--privileged", "--label", TEST_LABEL]
+    let mut a: Vec<String> = ["run", "--label", TEST_LABEL]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -199,7 +200,11 @@ impl Drop for Detached {
 /// size, mode, mtime, and for regular files up to 1 MiB, the contents). The whole metadata
 /// files do change while tests run: podman itself records the test containers there.
 pub fn store_fingerprint(images: &[String]) -> Result<String, String> {
-    let store = host_store();
+    store_fingerprint_at(&host_store(), images)
+}
+
+/// `store_fingerprint` of the store at `store` (a rootless user's, say).
+pub fn store_fingerprint_at(store: &Path, images: &[String]) -> Result<String, String> {
     let read_json = |p: &str| -> Result<serde_json::Value, String> {
         let path = store.join(p);
         let text =
@@ -209,6 +214,7 @@ pub fn store_fingerprint(images: &[String]) -> Result<String, String> {
     let imgs = read_json("overlay-images/images.json")?;
     let layers = read_json("overlay-layers/layers.json")?;
     let mut h = Sha256::new();
+    let mut hashed = std::collections::BTreeSet::new();
     let by_id: BTreeMap<String, &serde_json::Value> = layers
         .as_array()
         .ok_or("layers.json is not an array")?
@@ -236,7 +242,10 @@ pub fn store_fingerprint(images: &[String]) -> Result<String, String> {
         while let Some(id) = layer {
             let l = by_id.get(&id).ok_or(format!("layer {id} missing"))?;
             h.update(l.to_string());
-            hash_tree(&store.join("overlay").join(&id).join("diff"), &mut h)?;
+            // Images share layers: each one's files are hashed once.
+            if hashed.insert(id.clone()) {
+                hash_tree(&store.join("overlay").join(&id).join("diff"), &mut h)?;
+            }
             layer = l["parent"].as_str().map(str::to_string);
         }
     }

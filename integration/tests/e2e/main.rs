@@ -28,6 +28,7 @@ macro_rules! check {
 
 mod faults;
 mod host_cli;
+mod privileges;
 
 fn last_line(s: &str) -> &str {
     s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
@@ -865,6 +866,29 @@ fn docker_oneshot() -> R {
         tail(&stderr, 30)
     );
     check!(stdout.trim() == kver, "want {kver}: {stdout}");
+    // Without CAP_SYS_ADMIN docker's seccomp profile refuses the user namespace bcvk needs:
+    // one line naming the flag, exit 77, at once.
+    let no_cap: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--cap-add" && *a != "SYS_ADMIN")
+        .collect();
+    let out = std::process::Command::new("docker")
+        .args(&no_cap)
+        .env("DOCKER_HOST", &host)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("docker: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    check!(
+        out.status.code() == Some(77)
+            && last.starts_with("bcvk: error: ")
+            && last.contains("--cap-add SYS_ADMIN"),
+        "without CAP_SYS_ADMIN under docker: want exit 77 and one line naming --cap-add SYS_ADMIN, got {:?}: {}",
+        out.status.code(),
+        tail(&stderr, 10)
+    );
     Ok(())
 }
 
@@ -1067,7 +1091,24 @@ fn attributed(name: &str, f: fn() -> R) -> R {
 }
 
 fn test_images() -> Vec<String> {
-    vec![debian(), layered(), nokernel()]
+    let mut images = vec![debian(), layered(), nokernel()];
+    for (name, default) in [
+        (
+            "BCVK_TEST_SEMANTICS",
+            "localhost/bcvk-test/semantics:latest",
+        ),
+        (
+            "BCVK_TEST_BYSTANDER",
+            "localhost/bcvk-test/bystander:latest",
+        ),
+        (
+            "BCVK_TEST_LAYERS450",
+            "localhost/bcvk-test/layers450:latest",
+        ),
+    ] {
+        images.push(var(name, default));
+    }
+    images
 }
 
 fn store_unchanged() -> R {
@@ -1161,6 +1202,23 @@ fn main() {
             "faults::readiness_timeout_when_sshd_is_masked",
             readiness_timeout_when_sshd_is_masked,
         ),
+        t(
+            "privileges::missing_capability",
+            privileges::missing_capability,
+        ),
+        t(
+            "privileges::semantics_unprivileged",
+            privileges::semantics_unprivileged,
+        ),
+        t(
+            "privileges::semantics_privileged",
+            privileges::semantics_privileged,
+        ),
+        t(
+            "privileges::semantics_rootless",
+            privileges::semantics_rootless,
+        ),
+        t("privileges::many_layers_200_450", privileges::many_layers),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
         Trial::test("docker::oneshot_under_docker", || {
             let r = attributed("docker::oneshot_under_docker", docker_oneshot);
