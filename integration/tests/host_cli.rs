@@ -352,7 +352,7 @@ fn info_call() -> Vec<String> {
 fn run_call(fake: &Fake, pre: &[&str], extra: &[&str], bcvk: &[&str]) -> Vec<String> {
     let mut v = argv(&["run"]);
     v.extend(argv(pre));
-    v.extend(argv(&["--label", LABEL, "--privileged", "--device"]));
+    v.extend(argv(&["--label", LABEL, "--device"]));
     v.push(fake.kvm());
     v.extend(argv(&["-v", &format!("{STORE}:/run/host-storage:ro")]));
     v.extend(argv(extra));
@@ -667,7 +667,6 @@ fn run_storage_image_and_missing_kvm() {
                 "run",
                 "--label",
                 LABEL,
-                "--privileged",
                 "-v",
                 "/home/u/.local/share/containers/storage:/run/host-storage:ro",
                 "quay.io/me/bcvk:dev",
@@ -688,7 +687,7 @@ fn run_storage_image_and_missing_kvm() {
         r.assert_code(0);
         assert!(
             r.joined()
-                .contains(&"run --label bcvk.ephemeral=1 --privileged -v /srv/store:/run/host-storage:ro quay.io/me/bcvk:dev run img".to_string()),
+                .contains(&"run --label bcvk.ephemeral=1 -v /srv/store:/run/host-storage:ro quay.io/me/bcvk:dev run img".to_string()),
             "{}",
             r.show()
         );
