@@ -112,7 +112,7 @@ impl HostCaps {
             .map(drop)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => "/dev/kvm does not exist in the container: add --device /dev/kvm to the podman (or docker) run command".to_string(),
-                std::io::ErrorKind::PermissionDenied => "/dev/kvm is not accessible (permission denied): check its mode on the host (ubuntu runners need a udev rule making it 0666)".to_string(),
+                std::io::ErrorKind::PermissionDenied => "/dev/kvm is not accessible (permission denied): make it usable by the container's user on the host (0666, as a udev rule does on ubuntu runners), or with rootless podman and a /dev/kvm of group kvm add --group-add keep-groups".to_string(),
                 _ => format!("/dev/kvm cannot be opened: {e}"),
             });
         let cpu_virt_flags = std::fs::read_to_string("/proc/cpuinfo")
@@ -674,6 +674,31 @@ mod tests {
         let (a, w) = choose_accel(AccelArg::Kvm, &caps(true, false)).unwrap();
         assert_eq!(a, Accel::Kvm);
         assert!(w.is_some());
+    }
+
+    #[test]
+    fn refused_privileges_are_77_and_store_metadata_65() {
+        let unshare = RunError::from(userns::UsernsError::Unshare(nix::Error::EPERM));
+        assert_eq!(unshare.exit_code(), 77);
+        assert!(
+            unshare.to_string().contains("--cap-add SYS_ADMIN"),
+            "{unshare}"
+        );
+        let map = RunError::from(userns::UsernsError::Map(
+            "writing /proc/1/uid_map: EPERM".into(),
+        ));
+        assert_eq!(map.exit_code(), 77);
+        assert!(map.to_string().contains("CAP_SETUID"), "{map}");
+        assert_eq!(
+            RunError::from(userns::UsernsError::Threads(3)).exit_code(),
+            71
+        );
+        let split = RunError::from(opaque::OpaqueError::TarSplit {
+            layer: "a".repeat(64),
+            path: "/s/overlay-layers/x.tar-split.gz".into(),
+            source: std::io::Error::other("corrupt deflate stream"),
+        });
+        assert_eq!(split.exit_code(), 65);
     }
 
     #[test]
