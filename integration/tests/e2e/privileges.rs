@@ -75,7 +75,7 @@ pub fn bcvk_in(mode: Mode, image: &str, bcvk_args: &[&str]) -> Result<Run, Strin
         _ => host_store().display().to_string(),
     };
     let store_vol = format!("{store}:/run/host-storage:ro");
-    let mut a = vec!["run", "--rm", "--label", TEST_LABEL, "-v", &store_vol];
+    let mut a = vec!["run", "--rm", "--label", test_label(), "-v", &store_vol];
     match mode {
         Mode::Privileged => a.push("--privileged"),
         // slirp4netns cannot open /dev/net/tun (0600) on this project's machines; QEMU's own
@@ -117,7 +117,7 @@ fn container_listing(mode: Mode) -> Result<String, String> {
                 "run",
                 "--rm",
                 "--label",
-                TEST_LABEL,
+                test_label(),
                 "--network",
                 "none",
                 &image,
@@ -353,7 +353,7 @@ pub fn missing_capability() -> R {
         "run",
         "--rm",
         "--label",
-        TEST_LABEL,
+        test_label(),
         "--cap-drop",
         "SETUID",
         "-v",
