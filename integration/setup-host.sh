@@ -10,7 +10,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 need=()
-for pkg in podman runc debootstrap conmon openssh-client jq docker.io uidmap; do
+for pkg in podman runc debootstrap conmon openssh-client jq docker.io uidmap python3; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
