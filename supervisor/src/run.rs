@@ -69,7 +69,12 @@ impl RunError {
     /// The documented exit code (see `cli::EXIT_CODES`).
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Usage(_) | RunError::Credential(_) | RunError::Qemu(_) => 64,
+            RunError::Usage(_)
+            | RunError::Credential(_)
+            | RunError::Qemu(_)
+            | RunError::Rootfs(
+                rootfs::RootfsError::ScratchDir { .. } | rootfs::RootfsError::UnsafePath { .. },
+            ) => 64,
             RunError::Store(StoreError::ImageNotFound { .. })
             | RunError::Store(StoreError::Ambiguous { .. })
             | RunError::Store(StoreError::Locate { .. })
@@ -693,6 +698,12 @@ mod tests {
             RunError::from(userns::UsernsError::Threads(3)).exit_code(),
             71
         );
+        // A user's mistake is usage, never "internal".
+        let scratch = RunError::from(rootfs::RootfsError::ScratchDir {
+            path: "/nope".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+        assert_eq!(scratch.exit_code(), 64);
         let split = RunError::from(opaque::OpaqueError::TarSplit {
             layer: "a".repeat(64),
             path: "/s/overlay-layers/x.tar-split.gz".into(),
