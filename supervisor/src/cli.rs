@@ -147,6 +147,24 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
 
+    /// Keep the guest's writes across runs (a persistent VM, as podman-bootc's): they live in
+    /// the --state directory (a volume), tied to the image's ID, one VM at a time.
+    #[arg(long, conflicts_with = "scratch")]
+    pub persistent: bool,
+
+    /// With --persistent: where the state lives (mount a volume there: -v NAME:/cache).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/cache",
+        requires = "persistent"
+    )]
+    pub state: PathBuf,
+
+    /// With --persistent: start the state over from the image (it is removed first).
+    #[arg(long, requires = "persistent")]
+    pub reset: bool,
+
     /// Guest memory: 512M, 2G, or a bare number of MiB [default: 4G, or the --itype's].
     #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_mib(s).map_err(|e| e.for_flag("--memory")))]
     pub memory: Option<u64>,

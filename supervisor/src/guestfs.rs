@@ -275,6 +275,50 @@ fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> 
 }
 
 /// Write the planned files into the mounted root (its throwaway upper layer).
+impl GuestPlan {
+    /// The files `apply` writes, relative to the guest's root.
+    pub fn generated_paths(&self) -> Vec<PathBuf> {
+        self.entries
+            .iter()
+            .map(|e| match e {
+                Entry::File { path, .. } | Entry::Symlink { path, .. } => path.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Remove a file an earlier run wrote (a persistent state keeps them): only a file or a
+/// symlink, only beneath the root; anything else, or nothing there, is left as it is.
+pub fn remove_generated(root: &Path, rel: &Path) {
+    use std::path::Component;
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return;
+    }
+    // The guest wrote this tree: resolve the parent without following any symlink of it.
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return;
+    };
+    let Ok(base) = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) else {
+        return;
+    };
+    let dir = if parent.as_os_str().is_empty() {
+        Ok(base)
+    } else {
+        rustix::fs::openat2(
+            &base,
+            parent,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        )
+    };
+    if let Ok(dir) = dir {
+        // AT_REMOVEDIR is not given: a directory there stays.
+        let _ = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty());
+    }
+}
+
 pub fn apply(plan: &GuestPlan, root: &Path) -> Result<(), GuestFsError> {
     for e in &plan.entries {
         let (rel, result) = match e {
@@ -542,5 +586,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("DIR/system/"));
+    }
+
+    #[test]
+    fn removes_only_generated_files_beneath_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(root.join("etc/systemd/system/keep.d")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("etc/systemd/system/old.mount"), "").unwrap();
+        std::fs::write(outside.join("victim"), "").unwrap();
+        // A guest-planted symlink must not lead the removal out of the root.
+        std::os::unix::fs::symlink(&outside, root.join("etc/evil")).unwrap();
+        remove_generated(&root, Path::new("etc/systemd/system/old.mount"));
+        remove_generated(&root, Path::new("etc/evil/victim"));
+        remove_generated(&root, Path::new("etc/systemd/system/keep.d"));
+        remove_generated(&root, Path::new("../outside/victim"));
+        assert!(!root.join("etc/systemd/system/old.mount").exists());
+        assert!(outside.join("victim").exists());
+        assert!(root.join("etc/systemd/system/keep.d").is_dir());
     }
 }

@@ -20,6 +20,7 @@ pub mod rootfs;
 pub mod run;
 pub mod spawn;
 pub mod ssh;
+pub mod state;
 pub mod status;
 pub mod store;
 pub mod userns;

@@ -66,6 +66,9 @@ pub enum Scratch {
     Tmpfs { size_bytes: Option<u64> },
     /// On a disk volume (--scratch DIR), for guests that write a lot.
     Dir(PathBuf),
+    /// Kept: the upper and work dirs of a persistent state (see `state`), left in place.
+    /// Synthetic layers still go in a tmpfs.
+    Persistent { upper: PathBuf, work: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,8 +113,12 @@ pub fn plan_rootfs(
         Driver::Vfs => &image.layers[..image.layers.len().min(1)],
     };
     let scratch_mount = match &scratch {
-        Scratch::Tmpfs { .. } => run_dir.join("scratch"),
+        Scratch::Tmpfs { .. } | Scratch::Persistent { .. } => run_dir.join("scratch"),
         Scratch::Dir(dir) => dir.join(unique_name()),
+    };
+    let (upper, work) = match &scratch {
+        Scratch::Persistent { upper, work } => (upper.clone(), work.clone()),
+        _ => (scratch_mount.join("upper"), scratch_mount.join("work")),
     };
     let mut lowerdirs = Vec::new();
     let mut short_lowerdirs = Some(Vec::new());
@@ -142,8 +149,8 @@ pub fn plan_rootfs(
         lowerdirs,
         short_lowerdirs,
         synthetic,
-        upper: scratch_mount.join("upper"),
-        work: scratch_mount.join("work"),
+        upper,
+        work,
         scratch_mount,
         scratch,
         target: run_dir.join("root"),
@@ -438,7 +445,11 @@ impl MountedRootfs {
 
     fn build(&mut self, plan: &RootfsPlan) -> Result<(), RootfsError> {
         match &plan.scratch {
-            Scratch::Tmpfs { size_bytes } => {
+            Scratch::Tmpfs { .. } | Scratch::Persistent { .. } => {
+                let size_bytes = match &plan.scratch {
+                    Scratch::Tmpfs { size_bytes } => *size_bytes,
+                    _ => None,
+                };
                 self.mount_point(&plan.scratch_mount)?;
                 let mut data = String::from("mode=0700");
                 if let Some(size) = size_bytes {
@@ -474,9 +485,11 @@ impl MountedRootfs {
                 self.steps.push(Step::Tree(plan.scratch_mount.clone()));
             }
         }
-        // Inside the scratch, so they go away with it.
-        make_dir(&plan.upper)?;
-        make_dir(&plan.work)?;
+        // Inside the scratch, so they go away with it; a persistent state brings its own.
+        if !matches!(plan.scratch, Scratch::Persistent { .. }) {
+            make_dir(&plan.upper)?;
+            make_dir(&plan.work)?;
+        }
         for layer in &plan.synthetic {
             make_synthetic(layer)?;
         }

@@ -17,6 +17,7 @@ use crate::qemu::{self, Accel, ConsoleSpec, NetSpec, PortForward, QemuSpec, Virt
 use crate::rootfs::{self, MountedRootfs, Scratch};
 use crate::spawn::{self, SpawnError};
 use crate::ssh::{self, SshTarget, Tty};
+use crate::state::{self, PersistentState};
 use crate::status::{self, SshEndpoint, State, Status, Timings};
 use crate::store::{self, Store, StoreError};
 use crate::userns::{self, Privileges};
@@ -61,6 +62,8 @@ pub enum RunError {
     Privileges(#[from] userns::UsernsError),
     #[error(transparent)]
     Opaque(#[from] opaque::OpaqueError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
     #[error("stopped by {0} before the VM started")]
     StoppedEarly(nix::sys::signal::Signal),
 }
@@ -79,7 +82,13 @@ impl RunError {
             | RunError::Store(StoreError::Ambiguous { .. })
             | RunError::Store(StoreError::Locate { .. })
             | RunError::Kernel(KernelError::NoKernel { .. }) => 66,
-            RunError::Store(_) | RunError::Opaque(_) => 65,
+            RunError::Store(_)
+            | RunError::Opaque(_)
+            | RunError::State(state::StateError::Corrupt { .. }) => 65,
+            RunError::State(state::StateError::NoDir(_) | state::StateError::OtherImage { .. }) => {
+                64
+            }
+            RunError::State(state::StateError::Busy(_)) => 73,
             RunError::Privileges(userns::UsernsError::Unshare(_) | userns::UsernsError::Map(_))
             | RunError::Rootfs(rootfs::RootfsError::Whiteout { .. }) => 77,
             RunError::KvmUnavailable(_) => 69,
@@ -225,6 +234,8 @@ fn fresh_run_dir(run_dir: &Path) -> Result<(), RunError> {
 /// Everything `run` mounted or created, undone in reverse order.
 struct Prepared {
     rootfs: Option<MountedRootfs>,
+    /// A --persistent VM's state: locked until the root is unmounted.
+    state: Option<PersistentState>,
     run_dir: PathBuf,
 }
 
@@ -235,6 +246,7 @@ impl Prepared {
                 tracing::warn!(error = %e, "cannot unmount the root file system");
             }
         }
+        self.state = None;
         for leftover in ["ssh", "boot", "disks"] {
             let _ = std::fs::remove_dir_all(self.run_dir.join(leftover));
         }
@@ -244,6 +256,9 @@ impl Prepared {
 /// Run the VM; returns the container's exit code.
 pub fn run(args: RunArgs) -> Result<i32, RunError> {
     let started = Instant::now();
+    // A restarted container (podman start) still has the last run's status: gone first, so
+    // that `bcvk status --wait` never reports the old run as this one.
+    let _ = std::fs::remove_file(Path::new(status::RUN_DIR).join(status::STATUS_FILE));
     // Before the runtime: a process with threads cannot enter a new user namespace.
     let privileges = userns::acquire()?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -263,6 +278,7 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
         let run_dir = PathBuf::from(status::RUN_DIR);
         let mut prepared = Prepared {
             rootfs: None,
+            state: None,
             run_dir: run_dir.clone(),
         };
         let result = async {
@@ -362,13 +378,27 @@ fn prepare(
     spawn::find_program("ssh")?;
 
     fresh_run_dir(run_dir)?;
-    let scratch = match &args.scratch {
-        Some(dir) => Scratch::Dir(dir.clone()),
-        None => Scratch::Tmpfs { size_bytes: None },
+    if args.persistent {
+        let st = state::open(&args.state, &image.id, &image.name, args.reset)?;
+        tracing::info!(
+            dir = %st.dir.display(),
+            "{} the persistent state",
+            if st.fresh { "created" } else { "reusing" }
+        );
+        prepared.state = Some(st);
+    }
+    let scratch = match (&prepared.state, &args.scratch) {
+        (Some(st), _) => Scratch::Persistent {
+            upper: st.upper(),
+            work: st.work(),
+        },
+        (None, Some(dir)) => Scratch::Dir(dir.clone()),
+        (None, None) => Scratch::Tmpfs { size_bytes: None },
     };
     // Without CAP_SYS_ADMIN in the host's user namespace the overlay can use only user.*
     // xattrs: a rootful store's trusted.* opaque marks are then emulated (see `opaque`).
-    let userxattr = image.userxattr || !privileges.trusted_xattrs();
+    // A persistent upper always keeps user.* xattrs, so that it serves in every mode.
+    let userxattr = image.userxattr || !privileges.trusted_xattrs() || args.persistent;
     let emulations = if userxattr && image.driver == store::Driver::Overlay {
         opaque::plan(store.root(), &image.layers)?
     } else {
@@ -410,18 +440,18 @@ fn prepare(
     tracing::info!(kernel = %boot.kernel.display(), initrd = ?boot.initrd, "kernel found");
 
     let mut creds: Vec<Credential> = Vec::new();
+    let own = match &prepared.state {
+        Some(st) => ssh::key_from_seed(&run_dir.join("ssh"), "bcvk", st.ssh_seed()?)?,
+        None => ssh::generate_key(&run_dir.join("ssh"), "bcvk")?,
+    };
     let (public_key, private_key) = match &args.ssh_key {
+        // The user's own key authorizes them; bcvk still needs its own for readiness and
+        // `bcvk ssh`, so both are authorized.
         Some(user_key) => {
-            // The user's own key authorizes them; bcvk still needs its own for readiness and
-            // `bcvk ssh`, so both are authorized.
-            let own = ssh::generate_key(&run_dir.join("ssh"), "bcvk")?;
             let theirs = ssh::read_public_key(user_key)?;
             (format!("{}\n{}", own.public_line, theirs), own.private)
         }
-        None => {
-            let own = ssh::generate_key(&run_dir.join("ssh"), "bcvk")?;
-            (own.public_line, own.private)
-        }
+        None => (own.public_line, own.private),
     };
     let keys: Vec<&str> = public_key.lines().collect();
     creds.extend(credentials::ssh_key_credentials(&keys)?);
@@ -433,6 +463,13 @@ fn prepare(
     });
     if let Some(h) = &hostname {
         creds.push(credentials::hostname_credential(h)?);
+    }
+    if let Some(st) = prepared.state.as_mut() {
+        // Last run's units (shares, swap, ...) go, so that only this run's options hold.
+        for rel in &st.record.generated {
+            guestfs::remove_generated(&root, rel);
+        }
+        st.record_generated(guest.generated_paths())?;
     }
     guestfs::apply(&guest, &root)?;
     let disks = guestfs::prepare_disks(args.add_swap, &args.mount_disk_file, run_dir)?;

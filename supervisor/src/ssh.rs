@@ -39,6 +39,12 @@ pub struct KeyPair {
 /// Generate a fresh ed25519 key pair into `dir` (created 0700): `id_ed25519` (0600) and
 /// `id_ed25519.pub`. Each VM gets its own; nothing is reused across runs.
 pub fn generate_key(dir: &Path, comment: &str) -> Result<KeyPair, SshError> {
+    key_from_seed(dir, comment, rand::rng().random())
+}
+
+/// The key pair of a 32-byte ed25519 seed, written to `dir` as `generate_key` does: a
+/// persistent VM keeps its seed, so the key its guest already authorized keeps working.
+pub fn key_from_seed(dir: &Path, comment: &str, seed: [u8; 32]) -> Result<KeyPair, SshError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SshError::WriteKey { path, source }
@@ -46,7 +52,6 @@ pub fn generate_key(dir: &Path, comment: &str) -> Result<KeyPair, SshError> {
     std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(write_err(dir))?;
-    let seed: [u8; 32] = rand::rng().random();
     let keypair = ssh_key::private::Ed25519Keypair::from_seed(&seed);
     let private = ssh_key::PrivateKey::new(keypair.into(), comment)
         .map_err(|e| SshError::Encode(e.to_string()))?;

@@ -157,7 +157,15 @@ pub fn render(status: &Status) -> String {
 pub fn wait_ready(run_dir: &Path, timeout: std::time::Duration) -> Result<Status, StatusError> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let st = read(run_dir)?;
+        // Missing: a restarted container's bcvk has removed the last run's file and not yet
+        // written its own.
+        let st = match read(run_dir) {
+            Err(StatusError::Missing { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                continue;
+            }
+            other => other?,
+        };
         if matches!(st.state, State::Ready | State::Exited | State::Stopping)
             || std::time::Instant::now() >= deadline
         {

@@ -28,6 +28,7 @@ macro_rules! check {
 
 mod faults;
 mod host_cli;
+mod persistent;
 mod privileges;
 
 fn last_line(s: &str) -> &str {
@@ -1219,6 +1220,10 @@ fn main() {
             privileges::semantics_rootless,
         ),
         t("privileges::many_layers_200_450", privileges::many_layers),
+        t(
+            "persistent::survives_stop_start_crash_and_new_container",
+            persistent::survives_stop_start_crash_and_new_container,
+        ),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
         Trial::test("docker::oneshot_under_docker", || {
             let r = attributed("docker::oneshot_under_docker", docker_oneshot);
