@@ -59,7 +59,11 @@ fn image_without_kernel() -> R {
     let r = bcvk_oneshot(&[], &[&nokernel()]);
     check!(r.code == 66, "want exit 66: {}", r.show());
     let l = error_line(&r)?;
-    check!(l.contains("has no kernel: is it a bootc image?"), "{l}");
+    check!(
+        l.contains("has no bootable kernel (looked at /usr/lib/modules")
+            && l.contains("is it a bootc image?"),
+        "{l}"
+    );
     Ok(())
 }
 
@@ -72,7 +76,7 @@ fn resolves_short_names_and_ids() -> R {
     for reference in ["bcvk-test/nokernel", &id[..12], &format!("sha256:{id}")] {
         let r = bcvk_oneshot(&[], &[reference]);
         check!(
-            r.code == 66 && r.stderr.contains("has no kernel"),
+            r.code == 66 && r.stderr.contains("has no bootable kernel"),
             "{reference}: {}",
             r.show()
         );
