@@ -29,8 +29,13 @@ pub fn host_store() -> PathBuf {
     PathBuf::from(var("BCVK_HOST_STORE", "/var/lib/containers/storage"))
 }
 
-/// Every container the tests create carries this label, so teardown finds them all.
-pub const TEST_LABEL: &str = "bcvk.integration=1";
+/// Every container the tests create carries this label, so teardown finds them all. Its
+/// value is this test process's id: other people's test runs on the same machine carry
+/// another, and teardown and the leak checks leave their containers alone.
+pub fn test_label() -> &'static str {
+    static LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LABEL.get_or_init(|| format!("bcvk.integration={}", std::process::id()))
+}
 
 /// The result of a command, with text output.
 #[derive(Debug)]
@@ -84,7 +89,7 @@ pub fn podman(args: &[&str]) -> Run {
 
 /// The `podman run` arguments every bcvk container needs: privileges and the store, read-only.
 pub fn run_prefix(store_mount: bool) -> Vec<String> {
-    let mut a: Vec<String> = ["run", "--privileged", "--label", TEST_LABEL]
+    let mut a: Vec<String> = ["run", "--privileged", "--label", test_label()]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -295,7 +300,7 @@ pub fn leaks() -> Vec<String> {
         "ps",
         "-a",
         "--filter",
-        &format!("label={TEST_LABEL}"),
+        &format!("label={}", test_label()),
         "--format",
         "{{.Names}} {{.Status}}",
     ]);

@@ -84,7 +84,7 @@ pub fn man_page_examples() -> R {
         "--name",
         "bcvk-it-bystander",
         "--label",
-        TEST_LABEL,
+        test_label(),
         &var("BCVK_BASE_IMAGE", "localhost/bcvk-base:trixie"),
         "true",
     ]);

@@ -123,7 +123,7 @@ fn kvm_forced_without_device() -> R {
         "--rm",
         "--privileged",
         "--label",
-        TEST_LABEL,
+        test_label(),
         "-v",
         &format!("{}:/run/host-storage:ro", host_store().display()),
         &bcvk_image(),
@@ -298,7 +298,7 @@ fn start_main_vm() -> Result<MainVm, String> {
     let d = dir.path().display().to_string();
     let ours: Vec<String> = [
         "--label".to_string(),
-        TEST_LABEL.to_string(),
+        test_label().to_string(),
         "-p".into(),
         "127.0.0.1:18080:8080".into(),
         "-v".into(),
@@ -813,7 +813,7 @@ fn github_actions_command_line() -> R {
     );
     let mut args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
     args.insert(1, "--label");
-    args.insert(2, TEST_LABEL);
+    args.insert(2, test_label());
     let r = podman(&args);
     check!(r.code == 0, "{}", r.show());
     check!(r.stdout.trim() == "running", "want 'running': {}", r.show());
@@ -907,7 +907,7 @@ fn layered_image_layers_and_whiteouts() -> R {
         "run",
         "--rm",
         "--label",
-        TEST_LABEL,
+        test_label(),
         "--cap-add",
         "SYS_ADMIN",
         "-v",
@@ -1194,10 +1194,8 @@ fn main() {
         t("global::nothing_left_behind", nothing_left_behind),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
-    for name in [MAIN_NAME, "testvm", "devvm", "bcvk-it-bystander"] {
-        let _ = podman(&["rm", "-f", "-t", "0", name]);
-    }
-    let leftovers = podman(&["ps", "-aq", "--filter", &format!("label={TEST_LABEL}")]);
+    // Only this run's containers (by its label): others may run the suite on this machine.
+    let leftovers = podman(&["ps", "-aq", "--filter", &format!("label={}", test_label())]);
     for id in leftovers.stdout.split_whitespace() {
         let _ = podman(&["rm", "-f", "-t", "0", id]);
     }
