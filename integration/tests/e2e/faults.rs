@@ -394,3 +394,137 @@ pub fn three_at_once() -> R {
     );
     Ok(())
 }
+
+/// The guest images of the kernel-choice tests, built from test-images/faults/ (FROM the
+/// shared debian guest; cached, so a second call takes a second).
+fn fault_images() -> Result<(), String> {
+    let script = bcvk_integration::examples::repo_root().join("test-images/faults/build.sh");
+    let r = cmd(&script.display().to_string(), &[]);
+    if r.code != 0 {
+        return Err(format!("building the fault images failed: {}", r.show()));
+    }
+    Ok(())
+}
+
+/// A store copy whose top layer dir of the debian image is a symlink out of the store: bcvk
+/// refuses it with 65 naming the path, before anything is mounted or booted.
+pub fn store_layer_symlink_is_refused() -> R {
+    let store = host_store();
+    let image_id = podman(&["image", "inspect", "--format", "{{.Id}}", &debian()])
+        .stdout
+        .trim()
+        .to_string();
+    let images_json = std::fs::read(store.join("overlay-images/images.json"))
+        .map_err(|e| format!("the host store: {e}"))?;
+    let images: serde_json::Value =
+        serde_json::from_slice(&images_json).map_err(|e| e.to_string())?;
+    let top = images
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["id"] == image_id.as_str()))
+        .and_then(|i| i["layer"].as_str())
+        .ok_or(format!("no record of {image_id} in images.json"))?
+        .to_string();
+    let dir = tempfile::Builder::new()
+        .prefix("bcvk-faults-store-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
+    let copy = dir.path().join("storage");
+    for sub in ["overlay-images", "overlay-layers", "overlay"] {
+        std::fs::create_dir_all(copy.join(sub)).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(copy.join("overlay-images/images.json"), &images_json)
+        .map_err(|e| e.to_string())?;
+    std::fs::copy(
+        store.join("overlay-layers/layers.json"),
+        copy.join("overlay-layers/layers.json"),
+    )
+    .map_err(|e| e.to_string())?;
+    // The "layer" the link leads to: a directory outside the store, mounted in the container.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("diff/etc")).map_err(|e| e.to_string())?;
+    std::fs::write(outside.join("diff/etc/planted"), "not from the image\n")
+        .map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink("/run/outside", copy.join("overlay").join(&top))
+        .map_err(|e| e.to_string())?;
+    let mut a = run_prefix(false);
+    a.insert(1, "--rm".into());
+    a.extend([
+        "-v".into(),
+        format!("{}:/run/host-storage:ro", copy.display()),
+        "-v".into(),
+        format!("{}:/run/outside:ro", outside.display()),
+        bcvk_image(),
+        debian(),
+        "--".into(),
+        "true".into(),
+    ]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let r = podman(&refs);
+    check!(r.code == 65, "want exit 65: {}", r.show());
+    let err = r
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bcvk: error:"))
+        .unwrap_or("");
+    check!(
+        err.contains(&format!("/run/host-storage/overlay/{top}/diff"))
+            && err.contains("symbolic link"),
+        "the error must name the linked path: {}",
+        r.show()
+    );
+    Ok(())
+}
+
+/// A newer module directory whose vmlinuz is not a kernel is skipped, with its reason, and the
+/// real kernel boots; an image with no bootable kernel ends with 66 naming every directory.
+pub fn kernel_choice_skips_unbootable_kernels() -> R {
+    fault_images()?;
+    let r = bcvk_oneshot(
+        &[],
+        &["localhost/bcvk-faults-test/nobootable:latest", "--", "true"],
+    );
+    check!(r.code == 66, "want exit 66: {}", r.show());
+    let err = r
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bcvk: error:"))
+        .unwrap_or("");
+    let kver = image_kernel_version(&debian())?;
+    for place in [
+        format!("/usr/lib/modules/{kver}: vmlinuz is not an x86 Linux kernel"),
+        "/usr/lib/modules/99.0.0-fake: no vmlinuz".to_string(),
+        "/boot/EFI/Linux: missing".to_string(),
+    ] {
+        check!(err.contains(&place), "{place:?} not named: {}", r.show());
+    }
+    check!(
+        !r.stderr.contains("qemu"),
+        "QEMU must not start: {}",
+        r.show()
+    );
+
+    let r = bcvk_oneshot(
+        &[],
+        &[
+            "localhost/bcvk-faults-test/fakekernel:latest",
+            "--",
+            "uname",
+            "-r",
+        ],
+    );
+    check!(r.code == 0, "want the real kernel to boot: {}", r.show());
+    check!(
+        r.stdout.trim() == kver,
+        "booted {:?}, want {kver}",
+        r.stdout.trim()
+    );
+    check!(
+        r.stderr.contains("no bootable kernel in /usr/lib/modules/99.0.0-fake: vmlinuz is not an x86 Linux kernel")
+            && r.stderr.contains(&format!("chosen={kver}")),
+        "the choice and the skip must be said: {}",
+        r.show()
+    );
+    Ok(())
+}

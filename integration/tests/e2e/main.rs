@@ -1177,6 +1177,14 @@ fn main() {
             r
         })
         .with_ignored_flag(var("BCVK_DOCKER_HOST", "").is_empty()),
+        t(
+            "faults::store_layer_symlink_is_refused",
+            faults::store_layer_symlink_is_refused,
+        ),
+        t(
+            "faults::kernel_choice_skips_unbootable_kernels",
+            faults::kernel_choice_skips_unbootable_kernels,
+        ),
         t("faults::kill_virtiofsd", faults::kill_virtiofsd),
         t("faults::kill_qemu", faults::kill_qemu),
         t(
