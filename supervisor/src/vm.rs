@@ -63,20 +63,20 @@ pub enum Outcome {
 pub enum VmError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-    #[error("virtiofsd for '{tag}' exited ({exit}) {when}: {stderr}")]
+    #[error("virtiofsd for '{tag}' exited ({exit}) {when}{}", said(.stderr))]
     VirtiofsdDied {
         tag: String,
         exit: ExitInfo,
         when: &'static str,
         stderr: String,
     },
-    #[error("virtiofsd for '{tag}' did not create its socket within {secs}s: {stderr}")]
+    #[error("virtiofsd for '{tag}' did not create its socket within {secs}s{}", said(.stderr))]
     VirtiofsdSocket {
         tag: String,
         secs: u64,
         stderr: String,
     },
-    #[error("QEMU exited ({exit}) before the guest was done: {stderr}")]
+    #[error("QEMU exited ({exit}) before the guest was done{}", said(.stderr))]
     QemuDied {
         exit: ExitInfo,
         stderr: String,
@@ -106,6 +106,16 @@ pub enum VmError {
     },
     #[error("cannot run ssh in the guest: {0}")]
     SshClient(String),
+}
+
+/// A child's last words after a colon, or nothing: never a dangling `: `.
+fn said(stderr: &str) -> String {
+    let stderr = stderr.trim().trim_end_matches('|').trim();
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
 }
 
 impl VmError {
@@ -537,6 +547,15 @@ impl Vm {
             // manager told STOPPING=1 would take the service for gone.
             if graceful {
                 readiness::notify(&[sd_notify::NotifyState::Stopping]);
+            }
+            // The power button is answered by systemd-logind: before the guest's userspace
+            // runs, nothing in it would act on the request, and waiting only delays the end.
+            if graceful && !answers_acpi(self.ready, self.phase) {
+                tracing::info!(
+                    phase = self.phase.label(),
+                    "the guest has not booted far enough to power off by itself: stopping QEMU"
+                );
+            } else if graceful {
                 tracing::info!(
                     timeout_s = self.l.stop_timeout.as_secs(),
                     "asking the guest to power off"
@@ -564,12 +583,33 @@ impl Vm {
                         self.children.register(sp.pid, Role::SshPoweroff);
                     }
                 }
-                tokio::select! {
-                    _ = self.children.wait(pid) => exited = true,
-                    _ = tokio::time::sleep(self.l.stop_timeout) => {
-                        tracing::warn!(timeout_s = self.l.stop_timeout.as_secs(), "the guest did not power off in time: stopping QEMU");
+                let deadline = tokio::time::sleep(self.l.stop_timeout);
+                tokio::pin!(deadline);
+                // A press that came while logind was still starting is lost: press again.
+                let mut again = tokio::time::interval_at(
+                    tokio::time::Instant::now() + ACPI_REPEAT,
+                    ACPI_REPEAT,
+                );
+                loop {
+                    tokio::select! {
+                        _ = self.children.wait(pid) => {
+                            exited = true;
+                            break;
+                        }
+                        _ = &mut deadline => {
+                            tracing::warn!(timeout_s = self.l.stop_timeout.as_secs(), "the guest did not power off in time: stopping QEMU");
+                            break;
+                        }
+                        Some(_) = requests.recv() => {
+                            tracing::warn!("second stop request: stopping QEMU now");
+                            break;
+                        }
+                        _ = again.tick() => {
+                            if let Some(q) = self.qmp.as_mut() {
+                                let _ = tokio::time::timeout(Duration::from_secs(1), q.system_powerdown()).await;
+                            }
+                        }
                     }
-                    Some(_) = requests.recv() => tracing::warn!("second stop request: stopping QEMU now"),
                 }
             }
             if !exited {
@@ -594,11 +634,34 @@ impl Vm {
         for (pid, _) in self.children.alive() {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.children.wait(pid)).await;
         }
-        for (_, spec) in &self.l.shares {
-            let _ = std::fs::remove_file(&spec.socket);
+        for path in run_dir_leftovers(&self.l) {
+            let _ = std::fs::remove_file(path);
         }
-        let _ = std::fs::remove_file(&self.l.qemu.qmp_socket);
     }
+}
+
+/// How often the ACPI power button is pressed again while the guest shuts down.
+const ACPI_REPEAT: Duration = Duration::from_secs(3);
+
+/// Whether the guest can act on an ACPI power-off request: its userspace (systemd, logind)
+/// runs. In the firmware, kernel or initramfs phases the request would go unanswered.
+fn answers_acpi(ready: bool, phase: Phase) -> bool {
+    ready || phase >= Phase::Userspace
+}
+
+/// What a run leaves in the run directory besides the status file and the console log: the
+/// sockets, virtiofsd's pid files (`<socket>.pid`, its lock), the command's ssh log.
+fn run_dir_leftovers(l: &VmLaunch) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for (_, spec) in &l.shares {
+        let mut pid = spec.socket.clone().into_os_string();
+        pid.push(".pid");
+        paths.push(spec.socket.clone());
+        paths.push(pid.into());
+    }
+    paths.push(l.qemu.qmp_socket.clone());
+    paths.push(l.run_dir.join("ssh-command.log"));
+    paths
 }
 
 pub fn ssh_bin() -> PathBuf {
@@ -742,5 +805,55 @@ impl ProgressLine {
         if self.active {
             eprint!("\r\x1b[K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_never_end_in_a_dangling_separator() {
+        let died = |stderr: &str| {
+            VmError::QemuDied {
+                exit: ExitInfo::Code(1),
+                stderr: stderr.into(),
+                tail: vec![],
+            }
+            .to_string()
+        };
+        assert_eq!(
+            died(""),
+            "QEMU exited (exit code 1) before the guest was done"
+        );
+        assert_eq!(
+            died("  | "),
+            "QEMU exited (exit code 1) before the guest was done"
+        );
+        assert_eq!(
+            died("qemu: boom"),
+            "QEMU exited (exit code 1) before the guest was done: qemu: boom"
+        );
+        let socket = VmError::VirtiofsdSocket {
+            tag: "rootfs".into(),
+            secs: 10,
+            stderr: String::new(),
+        };
+        assert!(!socket.to_string().ends_with(": "), "{socket}");
+    }
+
+    #[test]
+    fn only_a_guest_with_userspace_answers_acpi() {
+        for phase in [
+            Phase::Firmware,
+            Phase::Kernel,
+            Phase::Initrd,
+            Phase::SwitchRoot,
+        ] {
+            assert!(!answers_acpi(false, phase), "{phase:?}");
+            assert!(answers_acpi(true, phase), "{phase:?}");
+        }
+        assert!(answers_acpi(false, Phase::Userspace));
+        assert!(answers_acpi(false, Phase::Sshd));
     }
 }
