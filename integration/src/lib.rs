@@ -293,7 +293,10 @@ pub fn leaks() -> Vec<String> {
             .lines()
             .filter(|l| !l.contains("pgrep") && l.contains("/run/bcvk/"))
         {
-            found.push(format!("process: {line}"));
+            let pid = line.split_whitespace().next().unwrap_or("");
+            if of_this_run(pid) {
+                found.push(format!("process: {line}"));
+            }
         }
     }
     let ps = podman(&[
@@ -313,6 +316,31 @@ pub fn leaks() -> Vec<String> {
         }
     }
     found
+}
+
+/// Whether a VM process belongs to this test run: its container (from its cgroup) carries this
+/// run's label, or no longer exists (an orphan, a real leak). Other people's VMs on the machine,
+/// in their own containers, are never judged, nor killed by `clean_leaks`.
+fn of_this_run(pid: &str) -> bool {
+    let Ok(cgroup) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    let Some(id) = cgroup.split(['/', '-', '\n', '.']).find(|part| {
+        part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit())
+    }) else {
+        return false;
+    };
+    let r = podman(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"bcvk.integration\"}}",
+        id,
+    ]);
+    if r.code != 0 {
+        return podman(&["container", "exists", id]).code == 1;
+    }
+    format!("bcvk.integration={}", r.stdout.trim()) == test_label()
 }
 
 /// The stable identity of a `leaks()` entry: a container by name (its status text changes as
