@@ -70,9 +70,7 @@ impl RunError {
             | RunError::Kernel(KernelError::NoKernel { .. }) => 66,
             RunError::Store(_) => 65,
             RunError::KvmUnavailable(_) => 69,
-            RunError::Vm(VmError::ReadyTimeout { .. }) => 75,
-            RunError::Vm(VmError::Kvm { .. }) => 69,
-            RunError::Vm(_) => 70,
+            RunError::Vm(e) => e.exit_code(),
             RunError::StoppedEarly(sig) => 128 + *sig as i32,
             _ => 71,
         }

@@ -119,6 +119,17 @@ fn said(stderr: &str) -> String {
 }
 
 impl VmError {
+    /// The documented exit code (README): 75 for readiness, 69 for KVM, 71 when a process
+    /// cannot be started, 70 for everything the guest or its helpers did.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            VmError::ReadyTimeout { .. } => 75,
+            VmError::Kvm { .. } => 69,
+            VmError::Spawn(_) => 71,
+            _ => 70,
+        }
+    }
+
     /// The console lines that explain a guest-side failure.
     pub fn console_tail(&self) -> &[String] {
         match self {
@@ -135,7 +146,24 @@ impl VmError {
 
 /// The running one-shot command.
 type CommandFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ExitInfo, VmError>>>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<CommandEnd, VmError>>>>;
+
+/// How the one-shot command's ssh ended, and what ssh itself said (shown only when its exit
+/// code stands: a guest that went down under the command is reported as such instead).
+struct CommandEnd {
+    exit: ExitInfo,
+    ssh_said: Vec<String>,
+}
+
+/// How long a command's end that may be the guest going down (ssh's 255, or a signal's
+/// 128+N) waits for QEMU to end, unless the guest answers SSH again first.
+const GUEST_GONE_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether a command's exit may mean the guest went down under it: ssh's own 255 (the
+/// connection closed: a panic, a power-off), or death by a signal (a reboot's SIGTERM).
+fn may_be_guest_going_down(exit: ExitInfo) -> bool {
+    matches!(exit.code(), 129..=192 | 255)
+}
 /// Sees each line a child writes to stderr.
 type LineWatch = Box<dyn Fn(&str) + Send>;
 
@@ -182,10 +210,12 @@ pub async fn run(
     vm.shutdown(graceful, requests).await;
     let mut status = vm.l.status.clone();
     status.state = State::Exited;
+    // The same code and message the run ends with (run.rs maps outcomes the same way).
     status.exit_code = Some(match &result {
-        Ok(Outcome::CommandExited(e)) => e.code(),
+        Ok(Outcome::CommandExited(e)) => e.code().clamp(0, 255),
+        Ok(Outcome::Stopped(sig)) if vm.l.command.is_some() => 128 + *sig as i32,
         Ok(_) => 0,
-        Err(_) => 1,
+        Err(e) => e.exit_code(),
     });
     status.message = result.as_ref().err().map(|e| e.to_string());
     let _ = status::write(&vm.l.run_dir, &status);
@@ -280,9 +310,29 @@ impl Vm {
                     }
                 }
                 res = async { command.as_mut().expect("guarded").await }, if command.is_some() => {
-                    let exit = res?;
+                    let CommandEnd { exit, ssh_said } = res?;
                     self.l.status.timings.command_done_ms = Some(self.elapsed_ms());
                     tracing::debug!(%exit, "command finished");
+                    if may_be_guest_going_down(exit) {
+                        // A panic, reboot or power-off under the command ends QEMU (-no-reboot);
+                        // a guest that answers SSH again is alive, and the exit code stands.
+                        let alive = probe_ready(self.children.clone(), self.l.ssh.clone());
+                        tokio::select! {
+                            qexit = &mut qemu_exit => {
+                                self.qemu_pid = None;
+                                return self.qemu_ended(qexit, true).await;
+                            }
+                            res = alive => res?,
+                            Some(Request::Stop(sig)) = requests.recv() => {
+                                tracing::info!(signal = %sig, "stopping the VM");
+                                return Ok(Outcome::Stopped(sig));
+                            }
+                            _ = tokio::time::sleep(GUEST_GONE_WAIT) => {}
+                        }
+                    }
+                    for line in ssh_said {
+                        eprintln!("ssh: {line}");
+                    }
                     return Ok(Outcome::CommandExited(exit));
                 }
                 _ = tokio::time::sleep_until(deadline), if !self.ready => {
@@ -702,7 +752,7 @@ async fn run_command(
     remote: String,
     tty: Tty,
     log: PathBuf,
-) -> Result<ExitInfo, VmError> {
+) -> Result<CommandEnd, VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
     let mut attempt = 1;
     loop {
@@ -717,15 +767,20 @@ async fn run_command(
         children.register(sp.pid, Role::SshCommand);
         let exit = children.wait(sp.pid).await;
         if exit != ExitInfo::Code(255) {
-            return Ok(exit);
+            return Ok(CommandEnd {
+                exit,
+                ssh_said: Vec::new(),
+            });
         }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if ssh::authenticated(&text) || attempt == 3 {
-            // Show what ssh said: its messages went to the log, not to stderr.
-            for line in text.lines().filter(|l| ssh::noteworthy(l)) {
-                eprintln!("ssh: {line}");
-            }
-            return Ok(exit);
+            // What ssh said went to the log, not to stderr; the caller shows it.
+            let ssh_said = text
+                .lines()
+                .filter(|l| ssh::noteworthy(l))
+                .map(str::to_string)
+                .collect();
+            return Ok(CommandEnd { exit, ssh_said });
         }
         let reason = text
             .lines()
@@ -840,6 +895,44 @@ mod tests {
             stderr: String::new(),
         };
         assert!(!socket.to_string().ends_with(": "), "{socket}");
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        let tail = Vec::new;
+        assert_eq!(
+            VmError::GuestPanic {
+                hint: String::new(),
+                tail: tail()
+            }
+            .exit_code(),
+            70
+        );
+        assert_eq!(
+            VmError::GuestRebooted {
+                hint: String::new(),
+                tail: tail()
+            }
+            .exit_code(),
+            70
+        );
+        let timeout = VmError::ReadyTimeout {
+            secs: 1,
+            phase: "kernel",
+            tail: tail(),
+        };
+        assert_eq!(timeout.exit_code(), 75);
+    }
+
+    #[test]
+    fn only_ssh_failures_and_signals_may_mean_the_guest_went_down() {
+        for code in [0, 1, 42, 127, 128] {
+            assert!(!may_be_guest_going_down(ExitInfo::Code(code)), "{code}");
+        }
+        for code in [130, 137, 143, 255] {
+            assert!(may_be_guest_going_down(ExitInfo::Code(code)), "{code}");
+        }
+        assert!(may_be_guest_going_down(ExitInfo::Signaled(Signal::SIGKILL)));
     }
 
     #[test]
