@@ -325,9 +325,10 @@ fn of_this_run(pid: &str) -> bool {
     let Ok(cgroup) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
         return false;
     };
-    let Some(id) = cgroup.split(['/', '-', '\n', '.']).find(|part| {
-        part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit())
-    }) else {
+    let Some(id) = cgroup
+        .split(['/', '-', '\n', '.'])
+        .find(|part| part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
         return false;
     };
     let r = podman(&[

@@ -208,6 +208,8 @@ pub async fn run(
     let result = vm.boot_and_supervise(&tx, &mut events, requests).await;
     let graceful = !matches!(result, Err(VmError::Kvm { .. }));
     vm.shutdown(graceful, requests).await;
+    // After --console, QEMU had the terminal.
+    spawn::reclaim_terminal();
     let mut status = vm.l.status.clone();
     status.state = State::Exited;
     // The same code and message the run ends with (run.rs maps outcomes the same way).
@@ -360,6 +362,7 @@ impl Vm {
             stdin: Stdio::null(),
             stdout: Stdio::null(),
             stderr: Stdio::piped(),
+            foreground: false,
         };
         let sp = spawn::spawn(role.clone(), &self.l.virtiofsd_bin, &args, stdios)?;
         self.children.register(sp.pid, role.clone());
@@ -432,6 +435,7 @@ impl Vm {
                 stdin: Stdio::inherit(),
                 stdout: Stdio::inherit(),
                 stderr: Stdio::piped(),
+                foreground: true,
             }
         } else {
             Stdios::piped()
@@ -628,6 +632,7 @@ impl Vm {
                         stdin: Stdio::null(),
                         stdout: Stdio::null(),
                         stderr: Stdio::null(),
+                        foreground: false,
                     };
                     if let Ok(sp) = spawn::spawn(Role::SshPoweroff, &ssh_bin(), &args, stdios) {
                         self.children.register(sp.pid, Role::SshPoweroff);
@@ -728,6 +733,7 @@ async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmErro
             stdin: Stdio::null(),
             stdout: Stdio::null(),
             stderr: Stdio::null(),
+            foreground: false,
         };
         let sp = spawn::spawn(Role::SshProbe, &ssh, &args, stdios)?;
         children.register(sp.pid, Role::SshProbe);
@@ -762,10 +768,12 @@ async fn run_command(
             stdin: Stdio::inherit(),
             stdout: Stdio::inherit(),
             stderr: Stdio::inherit(),
+            foreground: true,
         };
         let sp = spawn::spawn(Role::SshCommand, &ssh, &args, stdios)?;
         children.register(sp.pid, Role::SshCommand);
         let exit = children.wait(sp.pid).await;
+        spawn::reclaim_terminal();
         if exit != ExitInfo::Code(255) {
             return Ok(CommandEnd {
                 exit,

@@ -528,3 +528,63 @@ pub fn kernel_choice_skips_unbootable_kernels() -> R {
     );
     Ok(())
 }
+
+/// Run `-- sh -c SCRIPT` in a detached container; returns its exit code, the bcvk error line
+/// and status.json as it was left.
+fn command_ending(name: &str, script: &str) -> Result<(i32, String, serde_json::Value), String> {
+    let vm = Detached::start(name, &[], &[&debian(), "--", "sh", "-c", script])?;
+    let (code, _) = wait_exit(&vm, Duration::from_secs(900))?;
+    let logs = podman(&["logs", &vm.name]);
+    let err = logs
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bcvk: error:"))
+        .unwrap_or("")
+        .to_string();
+    let status = podman(&["cp", &format!("{name}:/run/bcvk/status.json"), "-"]);
+    // podman cp writes a tar stream: the JSON is the one {...} in it.
+    let text = status.stdout;
+    let json = text
+        .find('{')
+        .and_then(|a| text.rfind('}').map(|b| &text[a..=b]))
+        .ok_or(format!("no status.json: {}", status.stderr))?;
+    let status = serde_json::from_str(json).map_err(|e| format!("{e}: {json}"))?;
+    if code != 70 {
+        return Err(format!("want 70, got {code}\n{}", tail(&logs.stderr, 30)));
+    }
+    Ok((code, err, status))
+}
+
+/// The guest panics (sysrq crash) while a one-shot command runs: 70 and the panic, never ssh's
+/// 255; status.json says the same.
+pub fn guest_panic_during_a_command() -> R {
+    let (code, err, status) = command_ending(
+        "bcvk-faults-crash",
+        "echo crashing; echo c > /proc/sysrq-trigger; sleep 60",
+    )?;
+    check!(
+        err.starts_with("bcvk: error: the guest kernel panicked"),
+        "{err}"
+    );
+    check!(status["exit_code"] == code, "status.json: {status}");
+    check!(
+        status["message"].as_str().is_some_and(|m| err.ends_with(m)),
+        "status.json message vs error line: {status} / {err}"
+    );
+    Ok(())
+}
+
+/// The guest reboots (`systemctl reboot`) while a one-shot command runs: 70, the reboot named.
+pub fn guest_reboot_during_a_command() -> R {
+    let (code, err, status) = command_ending("bcvk-faults-reboot", "systemctl reboot; sleep 120")?;
+    check!(err.contains("the guest rebooted"), "{err}");
+    check!(status["exit_code"] == code, "status.json: {status}");
+    check!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rebooted")),
+        "{status}"
+    );
+    Ok(())
+}

@@ -1185,6 +1185,14 @@ fn main() {
             "faults::kernel_choice_skips_unbootable_kernels",
             faults::kernel_choice_skips_unbootable_kernels,
         ),
+        t(
+            "faults::guest_panic_during_a_command",
+            faults::guest_panic_during_a_command,
+        ),
+        t(
+            "faults::guest_reboot_during_a_command",
+            faults::guest_reboot_during_a_command,
+        ),
         t("faults::kill_virtiofsd", faults::kill_virtiofsd),
         t("faults::kill_qemu", faults::kill_qemu),
         t(
