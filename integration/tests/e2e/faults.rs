@@ -160,22 +160,104 @@ pub fn sigterm_during_early_boot() -> R {
     Ok(())
 }
 
+/// `podman run -it --name NAME ... bcvk IMAGE ARGS` on a real terminal, and a guard that
+/// removes the container.
+fn terminal_run(name: &str, bcvk_args: &[&str]) -> Result<(Terminal, Detached), String> {
+    let _ = podman(&["rm", "-f", "-t", "0", name]);
+    let mut a = run_prefix(true);
+    a.extend(["-it".into(), "--name".into(), name.into(), bcvk_image()]);
+    a.extend(bcvk_args.iter().map(|s| s.to_string()));
+    let term = Terminal::podman(&a)?;
+    Ok((
+        term,
+        Detached {
+            name: name.to_string(),
+        },
+    ))
+}
+
+/// The guest's own poweroff, as the kernel prints it last.
+const POWER_DOWN: &str = "reboot: Power down";
+
+/// Ctrl-C typed in `podman run -it ... IMAGE` (no command) while the guest boots (systemd
+/// started, not yet ready): it reaches bcvk alone (QEMU and virtiofsd are in their own process
+/// groups), which powers the guest off; the console shows it and the run ends with 0.
+pub fn ctrl_c_while_booting() -> R {
+    let (mut term, _vm) = terminal_run(
+        "bcvk-faults-ctrlc-boot",
+        &[&debian(), "--stop-timeout", "60"],
+    )?;
+    check!(
+        term.wait_for("Welcome to Debian", Duration::from_secs(600)),
+        "the guest's systemd never started: {}",
+        tail(&term.seen, 20)
+    );
+    check!(
+        !term.seen.contains("VM ready"),
+        "ready already: not the booting phase"
+    );
+    term.send(b"\x03")?;
+    let Some(status) = term.wait_exit(Duration::from_secs(120))? else {
+        return Err("Ctrl-C did not end the run within 120 s".into());
+    };
+    check!(
+        status.code() == Some(0),
+        "want 0 for a VM stopped cleanly, got {status:?}: {}",
+        tail(&term.seen, 20)
+    );
+    check!(
+        term.seen.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
+        "no guest poweroff on the console: {}",
+        tail(&term.seen, 30)
+    );
+    Ok(())
+}
+
+/// Ctrl-C in `podman run -it ... IMAGE` once the VM is ready: a graceful poweroff, exit 0.
+pub fn ctrl_c_when_ready() -> R {
+    let (mut term, _vm) = terminal_run(
+        "bcvk-faults-ctrlc-ready",
+        &[&debian(), "--stop-timeout", "60"],
+    )?;
+    check!(
+        term.wait_for("VM ready after", Duration::from_secs(600)),
+        "never ready: {}",
+        tail(&term.seen, 20)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    term.send(b"\x03")?;
+    let Some(status) = term.wait_exit(Duration::from_secs(120))? else {
+        return Err("Ctrl-C did not end the run within 120 s".into());
+    };
+    check!(
+        status.code() == Some(0),
+        "want 0, got {status:?}: {}",
+        tail(&term.seen, 20)
+    );
+    check!(
+        term.seen.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
+        "no guest poweroff on the console: {}",
+        tail(&term.seen, 30)
+    );
+    Ok(())
+}
+
 /// Ctrl-C typed in `podman run -it ... -- CMD` (on a terminal made by `script`): it reaches
 /// the command in the guest through ssh's terminal, which dies of it; the run ends with 130
-/// (128 + SIGINT, as a shell reports it), within a bounded time, the guest powered off.
+/// (128 + SIGINT, as a shell reports it), within a bounded time, the guest powered off (its
+/// console, kept in /run/bcvk/console.log in this mode, shows it).
 pub fn ctrl_c_in_an_interactive_session() -> R {
-    let mut a = run_prefix(true);
-    a.insert(1, "--rm".into());
-    a.insert(1, "-it".into());
-    a.extend([
-        bcvk_image(),
-        debian(),
-        "--".into(),
-        "sh".into(),
-        "-c".into(),
-        "echo command-started; sleep 600; echo not-reached".into(),
-    ]);
-    let mut term = Terminal::podman(&a)?;
+    let name = "bcvk-faults-ctrlc-cmd";
+    let (mut term, _vm) = terminal_run(
+        name,
+        &[
+            &debian(),
+            "--",
+            "sh",
+            "-c",
+            "echo command-started; sleep 600; echo not-reached",
+        ],
+    )?;
     check!(
         term.wait_for("command-started", Duration::from_secs(600)),
         "the command never started: {}",
@@ -183,8 +265,8 @@ pub fn ctrl_c_in_an_interactive_session() -> R {
     );
     std::thread::sleep(Duration::from_secs(1));
     term.send(b"\x03")?;
-    let Some(status) = term.wait_exit(Duration::from_secs(60))? else {
-        return Err("Ctrl-C did not end the run within 60 s".into());
+    let Some(status) = term.wait_exit(Duration::from_secs(120))? else {
+        return Err("Ctrl-C did not end the run within 120 s".into());
     };
     check!(
         status.code() == Some(130),
@@ -194,6 +276,12 @@ pub fn ctrl_c_in_an_interactive_session() -> R {
     check!(
         !term.seen.contains("not-reached"),
         "the command went on after Ctrl-C"
+    );
+    let console = podman(&["cp", &format!("{name}:/run/bcvk/console.log"), "-"]);
+    check!(
+        console.stdout.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
+        "no guest poweroff on the console: {}",
+        tail(&console.stdout, 30)
     );
     Ok(())
 }

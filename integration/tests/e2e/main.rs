@@ -1200,6 +1200,8 @@ fn main() {
             faults::sigterm_during_early_boot,
         ),
         t("faults::sigint_to_oneshot", faults::sigint_to_oneshot),
+        t("faults::ctrl_c_while_booting", faults::ctrl_c_while_booting),
+        t("faults::ctrl_c_when_ready", faults::ctrl_c_when_ready),
         t(
             "faults::ctrl_c_in_an_interactive_session",
             faults::ctrl_c_in_an_interactive_session,
