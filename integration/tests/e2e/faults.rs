@@ -676,3 +676,40 @@ pub fn guest_reboot_during_a_command() -> R {
     );
     Ok(())
 }
+
+/// A readiness timeout while the guest is still in its kernel: no ACPI answer can come, so
+/// bcvk stops QEMU at once (no --stop-timeout wait), exits 75, and leaves in /run/bcvk only the
+/// run's record (status.json, console.log): no sockets, no virtiofsd pid files.
+pub fn early_readiness_timeout_stops_at_once() -> R {
+    let name = "bcvk-faults-early-timeout";
+    let vm = Detached::start(
+        name,
+        &[],
+        &[&debian(), "--ready-timeout", "3", "--", "true"],
+    )?;
+    let (code, took) = wait_exit(&vm, Duration::from_secs(120))?;
+    check!(code == 75, "want 75, got {code}\n{}", vm.logs());
+    check!(
+        took < Duration::from_secs(20),
+        "took {took:?}: waited for an answer that cannot come\n{}",
+        vm.logs()
+    );
+    let logs = podman(&["logs", name]);
+    check!(
+        logs.stderr
+            .contains("has not booted far enough to power off by itself"),
+        "{}",
+        tail(&logs.stderr, 20)
+    );
+    let listing = cmd(
+        "sh",
+        &["-c", &format!("podman cp {name}:/run/bcvk - | tar t")],
+    );
+    let mut left: Vec<&str> = listing.stdout.lines().collect();
+    left.sort();
+    check!(
+        left == ["bcvk", "bcvk/console.log", "bcvk/status.json"],
+        "left in /run/bcvk: {left:?}"
+    );
+    Ok(())
+}

@@ -1193,6 +1193,10 @@ fn main() {
             "faults::guest_reboot_during_a_command",
             faults::guest_reboot_during_a_command,
         ),
+        t(
+            "faults::early_readiness_timeout_stops_at_once",
+            faults::early_readiness_timeout_stops_at_once,
+        ),
         t("faults::kill_virtiofsd", faults::kill_virtiofsd),
         t("faults::kill_qemu", faults::kill_qemu),
         t(
