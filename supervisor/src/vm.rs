@@ -592,6 +592,27 @@ impl Vm {
         }
     }
 
+    /// `systemctl poweroff` over ssh, in the background: ACPI needs logind listening to the
+    /// power button, and not every image (nor every boot phase) has it.
+    fn ssh_poweroff(&mut self) {
+        let args = ssh::ssh_args(
+            &self.l.ssh,
+            Tty::No,
+            5,
+            Some("systemctl poweroff --no-block"),
+            None,
+        );
+        let stdios = Stdios {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+            foreground: false,
+        };
+        if let Ok(sp) = spawn::spawn(Role::SshPoweroff, &ssh_bin(), &args, stdios) {
+            self.children.register(sp.pid, Role::SshPoweroff);
+        }
+    }
+
     /// Stop everything, in order. Never fails: it logs and goes on.
     async fn shutdown(&mut self, graceful: bool, requests: &mut mpsc::UnboundedReceiver<Request>) {
         if let Some(pid) = self.qemu_pid.filter(|p| self.children.is_alive(*p)) {
@@ -620,26 +641,13 @@ impl Vm {
                     }
                 }
                 if self.ready {
-                    // ACPI needs logind listening to the power button; not every image has it.
-                    let args = ssh::ssh_args(
-                        &self.l.ssh,
-                        Tty::No,
-                        5,
-                        Some("systemctl poweroff --no-block"),
-                        None,
-                    );
-                    let stdios = Stdios {
-                        stdin: Stdio::null(),
-                        stdout: Stdio::null(),
-                        stderr: Stdio::null(),
-                        foreground: false,
-                    };
-                    if let Ok(sp) = spawn::spawn(Role::SshPoweroff, &ssh_bin(), &args, stdios) {
-                        self.children.register(sp.pid, Role::SshPoweroff);
-                    }
+                    self.ssh_poweroff();
                 }
                 let deadline = tokio::time::sleep(self.l.stop_timeout);
                 tokio::pin!(deadline);
+                let answers = probe_ready(self.children.clone(), self.l.ssh.clone());
+                tokio::pin!(answers);
+                let mut probing = !self.ready;
                 // A press that came while logind was still starting is lost: press again.
                 let mut again = tokio::time::interval_at(
                     tokio::time::Instant::now() + ACPI_REPEAT,
@@ -662,6 +670,15 @@ impl Vm {
                         _ = again.tick() => {
                             if let Some(q) = self.qmp.as_mut() {
                                 let _ = tokio::time::timeout(Duration::from_secs(1), q.system_powerdown()).await;
+                            }
+                        }
+                        // Stopped while booting: the power button driver may load late (udev
+                        // coldplug); as soon as sshd answers, ask over ssh too.
+                        res = &mut answers, if probing => {
+                            probing = false;
+                            self.ready = res.is_ok();
+                            if self.ready {
+                                self.ssh_poweroff();
                             }
                         }
                     }
