@@ -321,6 +321,11 @@ impl Scan {
                 tracing::debug!("skipping non-UTF-8 name {name:?} in /{MODULES_DIR}");
                 continue;
             };
+            // Names end up in one-line messages: a newline in one could forge lines.
+            if kver.chars().any(char::is_control) {
+                tracing::debug!("skipping name {kver:?} with control characters in /{MODULES_DIR}");
+                continue;
+            }
             let rel = modules.join(kver);
             let Some(dir) = resolve_in_root(rootfs, &rel)? else {
                 continue;
@@ -992,6 +997,12 @@ mod tests {
             assert!(skipped.contains(&line), "{line} not in {skipped}");
         }
         assert_eq!(boot.skipped.len(), 5, "{skipped}");
+        // A name with a newline never reaches a message.
+        write(
+            &f.root.join(MODULES_DIR).join("99.1\nforged line/vmlinuz"),
+            b"x",
+        );
+        assert_eq!(find(&f).unwrap().skipped.len(), 5);
         // Nothing bootable at all: 66's error names every place looked at.
         fs::remove_dir_all(f.root.join(MODULES_DIR).join("6.1.0")).unwrap();
         fs::remove_dir_all(f.root.join(MODULES_DIR).join("6.0.0")).unwrap();
