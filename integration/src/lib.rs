@@ -469,12 +469,16 @@ impl Terminal {
         })
     }
 
-    /// Read until `marker` has been printed (true) or `timeout` passes (false).
+    /// Read until `marker` has been printed (true) or `timeout` passes or the command ends
+    /// (false).
     pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while !self.seen.contains(marker) && Instant::now() < deadline {
-            if let Ok(chunk) = self.chunks.recv_timeout(Duration::from_secs(1)) {
-                self.seen.push_str(&chunk);
+            match self.chunks.recv_timeout(Duration::from_secs(1)) {
+                Ok(chunk) => self.seen.push_str(&chunk),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(_) if matches!(self.child.try_wait(), Ok(Some(_))) => break,
+                Err(_) => {}
             }
         }
         self.seen.contains(marker)

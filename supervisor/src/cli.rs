@@ -36,8 +36,9 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG also works.
-    #[arg(long, global = true, env = "BCVK_LOG", default_value = "info")]
+    /// Log level: error, warn, info, debug or trace (RUST_LOG takes a full tracing filter).
+    #[arg(long, global = true, env = "BCVK_LOG", default_value = "info",
+          value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
 }
 
@@ -303,15 +304,22 @@ pub struct StatusArgs {
 }
 
 /// `bcvk IMAGE ...` means `bcvk run IMAGE ...`: insert `run` unless the first argument is a
-/// subcommand or a top-level flag.
+/// subcommand or a top-level flag. A leading `--log-level LEVEL` (global) is stepped over.
 pub fn with_default_subcommand(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let top_flags = ["-h", "--help", "-V", "--version"];
-    let first = argv.get(1).and_then(|a| a.to_str()).map(str::to_owned);
+    let mut at = 1;
+    loop {
+        match argv.get(at).and_then(|a| a.to_str()) {
+            Some("--log-level") => at += 2,
+            Some(f) if f.starts_with("--log-level=") => at += 1,
+            _ => break,
+        }
+    }
+    let first = argv.get(at).and_then(|a| a.to_str()).map(str::to_owned);
     match first {
         None => {}
         Some(f) if SUBCOMMANDS.contains(&f.as_str()) || top_flags.contains(&f.as_str()) => {}
-        Some(f) if f.starts_with("--log-level") => {}
-        Some(_) => argv.insert(1, "run".into()),
+        Some(_) => argv.insert(at, "run".into()),
     }
     argv
 }
@@ -355,6 +363,28 @@ mod tests {
             "ready\\-timeout",
         ] {
             assert!(run.contains(flag), "bcvk-run.1 lacks {flag}");
+        }
+    }
+
+    #[test]
+    fn log_levels_are_the_five_documented_ones() {
+        for level in ["error", "warn", "info", "debug", "trace"] {
+            let cli = parse(&["bcvk", "--log-level", level, "localhost/img"]).unwrap();
+            assert_eq!(cli.log_level, level);
+            let cli = parse(&["bcvk", "localhost/img", "--log-level", level]).unwrap();
+            assert_eq!(cli.log_level, level);
+        }
+        assert_eq!(parse(&["bcvk", "localhost/img"]).unwrap().log_level, "info");
+        let cli = parse(&["bcvk", "--log-level=warn", "localhost/img"]).unwrap();
+        assert_eq!(cli.log_level, "warn");
+        assert!(matches!(cli.command, Command::Run(_)));
+        for bogus in ["bogus", "INFO!", "bcvk=debug", ""] {
+            let err = parse(&["bcvk", "localhost/img", "--log-level", bogus])
+                .err()
+                .unwrap_or_else(|| panic!("{bogus:?} accepted"));
+            // main maps every error clap prints on stderr to 64.
+            assert!(err.use_stderr(), "{bogus:?}");
+            assert!(err.to_string().contains("--log-level"), "{err}");
         }
     }
 

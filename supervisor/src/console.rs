@@ -177,30 +177,41 @@ pub async fn pump(
     echo: Echo,
     log_file: &Path,
     tail: Tail,
+    on_phase: impl FnMut(Phase),
+) {
+    let out: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> = match echo {
+        Echo::Stdout => Some(Box::new(tokio::io::stdout())),
+        Echo::Stderr => Some(Box::new(tokio::io::stderr())),
+        Echo::None => None,
+    };
+    pump_into(source, out, log_file, tail, on_phase).await
+}
+
+async fn pump_into(
+    source: impl tokio::io::AsyncRead + Unpin,
+    mut echo: Option<impl tokio::io::AsyncWrite + Unpin>,
+    log_file: &Path,
+    tail: Tail,
     mut on_phase: impl FnMut(Phase),
 ) {
     let mut log = tokio::fs::File::create(log_file).await.ok();
     let mut reader = BufReader::new(source);
     let mut raw = Vec::new();
-    let mut stdout = tokio::io::stdout();
-    let mut stderr = tokio::io::stderr();
     let mut last_phase = Phase::Firmware;
+    // Whether the last bytes echoed ended a line: a guest ending mid-line (at a `login: `
+    // prompt) would leave the next line of `podman logs`, bcvk's own, glued to it.
+    let mut mid_line = false;
     loop {
         raw.clear();
         match reader.read_until(b'\n', &mut raw).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+        mid_line = !raw.ends_with(b"\n");
         // Console output is passed through untouched; only the tail and phases use clean text.
-        match echo {
-            Echo::Stdout => {
-                let _ = stdout.write_all(&raw).await;
-                let _ = stdout.flush().await;
-            }
-            Echo::Stderr => {
-                let _ = stderr.write_all(&raw).await;
-            }
-            Echo::None => {}
+        if let Some(out) = echo.as_mut() {
+            let _ = out.write_all(&raw).await;
+            let _ = out.flush().await;
         }
         if let Some(f) = log.as_mut() {
             let _ = f.write_all(&raw).await;
@@ -213,6 +224,10 @@ pub async fn pump(
             }
         }
         tail.push(&line);
+    }
+    if let (true, Some(out)) = (mid_line, echo.as_mut()) {
+        let _ = out.write_all(b"\n").await;
+        let _ = out.flush().await;
     }
     if let Some(mut f) = log {
         let _ = f.flush().await;
@@ -288,5 +303,30 @@ mod tests {
         assert_eq!(phases, vec![Phase::Kernel, Phase::Initrd, Phase::Userspace]);
         assert_eq!(std::fs::read(&log).unwrap(), input);
         assert_eq!(tail.lines().len(), 4);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn pump_ends_a_last_partial_line_in_the_log_too() {
+        // The console file keeps the guest's bytes as they were; the tail has the partial line.
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let input: &[u8] = b"Debian GNU/Linux 13 vm ttyS0\n\nvm login: ";
+        let tail = Tail::default();
+        let mut echoed = Vec::new();
+        pump_into(input, Some(&mut echoed), &log, tail.clone(), |_| {}).await;
+        assert_eq!(std::fs::read(&log).unwrap(), input);
+        assert_eq!(tail.lines().last().unwrap(), "vm login: ");
+        // What podman logs shows ends the line, so bcvk's next line starts on its own.
+        assert_eq!(echoed, b"Debian GNU/Linux 13 vm ttyS0\n\nvm login: \n");
+        let mut echoed = Vec::new();
+        pump_into(
+            &b"a\nb\n"[..],
+            Some(&mut echoed),
+            &log,
+            Tail::default(),
+            |_| {},
+        )
+        .await;
+        assert_eq!(echoed, b"a\nb\n");
     }
 }

@@ -45,8 +45,12 @@ const KERNEL_HEADER_LEN: u64 = 0x240;
 /// that the one-line message is complete and nothing is printed twice in error chains.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("{image} has no kernel: is it a bootc image? (looked for usr/lib/modules/*/vmlinuz and UKIs)")]
-    NoKernel { image: String },
+    #[error("{image} has no bootable kernel ({}): is it a bootc image? It needs usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI", looked_at(.looked))]
+    NoKernel {
+        image: String,
+        /// Every place looked at, with why it held no bootable kernel.
+        looked: Vec<String>,
+    },
     #[error(
         "several kernels with the same version {version} in the image ({}): keep only one of them in the image",
         candidates.join(", ")
@@ -83,6 +87,14 @@ pub enum KernelError {
     Write { path: PathBuf, err: io::Error },
 }
 
+fn looked_at(looked: &[String]) -> String {
+    if looked.is_empty() {
+        format!("no /{MODULES_DIR} nor /{} in it", UKI_DIRS.join(" nor /"))
+    } else {
+        format!("looked at {}", looked.join("; "))
+    }
+}
+
 /// Where the chosen kernel came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelSource {
@@ -106,6 +118,8 @@ pub struct BootFiles {
     pub source: KernelSource,
     /// Versions of the other kernels found and not chosen, newest first.
     pub others: Vec<String>,
+    /// The places that held no bootable kernel, each with why (`/usr/lib/modules/X: ...`).
+    pub skipped: Vec<String>,
 }
 
 /// Finds the kernel to boot in `rootfs` (the image's mounted root filesystem).
@@ -125,20 +139,15 @@ pub fn find_boot_files(
     }
     let Scan {
         mut candidates,
-        broken,
+        skipped,
+        absent,
     } = found;
 
     if candidates.is_empty() {
-        // A broken UKI says more about what is wrong than "no kernel" does.
-        return Err(broken
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| KernelError::NoKernel {
-                image: image_name.to_string(),
-            }));
-    }
-    for err in &broken {
-        tracing::warn!("ignoring a UKI: {err}");
+        return Err(KernelError::NoKernel {
+            image: image_name.to_string(),
+            looked: skipped.into_iter().chain(absent).collect(),
+        });
     }
 
     // The same kernel is often shipped both ways; the plain files need no extraction.
@@ -159,6 +168,7 @@ pub fn find_boot_files(
     let Some(chosen) = rest.next() else {
         return Err(KernelError::NoKernel {
             image: image_name.to_string(),
+            looked: skipped.into_iter().chain(absent).collect(),
         });
     };
     let rest: Vec<Candidate> = rest.collect();
@@ -185,6 +195,7 @@ pub fn find_boot_files(
             uki_cmdline: None,
             source: KernelSource::Modules,
             others,
+            skipped,
         }),
         Kind::Uki { host, uki } => {
             let (kernel, initrd) = extract_uki(&host, &uki, work_dir)?;
@@ -195,6 +206,7 @@ pub fn find_boot_files(
                 uki_cmdline: uki.cmdline,
                 source: KernelSource::Uki { path: host },
                 others,
+                skipped,
             })
         }
     }
@@ -281,12 +293,15 @@ enum Kind {
     },
 }
 
-/// What the search collected: usable kernels, and UKIs that could not be used (they
-/// only matter when nothing else is bootable).
+/// What the search collected: bootable kernels, and every place that held none, with why
+/// (told to the user whether or not another kernel is chosen).
 #[derive(Default)]
 struct Scan {
     candidates: Vec<Candidate>,
-    broken: Vec<KernelError>,
+    skipped: Vec<String>,
+    /// Places that held nothing at all (`/boot/EFI/Linux: missing`): named only when no
+    /// kernel is found.
+    absent: Vec<String>,
 }
 
 impl Scan {
@@ -294,13 +309,23 @@ impl Scan {
     fn modules(&mut self, rootfs: &Path) -> Result<(), KernelError> {
         let modules = Path::new(MODULES_DIR);
         let Some(names) = list_dir(rootfs, modules)? else {
+            self.absent
+                .push(format!("/{MODULES_DIR}: missing or not a directory"));
             return Ok(());
         };
+        if names.is_empty() {
+            self.absent.push(format!("/{MODULES_DIR}: empty"));
+        }
         for name in names {
             let Some(kver) = name.to_str() else {
                 tracing::debug!("skipping non-UTF-8 name {name:?} in /{MODULES_DIR}");
                 continue;
             };
+            // Names end up in one-line messages: a newline in one could forge lines.
+            if kver.chars().any(char::is_control) {
+                tracing::debug!("skipping name {kver:?} with control characters in /{MODULES_DIR}");
+                continue;
+            }
             let rel = modules.join(kver);
             let Some(dir) = resolve_in_root(rootfs, &rel)? else {
                 continue;
@@ -308,21 +333,38 @@ impl Scan {
             if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 continue;
             }
+            let label = format!("/{}", rel.display());
             match regular_nonempty(rootfs, &rel.join("vmlinuz"))? {
                 Some(kernel) => {
+                    if let Err(why) = check_bzimage(&kernel)? {
+                        self.skipped.push(format!("{label}: vmlinuz {why}"));
+                        continue;
+                    }
                     let initrd = regular_nonempty(rootfs, &rel.join("initramfs.img"))?;
                     if initrd.is_none() {
-                        tracing::debug!("/{} has no initramfs.img", rel.display());
+                        if !virtiofs_builtin(rootfs, kver) {
+                            self.skipped.push(format!("{label}: no initramfs.img, and modules.builtin does not list virtiofs, fuse and virtio_pci, so the kernel could not mount the root"));
+                            continue;
+                        }
+                        tracing::debug!("{label} has no initramfs.img");
                     }
                     // A UKI in the same directory is the same kernel; vmlinuz needs no
                     // extraction, so the UKI is not even opened.
                     self.candidates.push(Candidate {
                         version: kver.to_string(),
-                        label: format!("/{}/vmlinuz", rel.display()),
+                        label: format!("{label}/vmlinuz"),
                         kind: Kind::Modules { kernel, initrd },
                     });
                 }
-                None => self.uki_dir(rootfs, &rel, Some(kver))?,
+                None => {
+                    let before = self.candidates.len() + self.skipped.len();
+                    self.uki_dir(rootfs, &rel, Some(kver))?;
+                    if self.candidates.len() + self.skipped.len() == before {
+                        self.skipped.push(format!(
+                            "{label}: no vmlinuz (non-empty file) nor *.efi UKI"
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -337,8 +379,15 @@ impl Scan {
         kver: Option<&str>,
     ) -> Result<(), KernelError> {
         let Some(names) = list_dir(rootfs, rel_dir)? else {
+            if kver.is_none() {
+                self.absent.push(format!(
+                    "/{}: missing or not a directory",
+                    rel_dir.display()
+                ));
+            }
             return Ok(());
         };
+        let before = self.candidates.len() + self.skipped.len();
         for name in names {
             let rel = rel_dir.join(&name);
             let is_efi = rel
@@ -352,8 +401,9 @@ impl Scan {
             };
             let uki = match inspect_uki(&host, &rel) {
                 Ok(uki) => uki,
-                Err(err @ KernelError::BadUki { .. }) => {
-                    self.broken.push(err);
+                Err(KernelError::BadUki { path, reason }) => {
+                    self.skipped
+                        .push(format!("/{}: a broken UKI ({reason})", path.display()));
                     continue;
                 }
                 Err(err) => return Err(err),
@@ -369,8 +419,38 @@ impl Scan {
                 kind: Kind::Uki { host, uki },
             });
         }
+        if kver.is_none() && self.candidates.len() + self.skipped.len() == before {
+            self.absent
+                .push(format!("/{}: no *.efi UKI", rel_dir.display()));
+        }
         Ok(())
     }
+}
+
+/// Whether a `vmlinuz` is a kernel qemu-system-x86_64 can boot directly: an x86 bzImage,
+/// whose setup header carries "HdrS" at 0x202. Anything else (garbage, a compressed blob,
+/// another architecture's kernel) would leave QEMU in the firmware until the readiness
+/// timeout. `Ok(Err(why))` when it is not one.
+fn check_bzimage(host: &Path) -> Result<Result<(), String>, KernelError> {
+    let file = File::open(host).map_err(|err| KernelError::Read {
+        path: host.to_path_buf(),
+        err,
+    })?;
+    let mut head = Vec::new();
+    (&file)
+        .take(KERNEL_HEADER_LEN)
+        .read_to_end(&mut head)
+        .map_err(|err| KernelError::Read {
+            path: host.to_path_buf(),
+            err,
+        })?;
+    Ok(if (head.len() as u64) < KERNEL_HEADER_LEN {
+        Err(format!("is {} bytes, too short to be a kernel", head.len()))
+    } else if head.get(0x202..0x206) == Some(b"HdrS") {
+        Ok(())
+    } else {
+        Err("is not an x86 Linux kernel (no bzImage boot header \"HdrS\" at 0x202)".into())
+    })
 }
 
 /// Guesses a version from a UKI's file name when it has no `.uname` section. Boot Loader
@@ -840,6 +920,7 @@ mod tests {
                 uki_cmdline: None,
                 source: KernelSource::Modules,
                 others: vec![],
+                skipped: vec![],
             }
         );
     }
@@ -855,13 +936,93 @@ mod tests {
         assert_eq!(boot.others, vec!["6.12.10~rc1", "6.12.9", "6.1.0"]);
     }
 
+    /// What `modules.builtin` lists for a kernel with virtiofs built in.
+    const BUILTIN: &str =
+        "kernel/fs/fuse/fuse.ko\nkernel/fs/fuse/virtiofs.ko\nkernel/drivers/virtio/virtio_pci.ko\n";
+
     #[test]
     fn missing_initramfs() {
         let f = fixture();
         add_kernel(&f.root, "6.12.0", false);
+        // Without an initramfs, only a kernel with virtiofs built in can mount the root.
+        let err = find(&f).unwrap_err();
+        assert!(err.to_string().contains("/usr/lib/modules/6.12.0: no initramfs.img, and modules.builtin does not list virtiofs"), "{err}");
+        write(
+            &f.root.join(MODULES_DIR).join("6.12.0/modules.builtin"),
+            BUILTIN.as_bytes(),
+        );
         let boot = find(&f).unwrap();
         assert_eq!(boot.initrd, None);
         assert!(boot.kernel.ends_with("6.12.0/vmlinuz"));
+    }
+
+    #[test]
+    fn newest_bootable_kernel_wins_and_the_others_are_explained() {
+        let f = fixture();
+        add_kernel(&f.root, "6.1.0", true);
+        add_kernel(&f.root, "6.0.0", true);
+        // Newer, but garbage, too short, another architecture's, or unable to mount the root.
+        write(
+            &f.root.join(MODULES_DIR).join("99.0.0-fake/vmlinuz"),
+            &[b'x'; 4096],
+        );
+        write(
+            &f.root.join(MODULES_DIR).join("99.0.0-fake/initramfs.img"),
+            b"i",
+        );
+        write(&f.root.join(MODULES_DIR).join("98.0/vmlinuz"), b"MZ short");
+        let mut arm = vec![0u8; 0x400];
+        arm[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        write(&f.root.join(MODULES_DIR).join("97.0/vmlinuz"), &arm);
+        add_kernel(&f.root, "96.0", false);
+        fs::create_dir_all(f.root.join(MODULES_DIR).join("95.0-modules-only")).unwrap();
+        let boot = find(&f).unwrap();
+        assert_eq!(boot.version, "6.1.0");
+        assert_eq!(boot.others, ["6.0.0"]);
+        let skipped = boot.skipped.join("\n");
+        for (dir, why) in [
+            (
+                "99.0.0-fake",
+                "vmlinuz is not an x86 Linux kernel (no bzImage boot header",
+            ),
+            ("98.0", "vmlinuz is 8 bytes, too short to be a kernel"),
+            ("97.0", "vmlinuz is not an x86 Linux kernel"),
+            ("96.0", "no initramfs.img"),
+            (
+                "95.0-modules-only",
+                "no vmlinuz (non-empty file) nor *.efi UKI",
+            ),
+        ] {
+            let line = format!("/usr/lib/modules/{dir}: {why}");
+            assert!(skipped.contains(&line), "{line} not in {skipped}");
+        }
+        assert_eq!(boot.skipped.len(), 5, "{skipped}");
+        // A name with a newline never reaches a message.
+        write(
+            &f.root.join(MODULES_DIR).join("99.1\nforged line/vmlinuz"),
+            b"x",
+        );
+        assert_eq!(find(&f).unwrap().skipped.len(), 5);
+        // Nothing bootable at all: 66's error names every place looked at.
+        fs::remove_dir_all(f.root.join(MODULES_DIR).join("6.1.0")).unwrap();
+        fs::remove_dir_all(f.root.join(MODULES_DIR).join("6.0.0")).unwrap();
+        let err = find(&f).unwrap_err();
+        let KernelError::NoKernel { looked, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(looked.len(), 6, "{looked:?}");
+        let message = err.to_string();
+        for place in [
+            "/usr/lib/modules/99.0.0-fake: vmlinuz is not",
+            "/usr/lib/modules/98.0:",
+            "/usr/lib/modules/97.0:",
+            "/usr/lib/modules/96.0:",
+            "/usr/lib/modules/95.0-modules-only:",
+            "/boot/EFI/Linux: missing",
+        ] {
+            assert!(message.contains(place), "{place} not in {message}");
+        }
+        assert!(!message.contains('\n'), "{message}");
     }
 
     #[test]
@@ -872,8 +1033,10 @@ mod tests {
         assert!(matches!(err, KernelError::NoKernel { .. }));
         assert_eq!(
             err.to_string(),
-            "quay.io/test/image:latest has no kernel: is it a bootc image? \
-             (looked for usr/lib/modules/*/vmlinuz and UKIs)"
+            "quay.io/test/image:latest has no bootable kernel (looked at \
+             /usr/lib/modules/6.12.0: no vmlinuz (non-empty file) nor *.efi UKI; \
+             /boot/EFI/Linux: missing or not a directory): is it a bootc image? It needs \
+             usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI"
         );
     }
 
@@ -929,6 +1092,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         symlink("/boot/vmlinuz-6.12.0", dir.join("vmlinuz")).unwrap();
         symlink("../../../../boot/missing", dir.join("initramfs.img")).unwrap();
+        write(&dir.join("modules.builtin"), BUILTIN.as_bytes());
         let boot = find(&f).unwrap();
         assert_eq!(boot.kernel, f.root.join("boot/vmlinuz-6.12.0"));
         assert_eq!(boot.initrd, None);
@@ -989,6 +1153,7 @@ mod tests {
                 uki_cmdline: Some("console=ttyS0 rw".into()),
                 source: KernelSource::Uki { path },
                 others: vec![],
+                skipped: vec![],
             }
         );
         // Exact contents: the file-alignment padding is not copied.
@@ -1033,9 +1198,10 @@ mod tests {
             b"not a PE file at all",
         );
         let err = find(&f).unwrap_err();
-        assert!(matches!(err, KernelError::BadUki { .. }), "{err:?}");
+        assert!(matches!(err, KernelError::NoKernel { .. }), "{err:?}");
         assert!(
-            err.to_string().contains("/boot/EFI/Linux/junk.efi"),
+            err.to_string()
+                .contains("/boot/EFI/Linux/junk.efi: a broken UKI (not a 64-bit PE/EFI"),
             "{err}"
         );
 

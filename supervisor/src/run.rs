@@ -92,9 +92,7 @@ impl RunError {
             RunError::Privileges(userns::UsernsError::Unshare(_) | userns::UsernsError::Map(_))
             | RunError::Rootfs(rootfs::RootfsError::Whiteout { .. }) => 77,
             RunError::KvmUnavailable(_) => 69,
-            RunError::Vm(VmError::ReadyTimeout { .. }) => 75,
-            RunError::Vm(VmError::Kvm { .. }) => 69,
-            RunError::Vm(_) => 70,
+            RunError::Vm(e) => e.exit_code(),
             RunError::StoppedEarly(sig) => 128 + *sig as i32,
             _ => 71,
         }
@@ -434,8 +432,11 @@ fn prepare(
     if boot.initrd.is_none() && !builtin {
         return Err(RunError::Usage(format!("{} has no initramfs and its kernel lacks built-in virtiofs: the root cannot be mounted; add an initramfs with dracut's virtiofs module", image.name)));
     }
-    if !boot.others.is_empty() {
-        tracing::info!(chosen = %boot.version, ignored = ?boot.others, "several kernels in the image: booting the newest");
+    for why in &boot.skipped {
+        tracing::warn!("no bootable kernel in {why}");
+    }
+    if !boot.others.is_empty() || !boot.skipped.is_empty() {
+        tracing::info!(chosen = %boot.version, older = ?boot.others, "booting the newest bootable kernel");
     }
     tracing::info!(kernel = %boot.kernel.display(), initrd = ?boot.initrd, "kernel found");
 
@@ -768,6 +769,7 @@ mod tests {
             uki_cmdline: None,
             source: kernel::KernelSource::Modules,
             others: vec![],
+            skipped: vec![],
         };
         let c = kernel_cmdline(&boot, &["quiet".into(), "foo=bar".into()]);
         assert_eq!(&c[..3], &["root=rootfs", "rootfstype=virtiofs", "rw"]);

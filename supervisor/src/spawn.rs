@@ -68,6 +68,10 @@ pub struct Stdios {
     pub stdin: Stdio,
     pub stdout: Stdio,
     pub stderr: Stdio,
+    /// The child takes the terminal (when stdin is the supervisor's controlling terminal):
+    /// its process group becomes the foreground one, so it may read the terminal and put it
+    /// in raw mode (ssh -t, QEMU's --console). Take it back with [`reclaim_terminal`].
+    pub foreground: bool,
 }
 
 impl Stdios {
@@ -77,6 +81,7 @@ impl Stdios {
             stdin: Stdio::null(),
             stdout: Stdio::piped(),
             stderr: Stdio::piped(),
+            foreground: false,
         }
     }
 }
@@ -112,8 +117,11 @@ pub fn shell_line(program: &Path, args: &[OsString]) -> String {
 }
 
 /// Start `program` with `args`. The child gets SIGKILL if the supervisor dies (it must not
-/// outlive us: a QEMU without its supervisor is a leak), and its own process group is NOT
-/// changed, so a terminal's SIGINT reaches it only through us.
+/// outlive us: a QEMU without its supervisor is a leak), and its own process group: a
+/// terminal's Ctrl-C (SIGINT to the foreground process group) reaches the supervisor alone,
+/// which powers the guest off; QEMU and virtiofsd would die of it at once. A `foreground`
+/// child (see [`Stdios`]) takes the terminal itself, before exec, so it never reads the
+/// terminal from the background (which would stop it with SIGTTIN).
 pub fn spawn(
     role: Role,
     program: &Path,
@@ -125,13 +133,19 @@ pub fn spawn(
     cmd.args(args)
         .stdin(stdios.stdin)
         .stdout(stdios.stdout)
-        .stderr(stdios.stderr);
-    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-    // functions (prctl, sigprocmask through nix, which do not allocate).
+        .stderr(stdios.stderr)
+        .process_group(0);
+    let foreground = stdios.foreground;
+    // SAFETY: the closure runs between fork and exec (after setpgid) and only calls
+    // async-signal-safe functions (prctl, sigprocmask, ioctl through nix; no allocation).
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                 .map_err(std::io::Error::from)?;
+            if foreground {
+                // Not a terminal, or not ours: ENOTTY, and the child simply stays behind.
+                take_terminal(nix::unistd::getpgrp());
+            }
             // The supervisor may run with signals blocked in some threads; children start clean.
             nix::sys::signal::SigSet::empty()
                 .thread_set_mask()
@@ -153,6 +167,39 @@ pub fn spawn(
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
     })
+}
+
+/// Make `pgrp` the foreground process group of the terminal on stdin, from a process that
+/// may be in the background: with SIGTTOU blocked, the kernel allows it instead of stopping
+/// the caller. Async-signal-safe. Returns whether it was done.
+fn take_terminal(pgrp: Pid) -> bool {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    if nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old))
+        .is_err()
+    {
+        return false;
+    }
+    // SAFETY: fd 0 stays open for the duration of the call.
+    let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+    let done = nix::unistd::tcsetpgrp(stdin, pgrp).is_ok();
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    done
+}
+
+/// Give the terminal back to the supervisor after a `foreground` child ended, so the next
+/// Ctrl-C reaches it again. Nothing happens without a terminal, or when it is ours already.
+pub fn reclaim_terminal() {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return;
+    }
+    let ours = nix::unistd::getpgrp();
+    if nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg != ours) && !take_terminal(ours) {
+        tracing::debug!("cannot take the terminal back");
+    }
 }
 
 /// Run a short helper (mkswap, qemu-img) to completion. Only valid BEFORE the reaper starts,
@@ -199,6 +246,33 @@ mod tests {
             &["-append".into(), "root=rootfs rw".into()],
         );
         assert_eq!(line, "/usr/bin/qemu -append 'root=rootfs rw'");
+    }
+
+    #[test]
+    fn children_get_their_own_process_group() {
+        // A terminal's SIGINT goes to the foreground process group: the supervisor's, never
+        // its children's. Without a terminal, `foreground` changes nothing.
+        for foreground in [false, true] {
+            let sp = spawn(
+                Role::SshProbe,
+                &find_program("sleep").unwrap(),
+                &["5".into()],
+                Stdios {
+                    stdin: Stdio::null(),
+                    stdout: Stdio::null(),
+                    stderr: Stdio::null(),
+                    foreground,
+                },
+            )
+            .unwrap();
+            let pgid = nix::unistd::getpgid(Some(sp.pid)).unwrap();
+            assert_eq!(pgid, sp.pid);
+            assert_ne!(pgid, nix::unistd::getpgrp());
+            nix::sys::signal::kill(sp.pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+            nix::sys::wait::waitpid(sp.pid, None).unwrap();
+        }
+        // No terminal here (or not ours): nothing to take back, and no hang.
+        reclaim_terminal();
     }
 
     #[test]

@@ -9,8 +9,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -79,6 +82,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{} in the store is a symbolic link or passes through one: bcvk never follows links out of the store (it would boot files from elsewhere); remove the link, or re-pull the image with podman on the host", .path.display())]
+    Symlink { path: PathBuf },
     #[error("the layer chain of image {image} loops back to layer {layer}: the store is corrupt; remove and re-pull the image with podman")]
     LayerCycle { image: String, layer: String },
     #[error("image {image} has more than {limit} layers, more than overlayfs can stack: squash it (podman build --squash) and retry")]
@@ -170,6 +175,8 @@ struct Match {
 
 pub struct Store {
     root: PathBuf,
+    /// The root, opened once: every path beneath it is resolved from here.
+    root_fd: OwnedFd,
     driver: Driver,
     images: Vec<Image>,
     /// layer id -> parent id
@@ -225,29 +232,112 @@ fn detect_driver(root: &Path) -> Result<Driver, StoreError> {
     }
 }
 
-/// Opens without blocking (a FIFO planted in the store would hang a plain
-/// open) and insists on a regular file.
-fn open_regular(path: &Path) -> std::io::Result<fs::File> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+/// Every path taken from the store is resolved beneath its root with no symbolic link at
+/// any component (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): a layer dir, a
+/// `diff` or a metadata directory replaced by a link would otherwise make bcvk read or
+/// boot files from outside the store. `rel` must be relative; `..` components are refused.
+fn open_beneath(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    // openat2 refuses flags O_PATH ignores (EINVAL), so O_NOCTTY only without it.
+    let flags = if flags.contains(OFlags::PATH) {
+        flags | OFlags::CLOEXEC
+    } else {
+        flags | OFlags::CLOEXEC | OFlags::NOCTTY
+    };
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    loop {
+        match rustix::fs::openat2(root, rel, flags, Mode::empty(), how) {
+            Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
+            Err(Errno::NOSYS) => return open_walk(root, rel, flags),
+            result => return result,
+        }
     }
-    Ok(file)
+}
+
+/// The same rule for kernels without `openat2` (before 5.6): one component at a time,
+/// each opened with `O_NOFOLLOW`.
+fn open_walk(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let parts: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(part) => Ok(part),
+            Component::CurDir => Ok(std::ffi::OsStr::new(".")),
+            _ => Err(Errno::XDEV),
+        })
+        .collect::<Result<_, _>>()?;
+    let Some((last, dirs)) = parts.split_last() else {
+        return Err(Errno::INVAL);
+    };
+    let mut dir: Option<OwnedFd> = None;
+    for part in dirs {
+        let at = dir.as_ref().unwrap_or(root);
+        let next = rustix::fs::openat(
+            at,
+            *part,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(symlink_errno)?;
+        dir = Some(next);
+    }
+    let at = dir.as_ref().unwrap_or(root);
+    rustix::fs::openat(at, *last, flags | OFlags::NOFOLLOW, Mode::empty()).map_err(symlink_errno)
+}
+
+/// With `O_NOFOLLOW`, a link as the last component gives ELOOP, or ENOTDIR with
+/// `O_DIRECTORY`; both are reported as the link they are.
+fn symlink_errno(e: Errno) -> Errno {
+    if e == Errno::NOTDIR {
+        Errno::LOOP
+    } else {
+        e
+    }
+}
+
+/// Whether resolution failed because of a link (or an escape from the store).
+fn is_link_refusal(e: Errno) -> bool {
+    e == Errno::LOOP || e == Errno::XDEV
+}
+
+/// Opens a store file beneath the root without blocking (a FIFO planted in the store would
+/// hang a plain open) and insists on a regular file.
+fn open_regular(root: &OwnedFd, rel: &Path) -> Result<fs::File, Errno> {
+    let fd = open_beneath(root, rel, OFlags::RDONLY | OFlags::NONBLOCK)?;
+    let file = fs::File::from(fd);
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(Errno::INVAL),
+        Err(e) => Err(Errno::from_io_error(&e).unwrap_or(Errno::IO)),
+    }
+}
+
+fn io_error(e: Errno, path: &Path) -> std::io::Error {
+    if e == Errno::INVAL {
+        std::io::Error::other(format!("{} is not a regular file", path.display()))
+    } else {
+        e.into()
+    }
 }
 
 /// A missing file is an empty list: podman creates these lazily.
-fn read_records<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, StoreError> {
+fn read_records<T: DeserializeOwned>(
+    root_fd: &OwnedFd,
+    root: &Path,
+    rel: &str,
+) -> Result<Vec<T>, StoreError> {
+    let path = &root.join(rel);
     let read_err = |source| StoreError::ReadMetadata {
         path: path.to_path_buf(),
         source,
     };
-    let file = match open_regular(path) {
+    let file = match open_regular(root_fd, Path::new(rel)) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(read_err(e)),
+        Err(e) if e == Errno::NOENT => return Ok(Vec::new()),
+        Err(e) if is_link_refusal(e) => {
+            return Err(StoreError::Symlink {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(read_err(io_error(e, path))),
     };
     let too_large = |size| StoreError::MetadataTooLarge {
         path: path.to_path_buf(),
@@ -294,12 +384,24 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         let driver = detect_driver(root)?;
         let prefix = driver.prefix();
+        // The root itself is the user's choice (--storage, or the mount point) and may be
+        // reached through links; nothing beneath it may.
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| StoreError::ReadMetadata {
+            path: root.to_path_buf(),
+            source: e.into(),
+        })?;
         let image_records: Vec<ImageRecord> =
-            read_records(&root.join(format!("{prefix}-images/images.json")))?;
+            read_records(&root_fd, root, &format!("{prefix}-images/images.json"))?;
         let mut layers = HashMap::new();
         for file in ["layers.json", "volatile-layers.json"] {
-            let path = root.join(format!("{prefix}-layers/{file}"));
-            for record in read_records::<LayerRecord>(&path)? {
+            let rel = format!("{prefix}-layers/{file}");
+            let path = root.join(&rel);
+            for record in read_records::<LayerRecord>(&root_fd, root, &rel)? {
                 // Skip rather than fail: one odd record must not make every
                 // other image unbootable. Chains through it fail on lookup.
                 if is_id(&record.id) {
@@ -339,15 +441,16 @@ impl Store {
                 layer: record.layer.filter(|l| !l.is_empty()),
             });
         }
-        let metadata = fs::metadata(root).map_err(|source| StoreError::ReadMetadata {
+        let metadata = rustix::fs::fstat(&root_fd).map_err(|e| StoreError::ReadMetadata {
             path: root.to_path_buf(),
-            source,
+            source: e.into(),
         })?;
         // A rootless user's store keeps overlay whiteouts in user.overlay.*
         // xattrs; vfs layers are plain trees and need no overlay xattrs.
-        let userxattr = driver == Driver::Overlay && metadata.uid() != 0;
+        let userxattr = driver == Driver::Overlay && metadata.st_uid != 0;
         Ok(Store {
             root: root.to_path_buf(),
+            root_fd,
             driver,
             images,
             layers,
@@ -587,54 +690,71 @@ impl Store {
     }
 
     fn layer(&self, id: String) -> Result<Layer, StoreError> {
-        let (diff_dir, short_link) = match self.driver {
-            Driver::Overlay => (
-                self.root.join("overlay").join(&id).join("diff"),
-                self.short_link(&id),
-            ),
-            Driver::Vfs => (self.root.join("vfs/dir").join(&id), None),
+        let rel = match self.driver {
+            Driver::Overlay => Path::new("overlay").join(&id).join("diff"),
+            Driver::Vfs => Path::new("vfs/dir").join(&id),
         };
-        // symlink_metadata: a symlinked layer dir could point anywhere in
-        // our own filesystem; real stores never have one.
-        let check = fs::symlink_metadata(&diff_dir).and_then(|m| {
-            if m.is_dir() {
-                Ok(())
-            } else {
-                Err(std::io::Error::other("not a directory"))
+        let diff_dir = self.root.join(&rel);
+        // Every component beneath the root, not only the last: a layer dir replaced by a
+        // link to elsewhere would boot that directory's files.
+        match open_beneath(&self.root_fd, &rel, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(_) => {}
+            Err(e) if is_link_refusal(e) => return Err(StoreError::Symlink { path: diff_dir }),
+            Err(e) => {
+                return Err(StoreError::LayerDir {
+                    layer: id,
+                    path: diff_dir,
+                    source: e.into(),
+                })
             }
-        });
-        match check {
-            Ok(()) => Ok(Layer {
-                id,
-                diff_dir,
-                short_link,
-            }),
-            Err(source) => Err(StoreError::LayerDir {
-                layer: id,
-                path: diff_dir,
-                source,
-            }),
         }
+        let short_link = match self.driver {
+            Driver::Overlay => self.short_link(&id)?,
+            Driver::Vfs => None,
+        };
+        Ok(Layer {
+            id,
+            diff_dir,
+            short_link,
+        })
     }
 
-    /// `overlay/l/<short>`, only if `overlay/<id>/link` names it and it
-    /// points back at this very layer: a stale link would mount another one.
-    fn short_link(&self, id: &str) -> Option<PathBuf> {
-        let overlay = self.root.join("overlay");
+    /// `overlay/l/<short>`, only if `overlay/<id>/link` names it and it points back at this
+    /// very layer: a stale link would mount another one. The `l/<short>` entry is the one
+    /// link the store is made of; the directories leading to it and to `link` must be none.
+    /// A missing or odd short link just means the long path is used; a link where a
+    /// directory belongs is refused.
+    fn short_link(&self, id: &str) -> Result<Option<PathBuf>, StoreError> {
+        let refuse = |rel: &Path| StoreError::Symlink {
+            path: self.root.join(rel),
+        };
+        let link_file = Path::new("overlay").join(id).join("link");
         let mut short = String::new();
-        open_regular(&overlay.join(id).join("link"))
-            .ok()?
-            .take(64)
-            .read_to_string(&mut short)
-            .ok()?;
+        match open_regular(&self.root_fd, &link_file) {
+            Ok(file) => {
+                if file.take(64).read_to_string(&mut short).is_err() {
+                    return Ok(None);
+                }
+            }
+            Err(e) if is_link_refusal(e) => return Err(refuse(&link_file)),
+            Err(_) => return Ok(None),
+        }
         let short = short.trim();
         if short.is_empty() || short.len() > 32 || !short.bytes().all(|b| b.is_ascii_alphanumeric())
         {
-            return None;
+            return Ok(None);
         }
-        let link = overlay.join("l").join(short);
-        let target = fs::read_link(&link).ok()?;
-        (target == Path::new("..").join(id).join("diff")).then_some(link)
+        let links = Path::new("overlay/l");
+        let dir = match open_beneath(&self.root_fd, links, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(dir) => dir,
+            Err(e) if is_link_refusal(e) => return Err(refuse(links)),
+            Err(_) => return Ok(None),
+        };
+        let Ok(target) = rustix::fs::readlinkat(&dir, short, Vec::new()) else {
+            return Ok(None);
+        };
+        let expected = format!("../{id}/diff");
+        Ok((target.as_bytes() == expected.as_bytes()).then(|| self.root.join(links).join(short)))
     }
 }
 
@@ -874,6 +994,146 @@ mod tests {
         fs::write(fx.root().join("overlay").join(&b).join("link"), "../../etc").unwrap();
         let image = fx.open().resolve("localhost/x").unwrap();
         assert!(image.layers.iter().all(|l| l.short_link.is_none()));
+    }
+
+    /// Replaces `rel` (a directory of the store) by a link to a copy of it outside the
+    /// store, as an attacker with write access to the store would.
+    fn move_out_and_link(fx: &Fixture, outside: &Path, rel: &str) -> PathBuf {
+        let inside = fx.root().join(rel);
+        let copy = outside.join(rel.replace('/', "_"));
+        fs::rename(&inside, &copy).unwrap();
+        std::os::unix::fs::symlink(&copy, &inside).unwrap();
+        inside
+    }
+
+    fn two_layer_fixture() -> (Fixture, String, String) {
+        let mut fx = Fixture::new();
+        let (a, b) = (id("1"), id("2"));
+        fx.layer(&a, None)
+            .layer(&b, Some(&a))
+            .image(&id("a"), Some(&b), &["localhost/x:latest"]);
+        fx.write();
+        (fx, a, b)
+    }
+
+    #[track_caller]
+    fn assert_refused<T>(result: Result<T, StoreError>, path: &Path) {
+        let Err(err) = result else {
+            panic!("{} was followed", path.display())
+        };
+        assert!(
+            matches!(&err, StoreError::Symlink { path: p } if p == path),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn links_out_of_the_store_are_refused_at_every_component() {
+        let outside = tempfile::tempdir().unwrap();
+        // The layer dir itself (the case of the issue), its diff, the parent's layer dir.
+        for rel in ["overlay/{b}", "overlay/{b}/diff", "overlay/{a}"] {
+            let (fx, a, b) = two_layer_fixture();
+            let rel = rel.replace("{a}", &a).replace("{b}", &b);
+            let link = move_out_and_link(&fx, outside.path(), &rel);
+            let expected = if rel.ends_with("diff") {
+                link
+            } else {
+                link.join("diff")
+            };
+            assert_refused(Store::open(fx.root()).unwrap().resolve("x"), &expected);
+        }
+        // The whole overlay/ directory.
+        let (fx, _, b) = two_layer_fixture();
+        move_out_and_link(&fx, outside.path(), "overlay");
+        assert_refused(
+            Store::open(fx.root()).unwrap().resolve("x"),
+            &fx.root().join("overlay").join(&b).join("diff"),
+        );
+        // The metadata: a directory or a file replaced by a link.
+        let (fx, _, _) = two_layer_fixture();
+        move_out_and_link(&fx, outside.path(), "overlay-layers");
+        assert_refused(
+            Store::open(fx.root()),
+            &fx.root().join("overlay-layers/layers.json"),
+        );
+        let (fx, _, _) = two_layer_fixture();
+        let images = move_out_and_link(&fx, outside.path(), "overlay-images/images.json");
+        assert_refused(Store::open(fx.root()), &images);
+        // The short links' directory, and a layer's link file.
+        let (fx, _, _) = two_layer_fixture();
+        let links = move_out_and_link(&fx, outside.path(), "overlay/l");
+        assert_refused(Store::open(fx.root()).unwrap().resolve("x"), &links);
+        let (fx, _, b) = two_layer_fixture();
+        let link_file = move_out_and_link(&fx, outside.path(), &format!("overlay/{b}/link"));
+        assert_refused(Store::open(fx.root()).unwrap().resolve("x"), &link_file);
+        // vfs: the layer dir.
+        let mut fx = Fixture::with_driver(Driver::Vfs);
+        let layer = id("1");
+        fx.layer(&layer, None)
+            .image(&id("a"), Some(&layer), &["localhost/v:latest"]);
+        fx.write();
+        let dir = move_out_and_link(&fx, outside.path(), &format!("vfs/dir/{layer}"));
+        assert_refused(Store::open(fx.root()).unwrap().resolve("v"), &dir);
+    }
+
+    #[test]
+    fn links_inside_the_store_are_refused_too() {
+        // A link that stays inside the store still swaps one layer for another.
+        let (fx, a, b) = two_layer_fixture();
+        let top = fx.root().join("overlay").join(&b);
+        fs::remove_dir_all(&top).unwrap();
+        std::os::unix::fs::symlink(&a, &top).unwrap();
+        assert_refused(
+            Store::open(fx.root()).unwrap().resolve("x"),
+            &top.join("diff"),
+        );
+    }
+
+    #[test]
+    fn a_linked_store_root_is_still_a_store() {
+        // The root is the user's choice (--storage, a mount point) and may be a link.
+        let (fx, _, _) = two_layer_fixture();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let root = elsewhere.path().join("storage");
+        std::os::unix::fs::symlink(fx.root(), &root).unwrap();
+        let image = Store::open(&root).unwrap().resolve("x").unwrap();
+        assert_eq!(image.layers.len(), 2);
+        assert!(image.layers.iter().all(|l| l.short_link.is_some()));
+    }
+
+    #[test]
+    fn the_walk_without_openat2_applies_the_same_rule() {
+        let (fx, _, b) = two_layer_fixture();
+        let root = rustix::fs::open(
+            fx.root(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let rel = format!("overlay/{b}/diff");
+        let dir = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        assert!(open_walk(&root, Path::new(&rel), dir).is_ok());
+        assert_eq!(
+            open_walk(&root, Path::new("overlay/../overlay"), dir).unwrap_err(),
+            Errno::XDEV
+        );
+        let outside = tempfile::tempdir().unwrap();
+        move_out_and_link(&fx, outside.path(), &format!("overlay/{b}"));
+        assert_eq!(
+            open_walk(&root, Path::new(&rel), dir).unwrap_err(),
+            Errno::LOOP
+        );
+        assert_eq!(
+            open_walk(&root, Path::new(&format!("overlay/{b}")), dir).unwrap_err(),
+            Errno::LOOP
+        );
+        assert_eq!(
+            open_beneath(&root, Path::new(&rel), dir).unwrap_err(),
+            Errno::LOOP
+        );
     }
 
     #[test]

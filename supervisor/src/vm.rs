@@ -63,20 +63,20 @@ pub enum Outcome {
 pub enum VmError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-    #[error("virtiofsd for '{tag}' exited ({exit}) {when}: {stderr}")]
+    #[error("virtiofsd for '{tag}' exited ({exit}) {when}{}", said(.stderr))]
     VirtiofsdDied {
         tag: String,
         exit: ExitInfo,
         when: &'static str,
         stderr: String,
     },
-    #[error("virtiofsd for '{tag}' did not create its socket within {secs}s: {stderr}")]
+    #[error("virtiofsd for '{tag}' did not create its socket within {secs}s{}", said(.stderr))]
     VirtiofsdSocket {
         tag: String,
         secs: u64,
         stderr: String,
     },
-    #[error("QEMU exited ({exit}) before the guest was done: {stderr}")]
+    #[error("QEMU exited ({exit}) before the guest was done{}", said(.stderr))]
     QemuDied {
         exit: ExitInfo,
         stderr: String,
@@ -108,7 +108,28 @@ pub enum VmError {
     SshClient(String),
 }
 
+/// A child's last words after a colon, or nothing: never a dangling `: `.
+fn said(stderr: &str) -> String {
+    let stderr = stderr.trim().trim_end_matches('|').trim();
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
 impl VmError {
+    /// The documented exit code (README): 75 for readiness, 69 for KVM, 71 when a process
+    /// cannot be started, 70 for everything the guest or its helpers did.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            VmError::ReadyTimeout { .. } => 75,
+            VmError::Kvm { .. } => 69,
+            VmError::Spawn(_) => 71,
+            _ => 70,
+        }
+    }
+
     /// The console lines that explain a guest-side failure.
     pub fn console_tail(&self) -> &[String] {
         match self {
@@ -125,7 +146,24 @@ impl VmError {
 
 /// The running one-shot command.
 type CommandFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ExitInfo, VmError>>>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<CommandEnd, VmError>>>>;
+
+/// How the one-shot command's ssh ended, and what ssh itself said (shown only when its exit
+/// code stands: a guest that went down under the command is reported as such instead).
+struct CommandEnd {
+    exit: ExitInfo,
+    ssh_said: Vec<String>,
+}
+
+/// How long a command's end that may be the guest going down (ssh's 255, or a signal's
+/// 128+N) waits for QEMU to end, unless the guest answers SSH again first.
+const GUEST_GONE_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether a command's exit may mean the guest went down under it: ssh's own 255 (the
+/// connection closed: a panic, a power-off), or death by a signal (a reboot's SIGTERM).
+fn may_be_guest_going_down(exit: ExitInfo) -> bool {
+    matches!(exit.code(), 129..=192 | 255)
+}
 /// Sees each line a child writes to stderr.
 type LineWatch = Box<dyn Fn(&str) + Send>;
 
@@ -170,12 +208,16 @@ pub async fn run(
     let result = vm.boot_and_supervise(&tx, &mut events, requests).await;
     let graceful = !matches!(result, Err(VmError::Kvm { .. }));
     vm.shutdown(graceful, requests).await;
+    // After --console, QEMU had the terminal.
+    spawn::reclaim_terminal();
     let mut status = vm.l.status.clone();
     status.state = State::Exited;
+    // The same code and message the run ends with (run.rs maps outcomes the same way).
     status.exit_code = Some(match &result {
-        Ok(Outcome::CommandExited(e)) => e.code(),
+        Ok(Outcome::CommandExited(e)) => e.code().clamp(0, 255),
+        Ok(Outcome::Stopped(sig)) if vm.l.command.is_some() => 128 + *sig as i32,
         Ok(_) => 0,
-        Err(_) => 1,
+        Err(e) => e.exit_code(),
     });
     status.message = result.as_ref().err().map(|e| e.to_string());
     let _ = status::write(&vm.l.run_dir, &status);
@@ -270,9 +312,29 @@ impl Vm {
                     }
                 }
                 res = async { command.as_mut().expect("guarded").await }, if command.is_some() => {
-                    let exit = res?;
+                    let CommandEnd { exit, ssh_said } = res?;
                     self.l.status.timings.command_done_ms = Some(self.elapsed_ms());
                     tracing::debug!(%exit, "command finished");
+                    if may_be_guest_going_down(exit) {
+                        // A panic, reboot or power-off under the command ends QEMU (-no-reboot);
+                        // a guest that answers SSH again is alive, and the exit code stands.
+                        let alive = probe_ready(self.children.clone(), self.l.ssh.clone());
+                        tokio::select! {
+                            qexit = &mut qemu_exit => {
+                                self.qemu_pid = None;
+                                return self.qemu_ended(qexit, true).await;
+                            }
+                            res = alive => res?,
+                            Some(Request::Stop(sig)) = requests.recv() => {
+                                tracing::info!(signal = %sig, "stopping the VM");
+                                return Ok(Outcome::Stopped(sig));
+                            }
+                            _ = tokio::time::sleep(GUEST_GONE_WAIT) => {}
+                        }
+                    }
+                    for line in ssh_said {
+                        eprintln!("ssh: {line}");
+                    }
                     return Ok(Outcome::CommandExited(exit));
                 }
                 _ = tokio::time::sleep_until(deadline), if !self.ready => {
@@ -300,6 +362,7 @@ impl Vm {
             stdin: Stdio::null(),
             stdout: Stdio::null(),
             stderr: Stdio::piped(),
+            foreground: false,
         };
         let sp = spawn::spawn(role.clone(), &self.l.virtiofsd_bin, &args, stdios)?;
         self.children.register(sp.pid, role.clone());
@@ -372,6 +435,7 @@ impl Vm {
                 stdin: Stdio::inherit(),
                 stdout: Stdio::inherit(),
                 stderr: Stdio::piped(),
+                foreground: true,
             }
         } else {
             Stdios::piped()
@@ -528,6 +592,27 @@ impl Vm {
         }
     }
 
+    /// `systemctl poweroff` over ssh, in the background: ACPI needs logind listening to the
+    /// power button, and not every image (nor every boot phase) has it.
+    fn ssh_poweroff(&mut self) {
+        let args = ssh::ssh_args(
+            &self.l.ssh,
+            Tty::No,
+            5,
+            Some("systemctl poweroff --no-block"),
+            None,
+        );
+        let stdios = Stdios {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+            foreground: false,
+        };
+        if let Ok(sp) = spawn::spawn(Role::SshPoweroff, &ssh_bin(), &args, stdios) {
+            self.children.register(sp.pid, Role::SshPoweroff);
+        }
+    }
+
     /// Stop everything, in order. Never fails: it logs and goes on.
     async fn shutdown(&mut self, graceful: bool, requests: &mut mpsc::UnboundedReceiver<Request>) {
         if let Some(pid) = self.qemu_pid.filter(|p| self.children.is_alive(*p)) {
@@ -537,6 +622,15 @@ impl Vm {
             // manager told STOPPING=1 would take the service for gone.
             if graceful {
                 readiness::notify(&[sd_notify::NotifyState::Stopping]);
+            }
+            // The power button is answered by systemd-logind: before the guest's userspace
+            // runs, nothing in it would act on the request, and waiting only delays the end.
+            if graceful && !answers_acpi(self.ready, self.phase) {
+                tracing::info!(
+                    phase = self.phase.label(),
+                    "the guest has not booted far enough to power off by itself: stopping QEMU"
+                );
+            } else if graceful {
                 tracing::info!(
                     timeout_s = self.l.stop_timeout.as_secs(),
                     "asking the guest to power off"
@@ -547,29 +641,47 @@ impl Vm {
                     }
                 }
                 if self.ready {
-                    // ACPI needs logind listening to the power button; not every image has it.
-                    let args = ssh::ssh_args(
-                        &self.l.ssh,
-                        Tty::No,
-                        5,
-                        Some("systemctl poweroff --no-block"),
-                        None,
-                    );
-                    let stdios = Stdios {
-                        stdin: Stdio::null(),
-                        stdout: Stdio::null(),
-                        stderr: Stdio::null(),
-                    };
-                    if let Ok(sp) = spawn::spawn(Role::SshPoweroff, &ssh_bin(), &args, stdios) {
-                        self.children.register(sp.pid, Role::SshPoweroff);
-                    }
+                    self.ssh_poweroff();
                 }
-                tokio::select! {
-                    _ = self.children.wait(pid) => exited = true,
-                    _ = tokio::time::sleep(self.l.stop_timeout) => {
-                        tracing::warn!(timeout_s = self.l.stop_timeout.as_secs(), "the guest did not power off in time: stopping QEMU");
+                let deadline = tokio::time::sleep(self.l.stop_timeout);
+                tokio::pin!(deadline);
+                let answers = probe_ready(self.children.clone(), self.l.ssh.clone());
+                tokio::pin!(answers);
+                let mut probing = !self.ready;
+                // A press that came while logind was still starting is lost: press again.
+                let mut again = tokio::time::interval_at(
+                    tokio::time::Instant::now() + ACPI_REPEAT,
+                    ACPI_REPEAT,
+                );
+                loop {
+                    tokio::select! {
+                        _ = self.children.wait(pid) => {
+                            exited = true;
+                            break;
+                        }
+                        _ = &mut deadline => {
+                            tracing::warn!(timeout_s = self.l.stop_timeout.as_secs(), "the guest did not power off in time: stopping QEMU");
+                            break;
+                        }
+                        Some(_) = requests.recv() => {
+                            tracing::warn!("second stop request: stopping QEMU now");
+                            break;
+                        }
+                        _ = again.tick() => {
+                            if let Some(q) = self.qmp.as_mut() {
+                                let _ = tokio::time::timeout(Duration::from_secs(1), q.system_powerdown()).await;
+                            }
+                        }
+                        // Stopped while booting: the power button driver may load late (udev
+                        // coldplug); as soon as sshd answers, ask over ssh too.
+                        res = &mut answers, if probing => {
+                            probing = false;
+                            self.ready = res.is_ok();
+                            if self.ready {
+                                self.ssh_poweroff();
+                            }
+                        }
                     }
-                    Some(_) = requests.recv() => tracing::warn!("second stop request: stopping QEMU now"),
                 }
             }
             if !exited {
@@ -594,11 +706,34 @@ impl Vm {
         for (pid, _) in self.children.alive() {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.children.wait(pid)).await;
         }
-        for (_, spec) in &self.l.shares {
-            let _ = std::fs::remove_file(&spec.socket);
+        for path in run_dir_leftovers(&self.l) {
+            let _ = std::fs::remove_file(path);
         }
-        let _ = std::fs::remove_file(&self.l.qemu.qmp_socket);
     }
+}
+
+/// How often the ACPI power button is pressed again while the guest shuts down.
+const ACPI_REPEAT: Duration = Duration::from_secs(3);
+
+/// Whether the guest can act on an ACPI power-off request: its userspace (systemd, logind)
+/// runs. In the firmware, kernel or initramfs phases the request would go unanswered.
+fn answers_acpi(ready: bool, phase: Phase) -> bool {
+    ready || phase >= Phase::Userspace
+}
+
+/// What a run leaves in the run directory besides the status file and the console log: the
+/// sockets, virtiofsd's pid files (`<socket>.pid`, its lock), the command's ssh log.
+fn run_dir_leftovers(l: &VmLaunch) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for (_, spec) in &l.shares {
+        let mut pid = spec.socket.clone().into_os_string();
+        pid.push(".pid");
+        paths.push(spec.socket.clone());
+        paths.push(pid.into());
+    }
+    paths.push(l.qemu.qmp_socket.clone());
+    paths.push(l.run_dir.join("ssh-command.log"));
+    paths
 }
 
 pub fn ssh_bin() -> PathBuf {
@@ -615,6 +750,7 @@ async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmErro
             stdin: Stdio::null(),
             stdout: Stdio::null(),
             stderr: Stdio::null(),
+            foreground: false,
         };
         let sp = spawn::spawn(Role::SshProbe, &ssh, &args, stdios)?;
         children.register(sp.pid, Role::SshProbe);
@@ -639,7 +775,7 @@ async fn run_command(
     remote: String,
     tty: Tty,
     log: PathBuf,
-) -> Result<ExitInfo, VmError> {
+) -> Result<CommandEnd, VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
     let mut attempt = 1;
     loop {
@@ -649,20 +785,27 @@ async fn run_command(
             stdin: Stdio::inherit(),
             stdout: Stdio::inherit(),
             stderr: Stdio::inherit(),
+            foreground: true,
         };
         let sp = spawn::spawn(Role::SshCommand, &ssh, &args, stdios)?;
         children.register(sp.pid, Role::SshCommand);
         let exit = children.wait(sp.pid).await;
+        spawn::reclaim_terminal();
         if exit != ExitInfo::Code(255) {
-            return Ok(exit);
+            return Ok(CommandEnd {
+                exit,
+                ssh_said: Vec::new(),
+            });
         }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if ssh::authenticated(&text) || attempt == 3 {
-            // Show what ssh said: its messages went to the log, not to stderr.
-            for line in text.lines().filter(|l| ssh::noteworthy(l)) {
-                eprintln!("ssh: {line}");
-            }
-            return Ok(exit);
+            // What ssh said went to the log, not to stderr; the caller shows it.
+            let ssh_said = text
+                .lines()
+                .filter(|l| ssh::noteworthy(l))
+                .map(str::to_string)
+                .collect();
+            return Ok(CommandEnd { exit, ssh_said });
         }
         let reason = text
             .lines()
@@ -742,5 +885,93 @@ impl ProgressLine {
         if self.active {
             eprint!("\r\x1b[K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_never_end_in_a_dangling_separator() {
+        let died = |stderr: &str| {
+            VmError::QemuDied {
+                exit: ExitInfo::Code(1),
+                stderr: stderr.into(),
+                tail: vec![],
+            }
+            .to_string()
+        };
+        assert_eq!(
+            died(""),
+            "QEMU exited (exit code 1) before the guest was done"
+        );
+        assert_eq!(
+            died("  | "),
+            "QEMU exited (exit code 1) before the guest was done"
+        );
+        assert_eq!(
+            died("qemu: boom"),
+            "QEMU exited (exit code 1) before the guest was done: qemu: boom"
+        );
+        let socket = VmError::VirtiofsdSocket {
+            tag: "rootfs".into(),
+            secs: 10,
+            stderr: String::new(),
+        };
+        assert!(!socket.to_string().ends_with(": "), "{socket}");
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        let tail = Vec::new;
+        assert_eq!(
+            VmError::GuestPanic {
+                hint: String::new(),
+                tail: tail()
+            }
+            .exit_code(),
+            70
+        );
+        assert_eq!(
+            VmError::GuestRebooted {
+                hint: String::new(),
+                tail: tail()
+            }
+            .exit_code(),
+            70
+        );
+        let timeout = VmError::ReadyTimeout {
+            secs: 1,
+            phase: "kernel",
+            tail: tail(),
+        };
+        assert_eq!(timeout.exit_code(), 75);
+    }
+
+    #[test]
+    fn only_ssh_failures_and_signals_may_mean_the_guest_went_down() {
+        for code in [0, 1, 42, 127, 128] {
+            assert!(!may_be_guest_going_down(ExitInfo::Code(code)), "{code}");
+        }
+        for code in [130, 137, 143, 255] {
+            assert!(may_be_guest_going_down(ExitInfo::Code(code)), "{code}");
+        }
+        assert!(may_be_guest_going_down(ExitInfo::Signaled(Signal::SIGKILL)));
+    }
+
+    #[test]
+    fn only_a_guest_with_userspace_answers_acpi() {
+        for phase in [
+            Phase::Firmware,
+            Phase::Kernel,
+            Phase::Initrd,
+            Phase::SwitchRoot,
+        ] {
+            assert!(!answers_acpi(false, phase), "{phase:?}");
+            assert!(answers_acpi(true, phase), "{phase:?}");
+        }
+        assert!(answers_acpi(false, Phase::Userspace));
+        assert!(answers_acpi(false, Phase::Sshd));
     }
 }

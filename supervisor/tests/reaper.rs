@@ -16,6 +16,7 @@ fn sh(script: &str) -> Pid {
         stdin: Stdio::null(),
         stdout: Stdio::null(),
         stderr: Stdio::null(),
+        foreground: false,
     };
     spawn(
         Role::SshProbe,

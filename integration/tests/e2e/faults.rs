@@ -160,22 +160,105 @@ pub fn sigterm_during_early_boot() -> R {
     Ok(())
 }
 
+/// `podman run -it --name NAME ... bcvk IMAGE ARGS` on a real terminal, and a guard that
+/// removes the container.
+fn terminal_run(name: &str, bcvk_args: &[&str]) -> Result<(Terminal, Detached), String> {
+    let _ = podman(&["rm", "-f", "-t", "0", name]);
+    let mut a = run_prefix(true);
+    a.extend(["-it".into(), "--name".into(), name.into(), bcvk_image()]);
+    a.extend(bcvk_args.iter().map(|s| s.to_string()));
+    let term = Terminal::podman(&a)?;
+    Ok((
+        term,
+        Detached {
+            name: name.to_string(),
+        },
+    ))
+}
+
+/// The guest's own poweroff, as the kernel prints it last.
+const POWER_DOWN: &str = "reboot: Power down";
+
+/// Ctrl-C typed in `podman run -it ... IMAGE` (no command) while the guest boots (systemd
+/// started, not yet ready): it reaches bcvk alone (QEMU and virtiofsd are in their own process
+/// groups), which powers the guest off; the console shows it and the run ends with 0.
+pub fn ctrl_c_while_booting() -> R {
+    let (mut term, _vm) = terminal_run(
+        "bcvk-faults-ctrlc-boot",
+        // Under TCG on a loaded machine the power button driver loads a minute into the boot.
+        &[&debian(), "--stop-timeout", "150"],
+    )?;
+    check!(
+        term.wait_for("Welcome to ", Duration::from_secs(600)),
+        "the guest's systemd never started: {}",
+        tail(&term.seen, 20)
+    );
+    check!(
+        !term.seen.contains("VM ready"),
+        "ready already: not the booting phase"
+    );
+    term.send(b"\x03")?;
+    let Some(status) = term.wait_exit(Duration::from_secs(200))? else {
+        return Err("Ctrl-C did not end the run within 200 s".into());
+    };
+    check!(
+        status.code() == Some(0),
+        "want 0 for a VM stopped cleanly, got {status:?}: {}",
+        tail(&term.seen, 20)
+    );
+    check!(
+        term.seen.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
+        "no guest poweroff on the console: {}",
+        tail(&term.seen, 30)
+    );
+    Ok(())
+}
+
+/// Ctrl-C in `podman run -it ... IMAGE` once the VM is ready: a graceful poweroff, exit 0.
+pub fn ctrl_c_when_ready() -> R {
+    let (mut term, _vm) = terminal_run(
+        "bcvk-faults-ctrlc-ready",
+        &[&debian(), "--stop-timeout", "60"],
+    )?;
+    check!(
+        term.wait_for("VM ready after", Duration::from_secs(600)),
+        "never ready: {}",
+        tail(&term.seen, 20)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    term.send(b"\x03")?;
+    let Some(status) = term.wait_exit(Duration::from_secs(120))? else {
+        return Err("Ctrl-C did not end the run within 120 s".into());
+    };
+    check!(
+        status.code() == Some(0),
+        "want 0, got {status:?}: {}",
+        tail(&term.seen, 20)
+    );
+    check!(
+        term.seen.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
+        "no guest poweroff on the console: {}",
+        tail(&term.seen, 30)
+    );
+    Ok(())
+}
+
 /// Ctrl-C typed in `podman run -it ... -- CMD` (on a terminal made by `script`): it reaches
 /// the command in the guest through ssh's terminal, which dies of it; the run ends with 130
-/// (128 + SIGINT, as a shell reports it), within a bounded time, the guest powered off.
+/// (128 + SIGINT, as a shell reports it), within a bounded time, the guest powered off (its
+/// console, kept in /run/bcvk/console.log in this mode, shows it).
 pub fn ctrl_c_in_an_interactive_session() -> R {
-    let mut a = run_prefix(true);
-    a.insert(1, "--rm".into());
-    a.insert(1, "-it".into());
-    a.extend([
-        bcvk_image(),
-        debian(),
-        "--".into(),
-        "sh".into(),
-        "-c".into(),
-        "echo command-started; sleep 600; echo not-reached".into(),
-    ]);
-    let mut term = Terminal::podman(&a)?;
+    let name = "bcvk-faults-ctrlc-cmd";
+    let (mut term, _vm) = terminal_run(
+        name,
+        &[
+            &debian(),
+            "--",
+            "sh",
+            "-c",
+            "echo command-started; sleep 600; echo not-reached",
+        ],
+    )?;
     check!(
         term.wait_for("command-started", Duration::from_secs(600)),
         "the command never started: {}",
@@ -183,8 +266,8 @@ pub fn ctrl_c_in_an_interactive_session() -> R {
     );
     std::thread::sleep(Duration::from_secs(1));
     term.send(b"\x03")?;
-    let Some(status) = term.wait_exit(Duration::from_secs(60))? else {
-        return Err("Ctrl-C did not end the run within 60 s".into());
+    let Some(status) = term.wait_exit(Duration::from_secs(120))? else {
+        return Err("Ctrl-C did not end the run within 120 s".into());
     };
     check!(
         status.code() == Some(130),
@@ -194,6 +277,12 @@ pub fn ctrl_c_in_an_interactive_session() -> R {
     check!(
         !term.seen.contains("not-reached"),
         "the command went on after Ctrl-C"
+    );
+    let console = podman(&["cp", &format!("{name}:/run/bcvk/console.log"), "-"]);
+    check!(
+        console.stdout.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
+        "no guest poweroff on the console: {}",
+        tail(&console.stdout, 30)
     );
     Ok(())
 }
@@ -391,6 +480,237 @@ pub fn three_at_once() -> R {
         t.elapsed() < Duration::from_secs(30),
         "stopping three took {:?}",
         t.elapsed()
+    );
+    Ok(())
+}
+
+/// The guest images of the kernel-choice tests, built from test-images/faults/ (FROM the
+/// shared debian guest; cached, so a second call takes a second).
+fn fault_images() -> Result<(), String> {
+    let script = bcvk_integration::examples::repo_root().join("test-images/faults/build.sh");
+    let r = cmd(&script.display().to_string(), &[]);
+    if r.code != 0 {
+        return Err(format!("building the fault images failed: {}", r.show()));
+    }
+    Ok(())
+}
+
+/// A store copy whose top layer dir of the debian image is a symlink out of the store: bcvk
+/// refuses it with 65 naming the path, before anything is mounted or booted.
+pub fn store_layer_symlink_is_refused() -> R {
+    let store = host_store();
+    let image_id = podman(&["image", "inspect", "--format", "{{.Id}}", &debian()])
+        .stdout
+        .trim()
+        .to_string();
+    let images_json = std::fs::read(store.join("overlay-images/images.json"))
+        .map_err(|e| format!("the host store: {e}"))?;
+    let images: serde_json::Value =
+        serde_json::from_slice(&images_json).map_err(|e| e.to_string())?;
+    let top = images
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["id"] == image_id.as_str()))
+        .and_then(|i| i["layer"].as_str())
+        .ok_or(format!("no record of {image_id} in images.json"))?
+        .to_string();
+    let dir = tempfile::Builder::new()
+        .prefix("bcvk-faults-store-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
+    let copy = dir.path().join("storage");
+    for sub in ["overlay-images", "overlay-layers", "overlay"] {
+        std::fs::create_dir_all(copy.join(sub)).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(copy.join("overlay-images/images.json"), &images_json)
+        .map_err(|e| e.to_string())?;
+    std::fs::copy(
+        store.join("overlay-layers/layers.json"),
+        copy.join("overlay-layers/layers.json"),
+    )
+    .map_err(|e| e.to_string())?;
+    // The "layer" the link leads to: a directory outside the store, mounted in the container.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("diff/etc")).map_err(|e| e.to_string())?;
+    std::fs::write(outside.join("diff/etc/planted"), "not from the image\n")
+        .map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink("/run/outside", copy.join("overlay").join(&top))
+        .map_err(|e| e.to_string())?;
+    let mut a = run_prefix(false);
+    a.insert(1, "--rm".into());
+    a.extend([
+        "-v".into(),
+        format!("{}:/run/host-storage:ro", copy.display()),
+        "-v".into(),
+        format!("{}:/run/outside:ro", outside.display()),
+        bcvk_image(),
+        debian(),
+        "--".into(),
+        "true".into(),
+    ]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let r = podman(&refs);
+    check!(r.code == 65, "want exit 65: {}", r.show());
+    let err = r
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bcvk: error:"))
+        .unwrap_or("");
+    check!(
+        err.contains(&format!("/run/host-storage/overlay/{top}/diff"))
+            && err.contains("symbolic link"),
+        "the error must name the linked path: {}",
+        r.show()
+    );
+    Ok(())
+}
+
+/// A newer module directory whose vmlinuz is not a kernel is skipped, with its reason, and the
+/// real kernel boots; an image with no bootable kernel ends with 66 naming every directory.
+pub fn kernel_choice_skips_unbootable_kernels() -> R {
+    fault_images()?;
+    let r = bcvk_oneshot(
+        &[],
+        &["localhost/bcvk-faults-test/nobootable:latest", "--", "true"],
+    );
+    check!(r.code == 66, "want exit 66: {}", r.show());
+    let err = r
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bcvk: error:"))
+        .unwrap_or("");
+    let kver = image_kernel_version(&debian())?;
+    for place in [
+        format!("/usr/lib/modules/{kver}: vmlinuz is not an x86 Linux kernel"),
+        "/usr/lib/modules/99.0.0-fake: no vmlinuz".to_string(),
+        "/boot/EFI/Linux: missing".to_string(),
+    ] {
+        check!(err.contains(&place), "{place:?} not named: {}", r.show());
+    }
+    check!(
+        !r.stderr.contains("qemu"),
+        "QEMU must not start: {}",
+        r.show()
+    );
+
+    let r = bcvk_oneshot(
+        &[],
+        &[
+            "localhost/bcvk-faults-test/fakekernel:latest",
+            "--",
+            "uname",
+            "-r",
+        ],
+    );
+    check!(r.code == 0, "want the real kernel to boot: {}", r.show());
+    check!(
+        r.stdout.trim() == kver,
+        "booted {:?}, want {kver}",
+        r.stdout.trim()
+    );
+    check!(
+        r.stderr.contains("no bootable kernel in /usr/lib/modules/99.0.0-fake: vmlinuz is not an x86 Linux kernel")
+            && r.stderr.contains(&format!("chosen={kver}")),
+        "the choice and the skip must be said: {}",
+        r.show()
+    );
+    Ok(())
+}
+
+/// Run `-- sh -c SCRIPT` in a detached container; returns its exit code, the bcvk error line
+/// and status.json as it was left.
+fn command_ending(name: &str, script: &str) -> Result<(i32, String, serde_json::Value), String> {
+    let vm = Detached::start(name, &[], &[&debian(), "--", "sh", "-c", script])?;
+    let (code, _) = wait_exit(&vm, Duration::from_secs(900))?;
+    let logs = podman(&["logs", &vm.name]);
+    let err = logs
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bcvk: error:"))
+        .unwrap_or("")
+        .to_string();
+    let status = podman(&["cp", &format!("{name}:/run/bcvk/status.json"), "-"]);
+    // podman cp writes a tar stream: the JSON is the one {...} in it.
+    let text = status.stdout;
+    let json = text
+        .find('{')
+        .and_then(|a| text.rfind('}').map(|b| &text[a..=b]))
+        .ok_or(format!("no status.json: {}", status.stderr))?;
+    let status = serde_json::from_str(json).map_err(|e| format!("{e}: {json}"))?;
+    if code != 70 {
+        return Err(format!("want 70, got {code}\n{}", tail(&logs.stderr, 30)));
+    }
+    Ok((code, err, status))
+}
+
+/// The guest panics (sysrq crash) while a one-shot command runs: 70 and the panic, never ssh's
+/// 255; status.json says the same.
+pub fn guest_panic_during_a_command() -> R {
+    let (code, err, status) = command_ending(
+        "bcvk-faults-crash",
+        "echo crashing; echo c > /proc/sysrq-trigger; sleep 60",
+    )?;
+    check!(
+        err.starts_with("bcvk: error: the guest kernel panicked"),
+        "{err}"
+    );
+    check!(status["exit_code"] == code, "status.json: {status}");
+    check!(
+        status["message"].as_str().is_some_and(|m| err.ends_with(m)),
+        "status.json message vs error line: {status} / {err}"
+    );
+    Ok(())
+}
+
+/// The guest reboots (`systemctl reboot`) while a one-shot command runs: 70, the reboot named.
+pub fn guest_reboot_during_a_command() -> R {
+    let (code, err, status) = command_ending("bcvk-faults-reboot", "systemctl reboot; sleep 120")?;
+    check!(err.contains("the guest rebooted"), "{err}");
+    check!(status["exit_code"] == code, "status.json: {status}");
+    check!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rebooted")),
+        "{status}"
+    );
+    Ok(())
+}
+
+/// A readiness timeout while the guest is still in its kernel: no ACPI answer can come, so
+/// bcvk stops QEMU at once (no --stop-timeout wait), exits 75, and leaves in /run/bcvk only the
+/// run's record (status.json, console.log): no sockets, no virtiofsd pid files.
+pub fn early_readiness_timeout_stops_at_once() -> R {
+    let name = "bcvk-faults-early-timeout";
+    let vm = Detached::start(
+        name,
+        &[],
+        &[&debian(), "--ready-timeout", "3", "--", "true"],
+    )?;
+    let (code, took) = wait_exit(&vm, Duration::from_secs(120))?;
+    check!(code == 75, "want 75, got {code}\n{}", vm.logs());
+    check!(
+        took < Duration::from_secs(20),
+        "took {took:?}: waited for an answer that cannot come\n{}",
+        vm.logs()
+    );
+    let logs = podman(&["logs", name]);
+    check!(
+        logs.stderr
+            .contains("has not booted far enough to power off by itself"),
+        "{}",
+        tail(&logs.stderr, 20)
+    );
+    let listing = cmd(
+        "sh",
+        &["-c", &format!("podman cp {name}:/run/bcvk - | tar t")],
+    );
+    let mut left: Vec<&str> = listing.stdout.lines().collect();
+    left.sort();
+    check!(
+        left == ["bcvk", "bcvk/console.log", "bcvk/status.json"],
+        "left in /run/bcvk: {left:?}"
     );
     Ok(())
 }

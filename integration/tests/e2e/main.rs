@@ -61,7 +61,11 @@ fn image_without_kernel() -> R {
     let r = bcvk_oneshot(&[], &[&nokernel()]);
     check!(r.code == 66, "want exit 66: {}", r.show());
     let l = error_line(&r)?;
-    check!(l.contains("has no kernel: is it a bootc image?"), "{l}");
+    check!(
+        l.contains("has no bootable kernel (looked at /usr/lib/modules")
+            && l.contains("is it a bootc image?"),
+        "{l}"
+    );
     Ok(())
 }
 
@@ -74,7 +78,7 @@ fn resolves_short_names_and_ids() -> R {
     for reference in ["bcvk-test/nokernel", &id[..12], &format!("sha256:{id}")] {
         let r = bcvk_oneshot(&[], &[reference]);
         check!(
-            r.code == 66 && r.stderr.contains("has no kernel"),
+            r.code == 66 && r.stderr.contains("has no bootable kernel"),
             "{reference}: {}",
             r.show()
         );
@@ -1236,6 +1240,26 @@ fn main() {
             r
         })
         .with_ignored_flag(var("BCVK_DOCKER_HOST", "").is_empty()),
+        t(
+            "faults::store_layer_symlink_is_refused",
+            faults::store_layer_symlink_is_refused,
+        ),
+        t(
+            "faults::kernel_choice_skips_unbootable_kernels",
+            faults::kernel_choice_skips_unbootable_kernels,
+        ),
+        t(
+            "faults::guest_panic_during_a_command",
+            faults::guest_panic_during_a_command,
+        ),
+        t(
+            "faults::guest_reboot_during_a_command",
+            faults::guest_reboot_during_a_command,
+        ),
+        t(
+            "faults::early_readiness_timeout_stops_at_once",
+            faults::early_readiness_timeout_stops_at_once,
+        ),
         t("faults::kill_virtiofsd", faults::kill_virtiofsd),
         t("faults::kill_qemu", faults::kill_qemu),
         t(
@@ -1243,6 +1267,8 @@ fn main() {
             faults::sigterm_during_early_boot,
         ),
         t("faults::sigint_to_oneshot", faults::sigint_to_oneshot),
+        t("faults::ctrl_c_while_booting", faults::ctrl_c_while_booting),
+        t("faults::ctrl_c_when_ready", faults::ctrl_c_when_ready),
         t(
             "faults::ctrl_c_in_an_interactive_session",
             faults::ctrl_c_in_an_interactive_session,
