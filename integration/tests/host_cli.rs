@@ -283,6 +283,8 @@ impl Fake {
             &format!("{state}\nrun\n{image}\n--persistent\n--stop-timeout=50\n"),
         );
         self.set(&format!("vm-{name}"), &format!("{name}\t{state}\t60\n"));
+        // No bcvk.ephemeral label.
+        self.set(&format!("labels-{name}"), &format!("\t{state}\n"));
         self.state_volume(name);
     }
 
@@ -816,10 +818,11 @@ fn ssh_man_page_example() {
 fn ssh_refuses_containers_that_are_not_bcvk_vms() {
     each_shell(|f| {
         f.set("labels-web", "\trunning\n");
+        f.set("vm-web", "\trunning\t10\n");
         let r = f.run(&["ephemeral", "ssh", "web"]);
         r.assert_code(255);
         assert!(r.stderr.contains("'web' is not a bcvk VM"), "{}", r.show());
-        assert_eq!(r.calls.len(), 1, "no exec: {}", r.show());
+        assert_eq!(r.calls.len(), 2, "no exec: {}", r.show());
 
         let r = f.run(&["ephemeral", "ssh", "nosuch", "true"]);
         r.assert_code(255);
@@ -1611,7 +1614,11 @@ fn vm_run_refuses_names_in_use_and_one_shot_options() {
         f.set("vm-web", "\trunning\t10\n");
         let r = f.run(&["vm", "run", "--name", "web", "localhost/img"]);
         r.assert_code(1);
-        assert!(r.stderr.contains("is not a bcvk VM"), "{}", r.show());
+        assert!(
+            r.stderr.contains("is not a persistent bcvk VM"),
+            "{}",
+            r.show()
+        );
         assert_eq!(r.calls.len(), 1, "{}", r.show());
         // A volume of that name that is not this VM's state.
         f.set("volume-bcvk-vm-new", "other\n");
@@ -1756,6 +1763,37 @@ fn vm_ssh_keeps_the_exit_code_and_refuses_what_is_not_a_running_vm() {
                 "{}",
                 r.show()
             );
+        }
+        // The shorthands bcvk ssh and bcvk status take persistent VMs too.
+        let r = f.run(&["ssh", "dev", "true"]);
+        r.assert_code(7);
+        assert_eq!(
+            r.joined()[1..],
+            [vm_inspect("dev"), "exec -i dev bcvk ssh true".into()],
+            "{}",
+            r.show()
+        );
+        let r = f.run(&["status", "dev", "--json"]);
+        r.assert_code(0);
+        assert_eq!(
+            r.joined().last().unwrap(),
+            "exec dev bcvk status --json",
+            "{}",
+            r.show()
+        );
+        let r = f.run(&["ssh", "old"]);
+        r.assert_code(255);
+        assert!(
+            r.stderr.contains("not running (state: exited)"),
+            "{}",
+            r.show()
+        );
+        // A terminal for a login shell, none for a command.
+        if let Some(r) = f.run_tty(&["vm", "ssh", "dev"], "") {
+            r.assert_code(7);
+            assert_eq!(r.joined()[1], "exec -it dev bcvk ssh", "{}", r.show());
+            let r = f.run_tty(&["vm", "ssh", "dev", "uptime"], "").unwrap();
+            assert_eq!(r.joined()[1], "exec dev bcvk ssh uptime", "{}", r.show());
         }
         f.run(&["vm", "ssh"])
             .assert_usage_error("vm ssh: missing NAME");
