@@ -14,8 +14,8 @@ const LABEL: &str = "bcvk.ephemeral=1";
 /// The fake podman. It logs each call as a line "--- podman" then one argument per line to
 /// $FAKE_DIR/log. Canned data, all optional, in $FAKE_DIR:
 ///   graphroot            what `info` prints (default /var/lib/containers/storage)
-///   containers           `ps` rows of ephemeral VMs: ID TAB NAME TAB STATUS (the format
-///                        decides the columns)
+///   containers           `ps` rows of ephemeral VMs: ID TAB NAME TAB STATUS [TAB VM LABEL]
+///                        (the format decides the columns)
 ///   vm-containers        `ps` rows of persistent VMs: ID TAB NAME TAB STATUS TAB VM LABEL.
 ///                        `ps --filter label=bcvk.vm` lists these only, `label=bcvk.ephemeral=1`
 ///                        the others only, no label filter both, as podman would
@@ -65,8 +65,9 @@ ps)
         [ -f "$d/$f" ] || continue
         while IFS='	' read -r id name status label; do
             case $fmt in
-            *bcvk.vm*) printf '%s\t%s\t%s\t%s\n' "$id" "$name" "$status" "$label" ;;
+            *Status*bcvk.vm*) printf '%s\t%s\t%s\t%s\n' "$id" "$name" "$status" "$label" ;;
             *Status*) printf '%s\t%s\t%s\n' "$id" "$name" "$status" ;;
+            *bcvk.vm*) printf '%s\t%s\t%s\n' "$id" "$name" "$label" ;;
             *) printf '%s\t%s\n' "$id" "$name" ;;
             esac
         done <"$d/$f"
@@ -1033,7 +1034,7 @@ fn ps_lists_bcvk_vms_with_their_target_images() {
                 "--filter",
                 "label=bcvk.ephemeral=1",
                 "--format",
-                "{{.ID}}\t{{.Names}}\t{{.Status}}",
+                "{{.ID}}\t{{.Names}}\t{{.Status}}\t{{index .Labels \"bcvk.vm\"}}",
             ]),
             inspect("1111"),
             inspect("2222"),
@@ -1113,7 +1114,7 @@ fn rm_all_refuses_to_ask_without_a_terminal() {
         // Only the listing: nothing removed.
         assert_eq!(
             r.joined(),
-            ["ps -a --filter label=bcvk.ephemeral=1 --format {{.ID}}\t{{.Names}}"],
+            ["ps -a --filter label=bcvk.ephemeral=1 --format {{.ID}}\t{{.Names}}\t{{index .Labels \"bcvk.vm\"}}"],
             "{}",
             r.show()
         );
@@ -1129,7 +1130,7 @@ fn rm_all_force_removes_each_bcvk_vm() {
         assert_eq!(
             r.joined(),
             [
-                "ps -a --filter label=bcvk.ephemeral=1 --format {{.ID}}\t{{.Names}}",
+                "ps -a --filter label=bcvk.ephemeral=1 --format {{.ID}}\t{{.Names}}\t{{index .Labels \"bcvk.vm\"}}",
                 "rm -f 1111",
                 "rm -f 2222",
                 "rm -f 3333",
@@ -1450,6 +1451,8 @@ fn vm_run_call(
 ) -> String {
     let mut v = argv(&["run", "-d", "--name", name, "--stop-timeout", stop]);
     v.extend(argv(&["--label", &format!("bcvk.vm={name}")]));
+    // Over the bcvk image's own bcvk.ephemeral=1.
+    v.extend(argv(&["--label", "bcvk.ephemeral=0"]));
     v.extend(argv(extra_labels));
     v.push("--device".into());
     v.push(fake.kvm());
@@ -1502,7 +1505,7 @@ fn vm_run_creates_the_state_volume_and_a_labelled_container_then_waits() {
         );
         // Never the ephemeral label (bcvk ephemeral rm-all must not see it), no privileges.
         for c in r.joined() {
-            assert!(!c.contains("bcvk.ephemeral"), "{c}");
+            assert!(!c.contains("bcvk.ephemeral=1"), "{c}");
             assert!(
                 !c.contains("--privileged") && !c.contains("--cap-add"),
                 "{c}"
@@ -1844,7 +1847,7 @@ fn vm_list_shows_name_image_state_and_state_size() {
                 "ps -a --no-trunc --filter label=bcvk.vm --format {{.ID}}\t{{.Names}}\t{{.Status}}\t{{index .Labels \"bcvk.vm\"}}".to_string(),
                 "volume ls --filter label=bcvk.vm --format {{.Name}}\t{{index .Labels \"bcvk.vm\"}}".into(),
                 format!(
-                    "run --rm --network none --entrypoint du -v bcvk-vm-dev:/state/bcvk-vm-dev:ro -v bcvk-vm-old\"one:/state/bcvk-vm-old\"one:ro -v bcvk-vm-orphan:/state/bcvk-vm-orphan:ro {IMAGE} -s -B1 /state/bcvk-vm-dev /state/bcvk-vm-old\"one /state/bcvk-vm-orphan"
+                    "run --rm --network none --label bcvk.ephemeral=0 --entrypoint du -v bcvk-vm-dev:/state/bcvk-vm-dev:ro -v bcvk-vm-old\"one:/state/bcvk-vm-old\"one:ro -v bcvk-vm-orphan:/state/bcvk-vm-orphan:ro {IMAGE} -s -B1 /state/bcvk-vm-dev /state/bcvk-vm-old\"one /state/bcvk-vm-orphan"
                 ),
                 inspect("1111"),
                 inspect("2222"),
@@ -1921,6 +1924,12 @@ fn vm_list_shows_name_image_state_and_state_size() {
 fn ephemeral_ps_and_rm_all_never_see_persistent_vms() {
     each_shell(|f| {
         some_vms(f);
+        // A persistent VM made by hand that kept the image's bcvk.ephemeral=1: listed by
+        // podman's label filter, skipped by bcvk.
+        let p = f.dir.path().join("containers");
+        let mut rows = fs::read_to_string(&p).unwrap();
+        rows.push_str("5555\thandmade\tUp 1 minute ago\thandmade\n");
+        fs::write(p, rows).unwrap();
         let r = f.run(&["ephemeral", "ps"]);
         r.assert_code(0);
         assert_eq!(r.stdout.lines().count(), 2, "{}", r.show());
@@ -1930,7 +1939,7 @@ fn ephemeral_ps_and_rm_all_never_see_persistent_vms() {
         assert_eq!(
             r.joined(),
             [
-                "ps -a --filter label=bcvk.ephemeral=1 --format {{.ID}}\t{{.Names}}",
+                "ps -a --filter label=bcvk.ephemeral=1 --format {{.ID}}\t{{.Names}}\t{{index .Labels \"bcvk.vm\"}}",
                 "rm -f 3333"
             ],
             "{}",
