@@ -23,7 +23,9 @@ const LABEL: &str = "bcvk.ephemeral=1";
 ///   labels-NAME          `container inspect` output for the label/state format
 ///   vm-NAME              `container inspect` output for the bcvk.vm label/state/stop timeout
 ///   exit-NAME, state-NAME  `container inspect` output for the state/exit code and the state
-///                        alone formats: one line per call, the last line repeating
+///                        alone formats
+///                        (these three: one line per call, the last line repeating; a line
+///                        "missing": no such container for that call)
 ///   volume-NAME          `volume inspect` output (its bcvk.vm label); absent: no such volume
 ///   volumes              `volume ls` rows: NAME TAB VM LABEL
 ///   du                   what `run ... --entrypoint du ...` prints
@@ -86,7 +88,14 @@ container)
         exit 125
     fi
     case $f in
-    */exit-* | */state-*) pop "$f" ;;
+    */exit-* | */state-* | */vm-*)
+        out=$(pop "$f")
+        if [ "$out" = missing ]; then
+            echo "Error: no such container $last" >&2
+            exit 125
+        fi
+        printf '%s\n' "$out"
+        ;;
     *) cat "$f" ;;
     esac
     ;;
@@ -1720,6 +1729,19 @@ fn vm_run_that_fails_cleans_up_and_keeps_the_exit_code() {
             "{}",
             r.show()
         );
+        // A container it created but could not start is removed; one that runs (the name
+        // taken meanwhile by another bcvk vm run) never.
+        for (state, removed) in [("created", true), ("running", false)] {
+            f.set("vm-dev", &format!("missing\ndev\t{state}\t60\n"));
+            let r = f.run(&["vm", "run", "--name", "dev", "img"]);
+            r.assert_code(125);
+            assert_eq!(
+                r.joined().contains(&"rm -f dev".to_string()),
+                removed,
+                "{}",
+                r.show()
+            );
+        }
     });
 }
 
