@@ -10,7 +10,7 @@ use bcvk_integration::*;
 use crate::R;
 
 /// Install the host command as the README says: `podman run --rm IMAGE install-host-cli`.
-fn install(dir: &std::path::Path) -> Result<PathBuf, String> {
+pub(crate) fn install(dir: &std::path::Path) -> Result<PathBuf, String> {
     let r = podman(&["run", "--rm", &bcvk_image(), "install-host-cli"]);
     if r.code != 0 || !r.stdout.starts_with("#!") {
         return Err(format!("install-host-cli: {}", r.show()));
@@ -23,7 +23,7 @@ fn install(dir: &std::path::Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-fn host_bcvk(bin: &std::path::Path, args: &[&str]) -> Run {
+pub(crate) fn host_bcvk(bin: &std::path::Path, args: &[&str]) -> Run {
     cmd(bin.to_str().unwrap(), args)
 }
 

@@ -2,14 +2,13 @@
 //! graceful stop and start, a crash (SIGKILL) for everything synced, and a new container on the
 //! same volume, in another privilege mode too; one VM at a time; another image is refused.
 
-use std::time::Duration;
-
 use bcvk_integration::*;
 
 use crate::R;
 
 const NAME: &str = "bcvk-it-persistent";
-const VOLUME: &str = "bcvk-it-persistent-state";
+/// The state volume `bcvk vm run --name NAME` makes.
+const VOLUME: &str = "bcvk-vm-bcvk-it-persistent";
 
 struct Volume;
 
@@ -34,13 +33,21 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
     let _ = podman(&["volume", "rm", "-f", VOLUME]);
     let _cleanup = Volume;
     let cache = format!("{VOLUME}:/cache");
-    let vm = Detached::start(
-        NAME,
-        &["-v", &cache, "--stop-timeout", "60"],
-        &[&debian(), "--persistent", "--stop-timeout", "50"],
-    )?;
-    vm.wait_ready(Duration::from_secs(600))?;
-    let r = vm.ssh(CHANGE);
+    // The lifecycle through the host command, as a user runs it: `bcvk vm run` returns once
+    // the VM answers SSH.
+    let dir = tempfile::Builder::new()
+        .prefix("bcvk-it-vm-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
+    let bin = crate::host_cli::install(dir.path())?;
+    let vm = |args: &[&str]| {
+        let mut a = vec!["vm"];
+        a.extend_from_slice(args);
+        crate::host_cli::host_bcvk(&bin, &a)
+    };
+    let r = vm(&["run", "--name", NAME, "--label", test_label(), &debian()]);
+    check!(r.code == 0, "bcvk vm run: {}", r.show());
+    let r = vm(&["ssh", NAME, CHANGE]);
     check!(r.code == 0 && r.stdout.trim() == "changed", "{}", r.show());
     // One state, one VM: a second container on the same volume is refused at once.
     let r = bcvk_oneshot(&["-v", &cache], &[&debian(), "--persistent", "--", "true"]);
@@ -50,20 +57,38 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
         "a second VM on the state: want exit 73: {}",
         r.show()
     );
+    let r = vm(&["list"]);
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(NAME))
+        .unwrap_or_default();
+    check!(
+        r.code == 0 && row.contains(&debian()) && row.to_lowercase().contains("running"),
+        "bcvk vm list should show {NAME} running {}: {}",
+        debian(),
+        r.show()
+    );
     // Graceful stop, then start: everything is there.
-    let r = podman(&["stop", "-t", "60", NAME]);
-    check!(r.code == 0, "{}", r.show());
-    let r = podman(&["start", NAME]);
-    check!(r.code == 0, "{}", r.show());
-    vm.wait_ready(Duration::from_secs(600))?;
-    let r = vm.ssh(FIND);
+    let r = vm(&["stop", NAME]);
+    check!(r.code == 0, "bcvk vm stop: {}", r.show());
+    let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", NAME]);
+    check!(
+        code.stdout.trim() == "0",
+        "a graceful stop exits 0: {}",
+        code.show()
+    );
+    let r = vm(&["start", NAME]);
+    check!(r.code == 0, "bcvk vm start: {}", r.show());
+    let r = vm(&["ssh", NAME, FIND]);
     check!(
         r.code == 0 && r.stdout == "kept\npersisted\nran\n",
         "after stop and start: {}",
         r.show()
     );
+    let vm_ssh = |shell: &str| vm(&["ssh", NAME, shell]);
     // A crash while the guest writes: what it synced survives, and the state boots again.
-    let r = vm.ssh(
+    let r = vm_ssh(
         "echo before-crash > /root/synced && sync && \
          (while :; do date >> /root/unsynced; done) >/dev/null 2>&1 & sleep 1; echo writing",
     );
@@ -141,5 +166,10 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
         "--reset: {}",
         r.show()
     );
+    // `bcvk vm rm` takes the state volume with it (its container is gone already).
+    let r = vm(&["rm", "-f", NAME]);
+    check!(r.code == 0, "bcvk vm rm: {}", r.show());
+    let r = podman(&["volume", "exists", VOLUME]);
+    check!(r.code != 0, "bcvk vm rm left the volume {VOLUME}");
     Ok(())
 }
