@@ -39,6 +39,8 @@ pub struct VmLaunch {
     pub interactive_console: bool,
     pub console_log: PathBuf,
     pub ssh: SshTarget,
+    /// The container port forwarded to [`readiness::NET_PROBE_GUEST_PORT`], if any.
+    pub net_probe_port: Option<u16>,
     /// The one-shot command as one remote shell string.
     pub command: Option<String>,
     pub command_tty: Tty,
@@ -223,7 +225,12 @@ impl Vm {
             }
         };
         tokio::pin!(vfs_exit);
-        let readiness = probe_ready(self.children.clone(), self.l.ssh.clone());
+        let readiness = probe_ready(
+            self.children.clone(),
+            self.l.ssh.clone(),
+            self.l.net_probe_port,
+            self.l.run_dir.clone(),
+        );
         tokio::pin!(readiness);
         let mut command: Option<CommandFuture> = None;
         let progress =
@@ -605,25 +612,51 @@ pub fn ssh_bin() -> PathBuf {
     spawn::find_program("ssh").unwrap_or_else(|_| PathBuf::from("/usr/bin/ssh"))
 }
 
-/// Wait for the SSH banner, then for a real `ssh true` round trip.
-async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmError> {
+/// Wait until a real `ssh true` round trip succeeds: started once a new connection reaches
+/// the guest at once (its network answers), then again every poll while the guest resets it
+/// (see `readiness`). Each attempt is logged at debug level with how it ended; ssh's own
+/// messages go to `ssh-probe.log` in the run directory.
+async fn probe_ready(
+    children: Children,
+    target: SshTarget,
+    net_port: Option<u16>,
+    run_dir: PathBuf,
+) -> Result<(), VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
+    let log = run_dir.join("ssh-probe.log");
+    let mut network = net_port.is_none();
+    let mut quick_failures = 0u32;
+    let mut attempt = 0u32;
     loop {
-        readiness::wait_for_sshd(target.port).await;
-        let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"), None);
+        if !network {
+            // A banner instead (the network probe unanswered): sshd is there, try it.
+            let how = readiness::wait_for_network(target.port, net_port.expect("unset")).await;
+            network = how == readiness::Reached::Network;
+        } else if readiness::knock_first(quick_failures) {
+            readiness::wait_for_sshd(target.port).await;
+        }
+        attempt += 1;
+        let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"), Some(&log));
         let stdios = Stdios {
             stdin: Stdio::null(),
             stdout: Stdio::null(),
             stderr: Stdio::null(),
         };
+        let t = Instant::now();
         let sp = spawn::spawn(Role::SshProbe, &ssh, &args, stdios)?;
         children.register(sp.pid, Role::SshProbe);
         let exit = children.wait(sp.pid).await;
+        let took = t.elapsed();
+        tracing::debug!(attempt, %exit, ms = took.as_millis() as u64, "ssh probe: `ssh true` ended");
         if exit.success() {
             return Ok(());
         }
-        tracing::debug!(%exit, "ssh probe not yet successful");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        quick_failures = if took < readiness::QUICK_FAILURE {
+            quick_failures + 1
+        } else {
+            0
+        };
+        tokio::time::sleep(readiness::retry_delay(took)).await;
     }
 }
 
