@@ -59,6 +59,28 @@ pub fn phase_of(line: &str) -> Option<Phase> {
     }
 }
 
+/// The guest's own clock in a console line: the kernel's printk timestamp `[ 12.345678] `
+/// (CLOCK_MONOTONIC since the guest kernel started), which journald also puts in front of the
+/// messages it forwards to the console. Lines printed before the serial console registered
+/// arrive late, so a line's arrival minus this is an upper bound of where the guest's clock
+/// started on the host's; the smallest over a boot is the mapping (see `Timings`).
+pub fn guest_time(line: &str) -> Option<std::time::Duration> {
+    let rest = line.strip_prefix('[')?;
+    let (stamp, _) = rest.split_once(']')?;
+    let (secs, frac) = stamp.trim_start().split_once('.')?;
+    if secs.is_empty()
+        || frac.len() != 6
+        || !(secs.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let micros: u64 = frac.parse().ok()?;
+    Some(
+        std::time::Duration::from_secs(secs.parse().ok()?)
+            + std::time::Duration::from_micros(micros),
+    )
+}
+
 /// Why the guest ended, read from the kernel's last words on the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestEnd {
@@ -171,13 +193,15 @@ pub enum Echo {
 }
 
 /// Copy the console from QEMU's stdout: to `echo`, to `log_file`, into `tail`, reporting each
-/// new phase through `on_phase`. Ends at EOF (QEMU exited).
+/// new phase through `on_phase` and each guest timestamp ([`guest_time`]) as soon as its line
+/// arrived through `on_guest_time`. Ends at EOF (QEMU exited).
 pub async fn pump(
     source: impl tokio::io::AsyncRead + Unpin,
     echo: Echo,
     log_file: &Path,
     tail: Tail,
     mut on_phase: impl FnMut(Phase),
+    mut on_guest_time: impl FnMut(std::time::Duration),
 ) {
     let mut log = tokio::fs::File::create(log_file).await.ok();
     let mut reader = BufReader::new(source);
@@ -206,6 +230,9 @@ pub async fn pump(
             let _ = f.write_all(&raw).await;
         }
         let line = clean(&String::from_utf8_lossy(&raw));
+        if let Some(t) = guest_time(&line) {
+            on_guest_time(t);
+        }
         if let Some(p) = phase_of(&line) {
             if p > last_phase {
                 last_phase = p;
@@ -237,6 +264,33 @@ mod tests {
         ];
         for (line, want) in boot {
             assert_eq!(phase_of(&clean(line)), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn reads_the_guests_clock_from_printk_and_journald_prefixes() {
+        use std::time::Duration;
+        assert_eq!(
+            guest_time("[    0.000000] Linux version 6.12"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            guest_time("[   35.554939] sshd[268]: Server listening on 0.0.0.0 port 22."),
+            Some(Duration::from_micros(35_554_939))
+        );
+        assert_eq!(
+            guest_time("[12345.000001] x"),
+            Some(Duration::from_micros(12_345_000_001))
+        );
+        for no in [
+            "[  OK  ] Started ssh.service",
+            "[    1.2] short fraction",
+            "[ -1.000000] negative",
+            "no bracket",
+            "[    1.000000 unclosed",
+            "",
+        ] {
+            assert_eq!(guest_time(no), None, "{no}");
         }
     }
 
@@ -284,8 +338,18 @@ mod tests {
         let input: &[u8] = b"Linux version 6.12\nRun /init as init process\nLinux version again\nWelcome to Debian!\n";
         let tail = Tail::default();
         let mut phases = Vec::new();
-        pump(input, Echo::None, &log, tail.clone(), |p| phases.push(p)).await;
+        let mut times = Vec::new();
+        pump(
+            input,
+            Echo::None,
+            &log,
+            tail.clone(),
+            |p| phases.push(p),
+            |t| times.push(t),
+        )
+        .await;
         assert_eq!(phases, vec![Phase::Kernel, Phase::Initrd, Phase::Userspace]);
+        assert!(times.is_empty());
         assert_eq!(std::fs::read(&log).unwrap(), input);
         assert_eq!(tail.lines().len(), 4);
     }

@@ -47,6 +47,11 @@ pub struct Timings {
     pub ready_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_done_ms: Option<u64>,
+    /// Where the guest's own clock (CLOCK_MONOTONIC, the kernel's console timestamps) read 0,
+    /// in ms since the supervisor started: the earliest arrival of a timestamped console line
+    /// minus its timestamp. Maps guest log times (journal `-o short-monotonic`) to these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_clock_zero_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

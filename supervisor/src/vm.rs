@@ -134,6 +134,8 @@ type LineWatch = Box<dyn Fn(&str) + Send>;
 /// Events from the helper tasks to the main loop.
 enum Event {
     Phase(Phase),
+    /// A console line with the guest's clock arrived: ms since start minus that clock.
+    GuestClock(i64),
     KvmError(String),
 }
 
@@ -247,6 +249,10 @@ impl Vm {
                 }
                 Some(ev) = events.recv() => match ev {
                     Event::Phase(p) => self.on_phase(p, &progress),
+                    Event::GuestClock(zero) => {
+                        let t = &mut self.l.status.timings;
+                        t.guest_clock_zero_ms = Some(t.guest_clock_zero_ms.map_or(zero, |z| z.min(zero)));
+                    }
                     Event::KvmError(detail) => {
                         progress.clear();
                         return Err(VmError::Kvm { detail, ready: self.ready, tail: self.console_tail.lines() });
@@ -407,6 +413,7 @@ impl Vm {
             let tail = self.console_tail.clone();
             let log = self.l.console_log.clone();
             let echo = self.l.echo;
+            let started = self.l.started;
             let tx = tx.clone();
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             self.console_done = Some(done_rx);
@@ -414,9 +421,20 @@ impl Vm {
                 tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(out))
                     .map_err(|e| VmError::SshClient(format!("console pipe: {e}")))?;
             tokio::spawn(async move {
-                console::pump(out, echo, &log, tail, |p| {
-                    let _ = tx.send(Event::Phase(p));
-                })
+                let clock_tx = tx.clone();
+                console::pump(
+                    out,
+                    echo,
+                    &log,
+                    tail,
+                    |p| {
+                        let _ = tx.send(Event::Phase(p));
+                    },
+                    |t| {
+                        let zero = started.elapsed().as_millis() as i64 - t.as_millis() as i64;
+                        let _ = clock_tx.send(Event::GuestClock(zero));
+                    },
+                )
                 .await;
                 let _ = done_tx.send(());
             });
