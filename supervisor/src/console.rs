@@ -61,9 +61,7 @@ pub fn phase_of(line: &str) -> Option<Phase> {
 
 /// The guest's own clock in a console line: the kernel's printk timestamp `[ 12.345678] `
 /// (CLOCK_MONOTONIC since the guest kernel started), which journald also puts in front of the
-/// messages it forwards to the console. Lines printed before the serial console registered
-/// arrive late, so a line's arrival minus this is an upper bound of where the guest's clock
-/// started on the host's; the smallest over a boot is the mapping (see `Timings`).
+/// messages it forwards to the console (`systemd.journald.forward_to_console=1`).
 pub fn guest_time(line: &str) -> Option<std::time::Duration> {
     let rest = line.strip_prefix('[')?;
     let (stamp, _) = rest.split_once(']')?;
@@ -79,6 +77,46 @@ pub fn guest_time(line: &str) -> Option<std::time::Duration> {
         std::time::Duration::from_secs(secs.parse().ok()?)
             + std::time::Duration::from_micros(micros),
     )
+}
+
+/// sshd's "Server listening on ..." as journald forwards it to the console: the moment its
+/// listening socket exists, on the guest's clock.
+pub fn sshd_listening(line: &str) -> bool {
+    line.contains("]: Server listening on ") && line.contains(" sshd[")
+}
+
+/// Guest clock to supervisor clock. A console line arrives after the guest wrote it, so its
+/// arrival (ms since start) minus its timestamp bounds where the guest's clock read 0 from
+/// above; the smallest such bound is the mapping. Taken only from lines within
+/// [`GuestClock::WINDOW_MS`] of the time mapped: under TCG on a loaded host the guest's clock
+/// runs a few percent off the host's (its TSC calibration), too much for one mapping of a
+/// whole boot.
+#[derive(Debug, Default, Clone)]
+pub struct GuestClock {
+    /// (guest ms, arrival ms)
+    samples: Vec<(u64, i64)>,
+}
+
+impl GuestClock {
+    pub const WINDOW_MS: u64 = 5_000;
+    /// Enough for a boot's console; a long-running VM stops adding.
+    const MAX_SAMPLES: usize = 20_000;
+
+    pub fn push(&mut self, guest: std::time::Duration, arrival_ms: i64) {
+        if self.samples.len() < Self::MAX_SAMPLES {
+            self.samples.push((guest.as_millis() as u64, arrival_ms));
+        }
+    }
+
+    /// `guest_ms` on the supervisor's clock (ms since start), if a line near it was seen.
+    pub fn to_host_ms(&self, guest_ms: u64) -> Option<i64> {
+        self.samples
+            .iter()
+            .filter(|(g, _)| g.abs_diff(guest_ms) <= Self::WINDOW_MS)
+            .map(|&(g, arrival)| arrival - g as i64)
+            .min()
+            .map(|zero| zero + guest_ms as i64)
+    }
 }
 
 /// Why the guest ended, read from the kernel's last words on the console.
@@ -194,14 +232,15 @@ pub enum Echo {
 
 /// Copy the console from QEMU's stdout: to `echo`, to `log_file`, into `tail`, reporting each
 /// new phase through `on_phase` and each guest timestamp ([`guest_time`]) as soon as its line
-/// arrived through `on_guest_time`. Ends at EOF (QEMU exited).
+/// arrived through `on_guest_time`, with whether the line is sshd's [`sshd_listening`].
+/// Ends at EOF (QEMU exited).
 pub async fn pump(
     source: impl tokio::io::AsyncRead + Unpin,
     echo: Echo,
     log_file: &Path,
     tail: Tail,
     mut on_phase: impl FnMut(Phase),
-    mut on_guest_time: impl FnMut(std::time::Duration),
+    mut on_guest_time: impl FnMut(std::time::Duration, bool),
 ) {
     let mut log = tokio::fs::File::create(log_file).await.ok();
     let mut reader = BufReader::new(source);
@@ -231,7 +270,7 @@ pub async fn pump(
         }
         let line = clean(&String::from_utf8_lossy(&raw));
         if let Some(t) = guest_time(&line) {
-            on_guest_time(t);
+            on_guest_time(t, sshd_listening(&line));
         }
         if let Some(p) = phase_of(&line) {
             if p > last_phase {
@@ -295,6 +334,32 @@ mod tests {
     }
 
     #[test]
+    fn maps_the_guests_clock_from_nearby_lines_only() {
+        use std::time::Duration;
+        let mut c = GuestClock::default();
+        assert_eq!(c.to_host_ms(1000), None);
+        // Early lines replayed late when the serial console registered.
+        c.push(Duration::ZERO, 3_000);
+        c.push(Duration::from_millis(100), 2_900);
+        c.push(Duration::from_millis(1_000), 2_100);
+        assert_eq!(c.to_host_ms(1_000), Some(2_100));
+        assert_eq!(c.to_host_ms(0), Some(1_100));
+        // Later, the guest's clock ran slow: 40 s of guest time took 42 s of the host's.
+        c.push(Duration::from_millis(41_000), 44_200);
+        c.push(Duration::from_millis(41_500), 44_900);
+        assert_eq!(c.to_host_ms(41_000), Some(44_200));
+        // Far from any line: nothing to map with.
+        assert_eq!(c.to_host_ms(20_000), None);
+        assert!(sshd_listening(
+            "[   35.554939] sshd[268]: Server listening on 0.0.0.0 port 22."
+        ));
+        assert!(!sshd_listening("[  OK  ] Started ssh.service"));
+        assert!(!sshd_listening(
+            "[   35.5] sshd-session[293]: Connection from 10.0.2.2"
+        ));
+    }
+
+    #[test]
     fn classifies_how_the_guest_ended() {
         assert_eq!(
             classify_end(["x", "[ 9.1] reboot: Power down"]),
@@ -345,7 +410,7 @@ mod tests {
             &log,
             tail.clone(),
             |p| phases.push(p),
-            |t| times.push(t),
+            |t, _| times.push(t),
         )
         .await;
         assert_eq!(phases, vec![Phase::Kernel, Phase::Initrd, Phase::Userspace]);

@@ -43,15 +43,18 @@ pub struct Timings {
     pub initrd_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switch_root_ms: Option<u64>,
+    /// When the readiness probe started the `ssh true` that succeeded (ready_ms is its end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_attempt_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_done_ms: Option<u64>,
-    /// Where the guest's own clock (CLOCK_MONOTONIC, the kernel's console timestamps) read 0,
-    /// in ms since the supervisor started: the earliest arrival of a timestamped console line
-    /// minus its timestamp. Maps guest log times (journal `-o short-monotonic`) to these.
+    /// When the guest's sshd started listening, on the guest's own clock mapped onto these
+    /// (see `console::GuestClock`): known when journald forwards sshd's "Server listening" to
+    /// the console (`--karg systemd.journald.forward_to_console=1`, as integration/bench does).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub guest_clock_zero_ms: Option<i64>,
+    pub sshd_listening_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

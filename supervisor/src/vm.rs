@@ -134,8 +134,13 @@ type LineWatch = Box<dyn Fn(&str) + Send>;
 /// Events from the helper tasks to the main loop.
 enum Event {
     Phase(Phase),
-    /// A console line with the guest's clock arrived: ms since start minus that clock.
-    GuestClock(i64),
+    /// A console line with the guest's clock arrived (ms since start); whether it is sshd's
+    /// "Server listening".
+    GuestClock {
+        guest: Duration,
+        arrival_ms: i64,
+        sshd_listening: bool,
+    },
     KvmError(String),
 }
 
@@ -150,6 +155,9 @@ struct Vm {
     qmp: Option<Qmp>,
     ready: bool,
     phase: Phase,
+    /// The guest's clock, from the console, and sshd's listening on it (ms).
+    clock: console::GuestClock,
+    sshd_listening: Option<u64>,
 }
 
 /// Run the VM to its end. Cleans up its processes on every path.
@@ -169,6 +177,8 @@ pub async fn run(
         qmp: None,
         ready: false,
         phase: Phase::Firmware,
+        clock: console::GuestClock::default(),
+        sshd_listening: None,
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     let result = vm.boot_and_supervise(&tx, &mut events, requests).await;
@@ -249,9 +259,8 @@ impl Vm {
                 }
                 Some(ev) = events.recv() => match ev {
                     Event::Phase(p) => self.on_phase(p, &progress),
-                    Event::GuestClock(zero) => {
-                        let t = &mut self.l.status.timings;
-                        t.guest_clock_zero_ms = Some(t.guest_clock_zero_ms.map_or(zero, |z| z.min(zero)));
+                    Event::GuestClock { guest, arrival_ms, sshd_listening } => {
+                        self.on_guest_clock(guest, arrival_ms, sshd_listening)
                     }
                     Event::KvmError(detail) => {
                         progress.clear();
@@ -275,7 +284,9 @@ impl Vm {
                     return Err(VmError::VirtiofsdDied { tag, exit, when: "while the VM ran", stderr });
                 }
                 res = &mut readiness, if !self.ready => {
-                    res?;
+                    let attempt_start = res?;
+                    self.l.status.timings.ready_attempt_ms =
+                        Some(attempt_start.saturating_duration_since(self.l.started).as_millis() as u64);
                     progress.clear();
                     self.on_ready();
                     if let Some(remote) = self.l.command.clone() {
@@ -430,9 +441,12 @@ impl Vm {
                     |p| {
                         let _ = tx.send(Event::Phase(p));
                     },
-                    |t| {
-                        let zero = started.elapsed().as_millis() as i64 - t.as_millis() as i64;
-                        let _ = clock_tx.send(Event::GuestClock(zero));
+                    |guest, sshd_listening| {
+                        let _ = clock_tx.send(Event::GuestClock {
+                            guest,
+                            arrival_ms: started.elapsed().as_millis() as i64,
+                            sshd_listening,
+                        });
                     },
                 )
                 .await;
@@ -482,6 +496,17 @@ impl Vm {
                 elapsed_s = self.l.started.elapsed().as_secs(),
                 "boot phase"
             );
+        }
+    }
+
+    fn on_guest_clock(&mut self, guest: Duration, arrival_ms: i64, sshd_listening: bool) {
+        self.clock.push(guest, arrival_ms);
+        if sshd_listening && self.sshd_listening.is_none() {
+            self.sshd_listening = Some(guest.as_millis() as u64);
+        }
+        // Lines after it still refine the mapping.
+        if let Some(g) = self.sshd_listening {
+            self.l.status.timings.sshd_listening_ms = self.clock.to_host_ms(g);
         }
     }
 
@@ -633,13 +658,14 @@ pub fn ssh_bin() -> PathBuf {
 /// Wait until a real `ssh true` round trip succeeds: started once a new connection reaches
 /// the guest at once (its network answers), then again every poll while the guest resets it
 /// (see `readiness`). Each attempt is logged at debug level with how it ended; ssh's own
-/// messages go to `ssh-probe.log` in the run directory.
+/// messages go to `ssh-probe.log` in the run directory. Returns when the attempt that
+/// succeeded started.
 async fn probe_ready(
     children: Children,
     target: SshTarget,
     net_port: Option<u16>,
     run_dir: PathBuf,
-) -> Result<(), VmError> {
+) -> Result<Instant, VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
     let log = run_dir.join("ssh-probe.log");
     let mut network = net_port.is_none();
@@ -667,7 +693,7 @@ async fn probe_ready(
         let took = t.elapsed();
         tracing::debug!(attempt, %exit, ms = took.as_millis() as u64, "ssh probe: `ssh true` ended");
         if exit.success() {
-            return Ok(());
+            return Ok(t);
         }
         quick_failures = if took < readiness::QUICK_FAILURE {
             quick_failures + 1
