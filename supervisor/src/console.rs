@@ -79,10 +79,25 @@ pub fn guest_time(line: &str) -> Option<std::time::Duration> {
     )
 }
 
-/// sshd's "Server listening on ..." as journald forwards it to the console: the moment its
-/// listening socket exists, on the guest's clock.
-pub fn sshd_listening(line: &str) -> bool {
-    line.contains("]: Server listening on ") && line.contains(" sshd[")
+/// Guest log lines that mark when sshd can first complete a handshake, as journald forwards
+/// them to the console (`systemd.journald.forward_to_console=1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// sshd's "Server listening on ...": its listening socket exists.
+    SshdListening,
+    /// systemd-networkd's "DHCPv4 address ... acquired": the guest can be reached.
+    Address,
+}
+
+/// The [`Mark`] a console line is, if any.
+pub fn mark_of(line: &str) -> Option<Mark> {
+    if line.contains("]: Server listening on ") && line.contains(" sshd[") {
+        Some(Mark::SshdListening)
+    } else if line.contains(" systemd-networkd[") && line.contains(": DHCPv4 address ") {
+        Some(Mark::Address)
+    } else {
+        None
+    }
 }
 
 /// Guest clock to supervisor clock. A console line arrives after the guest wrote it, so its
@@ -232,7 +247,7 @@ pub enum Echo {
 
 /// Copy the console from QEMU's stdout: to `echo`, to `log_file`, into `tail`, reporting each
 /// new phase through `on_phase` and each guest timestamp ([`guest_time`]) as soon as its line
-/// arrived through `on_guest_time`, with whether the line is sshd's [`sshd_listening`].
+/// arrived through `on_guest_time`, with the line's [`Mark`] if it is one.
 /// Ends at EOF (QEMU exited).
 pub async fn pump(
     source: impl tokio::io::AsyncRead + Unpin,
@@ -240,7 +255,7 @@ pub async fn pump(
     log_file: &Path,
     tail: Tail,
     mut on_phase: impl FnMut(Phase),
-    mut on_guest_time: impl FnMut(std::time::Duration, bool),
+    mut on_guest_time: impl FnMut(std::time::Duration, Option<Mark>),
 ) {
     let mut log = tokio::fs::File::create(log_file).await.ok();
     let mut reader = BufReader::new(source);
@@ -270,7 +285,7 @@ pub async fn pump(
         }
         let line = clean(&String::from_utf8_lossy(&raw));
         if let Some(t) = guest_time(&line) {
-            on_guest_time(t, sshd_listening(&line));
+            on_guest_time(t, mark_of(&line));
         }
         if let Some(p) = phase_of(&line) {
             if p > last_phase {
@@ -350,13 +365,19 @@ mod tests {
         assert_eq!(c.to_host_ms(41_000), Some(44_200));
         // Far from any line: nothing to map with.
         assert_eq!(c.to_host_ms(20_000), None);
-        assert!(sshd_listening(
-            "[   35.554939] sshd[268]: Server listening on 0.0.0.0 port 22."
-        ));
-        assert!(!sshd_listening("[  OK  ] Started ssh.service"));
-        assert!(!sshd_listening(
-            "[   35.5] sshd-session[293]: Connection from 10.0.2.2"
-        ));
+        assert_eq!(
+            mark_of("[   35.554939] sshd[268]: Server listening on 0.0.0.0 port 22."),
+            Some(Mark::SshdListening)
+        );
+        assert_eq!(
+            mark_of("[  106.551437] systemd-networkd[219]: enp0s2: DHCPv4 address 10.0.2.15/24, gateway 10.0.2.2 acquired from 10.0.2.2"),
+            Some(Mark::Address)
+        );
+        assert_eq!(mark_of("[  OK  ] Started ssh.service"), None);
+        assert_eq!(
+            mark_of("[   35.5] sshd-session[293]: Connection from 10.0.2.2"),
+            None
+        );
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct Timings {
     /// the console (`--karg systemd.journald.forward_to_console=1`, as integration/bench does).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sshd_listening_ms: Option<i64>,
+    /// When the guest's network got its address (systemd-networkd's "DHCPv4 address ...
+    /// acquired"), mapped the same way: sshd can complete a handshake from the later of the two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_address_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -134,12 +134,11 @@ type LineWatch = Box<dyn Fn(&str) + Send>;
 /// Events from the helper tasks to the main loop.
 enum Event {
     Phase(Phase),
-    /// A console line with the guest's clock arrived (ms since start); whether it is sshd's
-    /// "Server listening".
+    /// A console line with the guest's clock arrived (ms since start), and its mark if any.
     GuestClock {
         guest: Duration,
         arrival_ms: i64,
-        sshd_listening: bool,
+        mark: Option<console::Mark>,
     },
     KvmError(String),
 }
@@ -155,9 +154,10 @@ struct Vm {
     qmp: Option<Qmp>,
     ready: bool,
     phase: Phase,
-    /// The guest's clock, from the console, and sshd's listening on it (ms).
+    /// The guest's clock, from the console, and the marks on it (ms).
     clock: console::GuestClock,
     sshd_listening: Option<u64>,
+    guest_address: Option<u64>,
 }
 
 /// Run the VM to its end. Cleans up its processes on every path.
@@ -179,6 +179,7 @@ pub async fn run(
         phase: Phase::Firmware,
         clock: console::GuestClock::default(),
         sshd_listening: None,
+        guest_address: None,
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     let result = vm.boot_and_supervise(&tx, &mut events, requests).await;
@@ -259,8 +260,8 @@ impl Vm {
                 }
                 Some(ev) = events.recv() => match ev {
                     Event::Phase(p) => self.on_phase(p, &progress),
-                    Event::GuestClock { guest, arrival_ms, sshd_listening } => {
-                        self.on_guest_clock(guest, arrival_ms, sshd_listening)
+                    Event::GuestClock { guest, arrival_ms, mark } => {
+                        self.on_guest_clock(guest, arrival_ms, mark)
                     }
                     Event::KvmError(detail) => {
                         progress.clear();
@@ -441,11 +442,11 @@ impl Vm {
                     |p| {
                         let _ = tx.send(Event::Phase(p));
                     },
-                    |guest, sshd_listening| {
+                    |guest, mark| {
                         let _ = clock_tx.send(Event::GuestClock {
                             guest,
                             arrival_ms: started.elapsed().as_millis() as i64,
-                            sshd_listening,
+                            mark,
                         });
                     },
                 )
@@ -499,14 +500,21 @@ impl Vm {
         }
     }
 
-    fn on_guest_clock(&mut self, guest: Duration, arrival_ms: i64, sshd_listening: bool) {
+    fn on_guest_clock(&mut self, guest: Duration, arrival_ms: i64, mark: Option<console::Mark>) {
         self.clock.push(guest, arrival_ms);
-        if sshd_listening && self.sshd_listening.is_none() {
-            self.sshd_listening = Some(guest.as_millis() as u64);
+        let g = Some(guest.as_millis() as u64);
+        match mark {
+            Some(console::Mark::SshdListening) => self.sshd_listening = self.sshd_listening.or(g),
+            Some(console::Mark::Address) => self.guest_address = self.guest_address.or(g),
+            None => {}
         }
-        // Lines after it still refine the mapping.
+        // Lines after them still refine the mapping.
+        let t = &mut self.l.status.timings;
         if let Some(g) = self.sshd_listening {
-            self.l.status.timings.sshd_listening_ms = self.clock.to_host_ms(g);
+            t.sshd_listening_ms = self.clock.to_host_ms(g);
+        }
+        if let Some(g) = self.guest_address {
+            t.guest_address_ms = self.clock.to_host_ms(g);
         }
     }
 
