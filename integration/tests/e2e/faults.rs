@@ -455,6 +455,20 @@ pub fn ready_with_sshd_penalties_under_load() -> R {
             enforced.join("\n"),
             tail(&log.stdout, 40)
         );
+        // And far from it: connections closed before authentication (1 s of penalty each,
+        // enforced from 15 s) are the probe's one knock or waiting connection at most, not a
+        // pile (the first probe's 2 s reconnect loop made dozens).
+        let preauth = log
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("Connection closed by 10.0.2.2 port") && !l.contains("user"))
+            .count();
+        check!(
+            preauth <= 3,
+            "{}: {preauth} connections closed before authentication\n--- sshd log\n{}",
+            vm.name,
+            tail(&log.stdout, 40)
+        );
         let r = vm.ssh("hostname");
         check!(r.code == 0 && r.stdout.trim() == vm.name, "{}", r.show());
     }
