@@ -12,13 +12,21 @@
 # diffs bcvk finds itself in the store). What it does, and nothing else:
 #   tmpfs + overlay root; virtiofsd on it (bcvk's options); QEMU with bcvk's machine, memory,
 #   accelerator, CPU, devices and kernel command line; an ed25519 key from ssh-keygen passed as
-#   the ssh.authorized_keys.root SMBIOS credential; `ssh true` polled every 100 ms until it
-#   succeeds (ready); `ssh true` (the command); `ssh systemctl poweroff --no-block`; wait for
-#   QEMU and virtiofsd to exit.
+#   the ssh.authorized_keys.root SMBIOS credential; wait until the guest's network answers
+#   (below), then `ssh true` polled every 100 ms until it succeeds (ready); `ssh true` (the
+#   command); `ssh systemctl poweroff --no-block`; wait for QEMU and virtiofsd to exit.
+# Waiting for the guest's network first is the best hand-written method, not an extra: QEMU's
+# user network accepts a forwarded connection at once and, while the guest has no address yet,
+# retransmits its SYN with TCP back-off (3 s, 6 s, ...), so an `ssh true` started before that
+# reaches sshd seconds late or times out after ConnectTimeout (10 s), as the first floor's
+# plain loop did (FLOOR_NET_WAIT=0 keeps that loop, to measure it). A second forward leads to
+# guest port 1, where nothing listens: the guest's reset there (a connection closed at once
+# instead of held) says its network answers. bash's /dev/tcp knocks, 0.3 s each.
 # It skips what bcvk adds: store lookup, kernel search beyond one glob, QMP, console parsing,
 # status file, option checks, cleanup (the container's end unmounts everything).
 # Timestamps (ms since this script started, like bcvk's status.json timings) go to
-# /run/floor/timings as key=value lines: qemu_exec_ms, ready_ms, command_done_ms, qemu_exit_ms.
+# /run/floor/timings as key=value lines: qemu_exec_ms, network_ms, ready_ms, command_done_ms,
+# qemu_exit_ms. FLOOR_KARGS: extra kernel arguments (the bench passes bcvk's --karg ones).
 set -eu
 
 ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -89,9 +97,9 @@ qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
   -machine q35,memory-backend=mem -object memory-backend-memfd,id=mem,size="$MEMORY"M,share=on \
   -accel $ACCEL -cpu "$CPU" -smp "$VCPUS" -m "$MEMORY"M \
   -kernel "$KERNEL" $INITRD_ARGS \
-  -append "root=rootfs rootfstype=virtiofs rw console=ttyS0 panic=-1 selinux=0$INIT_KARG" \
+  -append "root=rootfs rootfstype=virtiofs rw console=ttyS0 panic=-1 selinux=0$INIT_KARG${FLOOR_KARGS:+ $FLOOR_KARGS}" \
   -chardev socket,id=vfs0,path=$R/vfs.sock -device vhost-user-fs-pci,chardev=vfs0,tag=rootfs,queue-size=1024 \
-  -netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=net0,romfile= \
+  -netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2221-:1 -device virtio-net-pci,netdev=net0,romfile= \
   -smbios "type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root=$KEYCRED" \
   -chardev stdio,id=console,signal=off -serial chardev:console \
   -device virtio-rng-pci </dev/null &
@@ -102,9 +110,23 @@ guest() {
     -o LogLevel=ERROR -o ConnectTimeout=10 -i $R/key -p 2222 -T root@127.0.0.1 -- "$@"
 }
 
-until guest true </dev/null >/dev/null 2>&1; do
+alive() {
   kill -0 $QEMU 2>/dev/null || { echo "bench-floor: QEMU died before the guest was ready" >&2; exit 70; }
   [ $(($(ms) - T0)) -lt $READY_TIMEOUT_MS ] || { echo "bench-floor: guest not ready in time" >&2; kill $QEMU; exit 75; }
+}
+# read's status: 0 data, 1 end of file (the guest reset it), > 128 timeout (held).
+net_answers() {
+  bash -c 'exec 3<>/dev/tcp/127.0.0.1/2221 || exit 1; read -r -t 0.3 -n 1 <&3; [ $? -le 128 ]' 2>/dev/null
+}
+if [ "${FLOOR_NET_WAIT:-1}" = 1 ]; then
+  until net_answers; do
+    alive
+    sleep 0.1
+  done
+  mark network_ms
+fi
+until guest true </dev/null >/dev/null 2>&1; do
+  alive
   sleep 0.1
 done
 mark ready_ms

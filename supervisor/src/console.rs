@@ -59,6 +59,81 @@ pub fn phase_of(line: &str) -> Option<Phase> {
     }
 }
 
+/// The guest's own clock in a console line: the kernel's printk timestamp `[ 12.345678] `
+/// (CLOCK_MONOTONIC since the guest kernel started), which journald also puts in front of the
+/// messages it forwards to the console (`systemd.journald.forward_to_console=1`).
+pub fn guest_time(line: &str) -> Option<std::time::Duration> {
+    let rest = line.strip_prefix('[')?;
+    let (stamp, _) = rest.split_once(']')?;
+    let (secs, frac) = stamp.trim_start().split_once('.')?;
+    if secs.is_empty()
+        || frac.len() != 6
+        || !(secs.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let micros: u64 = frac.parse().ok()?;
+    Some(
+        std::time::Duration::from_secs(secs.parse().ok()?)
+            + std::time::Duration::from_micros(micros),
+    )
+}
+
+/// Guest log lines that mark when sshd can first complete a handshake, as journald forwards
+/// them to the console (`systemd.journald.forward_to_console=1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// sshd's "Server listening on ...": its listening socket exists.
+    SshdListening,
+    /// systemd-networkd's "DHCPv4 address ... acquired": the guest can be reached.
+    Address,
+}
+
+/// The [`Mark`] a console line is, if any.
+pub fn mark_of(line: &str) -> Option<Mark> {
+    if line.contains("]: Server listening on ") && line.contains(" sshd[") {
+        Some(Mark::SshdListening)
+    } else if line.contains(" systemd-networkd[") && line.contains(": DHCPv4 address ") {
+        Some(Mark::Address)
+    } else {
+        None
+    }
+}
+
+/// Guest clock to supervisor clock. A console line arrives after the guest wrote it, so its
+/// arrival (ms since start) minus its timestamp bounds where the guest's clock read 0 from
+/// above; the smallest such bound is the mapping. Taken only from lines within
+/// [`GuestClock::WINDOW_MS`] of the time mapped: under TCG on a loaded host the guest's clock
+/// runs a few percent off the host's (its TSC calibration), too much for one mapping of a
+/// whole boot.
+#[derive(Debug, Default, Clone)]
+pub struct GuestClock {
+    /// (guest ms, arrival ms)
+    samples: Vec<(u64, i64)>,
+}
+
+impl GuestClock {
+    pub const WINDOW_MS: u64 = 5_000;
+    /// Enough for a boot's console; a long-running VM stops adding.
+    const MAX_SAMPLES: usize = 20_000;
+
+    pub fn push(&mut self, guest: std::time::Duration, arrival_ms: i64) {
+        if self.samples.len() < Self::MAX_SAMPLES {
+            self.samples.push((guest.as_millis() as u64, arrival_ms));
+        }
+    }
+
+    /// `guest_ms` on the supervisor's clock (ms since start), if a line near it was seen.
+    pub fn to_host_ms(&self, guest_ms: u64) -> Option<i64> {
+        self.samples
+            .iter()
+            .filter(|(g, _)| g.abs_diff(guest_ms) <= Self::WINDOW_MS)
+            .map(|&(g, arrival)| arrival - g as i64)
+            .min()
+            .map(|zero| zero + guest_ms as i64)
+    }
+}
+
 /// Why the guest ended, read from the kernel's last words on the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestEnd {
@@ -171,20 +246,23 @@ pub enum Echo {
 }
 
 /// Copy the console from QEMU's stdout: to `echo`, to `log_file`, into `tail`, reporting each
-/// new phase through `on_phase`. Ends at EOF (QEMU exited).
+/// new phase through `on_phase` and each guest timestamp ([`guest_time`]) as soon as its line
+/// arrived through `on_guest_time`, with the line's [`Mark`] if it is one.
+/// Ends at EOF (QEMU exited).
 pub async fn pump(
     source: impl tokio::io::AsyncRead + Unpin,
     echo: Echo,
     log_file: &Path,
     tail: Tail,
     on_phase: impl FnMut(Phase),
+    on_guest_time: impl FnMut(std::time::Duration, Option<Mark>),
 ) {
     let out: Option<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> = match echo {
         Echo::Stdout => Some(Box::new(tokio::io::stdout())),
         Echo::Stderr => Some(Box::new(tokio::io::stderr())),
         Echo::None => None,
     };
-    pump_into(source, out, log_file, tail, on_phase).await
+    pump_into(source, out, log_file, tail, on_phase, on_guest_time).await
 }
 
 async fn pump_into(
@@ -193,6 +271,7 @@ async fn pump_into(
     log_file: &Path,
     tail: Tail,
     mut on_phase: impl FnMut(Phase),
+    mut on_guest_time: impl FnMut(std::time::Duration, Option<Mark>),
 ) {
     let mut log = tokio::fs::File::create(log_file).await.ok();
     let mut reader = BufReader::new(source);
@@ -217,6 +296,9 @@ async fn pump_into(
             let _ = f.write_all(&raw).await;
         }
         let line = clean(&String::from_utf8_lossy(&raw));
+        if let Some(t) = guest_time(&line) {
+            on_guest_time(t, mark_of(&line));
+        }
         if let Some(p) = phase_of(&line) {
             if p > last_phase {
                 last_phase = p;
@@ -253,6 +335,65 @@ mod tests {
         for (line, want) in boot {
             assert_eq!(phase_of(&clean(line)), want, "{line}");
         }
+    }
+
+    #[test]
+    fn reads_the_guests_clock_from_printk_and_journald_prefixes() {
+        use std::time::Duration;
+        assert_eq!(
+            guest_time("[    0.000000] Linux version 6.12"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            guest_time("[   35.554939] sshd[268]: Server listening on 0.0.0.0 port 22."),
+            Some(Duration::from_micros(35_554_939))
+        );
+        assert_eq!(
+            guest_time("[12345.000001] x"),
+            Some(Duration::from_micros(12_345_000_001))
+        );
+        for no in [
+            "[  OK  ] Started ssh.service",
+            "[    1.2] short fraction",
+            "[ -1.000000] negative",
+            "no bracket",
+            "[    1.000000 unclosed",
+            "",
+        ] {
+            assert_eq!(guest_time(no), None, "{no}");
+        }
+    }
+
+    #[test]
+    fn maps_the_guests_clock_from_nearby_lines_only() {
+        use std::time::Duration;
+        let mut c = GuestClock::default();
+        assert_eq!(c.to_host_ms(1000), None);
+        // Early lines replayed late when the serial console registered.
+        c.push(Duration::ZERO, 3_000);
+        c.push(Duration::from_millis(100), 2_900);
+        c.push(Duration::from_millis(1_000), 2_100);
+        assert_eq!(c.to_host_ms(1_000), Some(2_100));
+        assert_eq!(c.to_host_ms(0), Some(1_100));
+        // Later, the guest's clock ran slow: 40 s of guest time took 42 s of the host's.
+        c.push(Duration::from_millis(41_000), 44_200);
+        c.push(Duration::from_millis(41_500), 44_900);
+        assert_eq!(c.to_host_ms(41_000), Some(44_200));
+        // Far from any line: nothing to map with.
+        assert_eq!(c.to_host_ms(20_000), None);
+        assert_eq!(
+            mark_of("[   35.554939] sshd[268]: Server listening on 0.0.0.0 port 22."),
+            Some(Mark::SshdListening)
+        );
+        assert_eq!(
+            mark_of("[  106.551437] systemd-networkd[219]: enp0s2: DHCPv4 address 10.0.2.15/24, gateway 10.0.2.2 acquired from 10.0.2.2"),
+            Some(Mark::Address)
+        );
+        assert_eq!(mark_of("[  OK  ] Started ssh.service"), None);
+        assert_eq!(
+            mark_of("[   35.5] sshd-session[293]: Connection from 10.0.2.2"),
+            None
+        );
     }
 
     #[test]
@@ -299,8 +440,18 @@ mod tests {
         let input: &[u8] = b"Linux version 6.12\nRun /init as init process\nLinux version again\nWelcome to Debian!\n";
         let tail = Tail::default();
         let mut phases = Vec::new();
-        pump(input, Echo::None, &log, tail.clone(), |p| phases.push(p)).await;
+        let mut times = Vec::new();
+        pump(
+            input,
+            Echo::None,
+            &log,
+            tail.clone(),
+            |p| phases.push(p),
+            |t, _| times.push(t),
+        )
+        .await;
         assert_eq!(phases, vec![Phase::Kernel, Phase::Initrd, Phase::Userspace]);
+        assert!(times.is_empty());
         assert_eq!(std::fs::read(&log).unwrap(), input);
         assert_eq!(tail.lines().len(), 4);
     }
@@ -313,7 +464,15 @@ mod tests {
         let input: &[u8] = b"Debian GNU/Linux 13 vm ttyS0\n\nvm login: ";
         let tail = Tail::default();
         let mut echoed = Vec::new();
-        pump_into(input, Some(&mut echoed), &log, tail.clone(), |_| {}).await;
+        pump_into(
+            input,
+            Some(&mut echoed),
+            &log,
+            tail.clone(),
+            |_| {},
+            |_, _| {},
+        )
+        .await;
         assert_eq!(std::fs::read(&log).unwrap(), input);
         assert_eq!(tail.lines().last().unwrap(), "vm login: ");
         // What podman logs shows ends the line, so bcvk's next line starts on its own.
@@ -325,6 +484,7 @@ mod tests {
             &log,
             Tail::default(),
             |_| {},
+            |_, _| {},
         )
         .await;
         assert_eq!(echoed, b"a\nb\n");

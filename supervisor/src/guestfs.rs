@@ -24,7 +24,7 @@ pub enum GuestFsError {
     Units { dir: PathBuf, why: String },
     #[error("two shares use the name '{0}': give them distinct names (SRC:NAME)")]
     DuplicateShare(String),
-    #[error("--port {0}: the container port {0} is taken by bcvk's own SSH forward: use another")]
+    #[error("--port {0}: the container port {0} is taken by bcvk's own SSH forwards (SSH and its readiness probe): use another")]
     PortTaken(u16),
     #[error("cannot write {path} into the guest's root file system: {source}")]
     Write {
@@ -45,6 +45,8 @@ pub struct GuestConfig {
     pub swap: bool,
     pub ports: Vec<PortSpec>,
     pub ssh_port: u16,
+    /// The readiness probe's forward to the guest's network.
+    pub probe_port: u16,
 }
 
 /// One extra virtiofs share and where the guest mounts it.
@@ -138,7 +140,7 @@ fn enable(entries: &mut Vec<Entry>, unit: &str, target: &str, kind: &str) {
 pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
     let mut plan = GuestPlan::default();
     for p in &cfg.ports {
-        if p.host_port == cfg.ssh_port {
+        if p.host_port == cfg.ssh_port || p.host_port == cfg.probe_port {
             return Err(GuestFsError::PortTaken(p.host_port));
         }
     }
@@ -549,6 +551,16 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(plan(&port), Err(GuestFsError::PortTaken(2222))));
+        let probe = GuestConfig {
+            ports: vec![PortSpec {
+                host_port: 2221,
+                guest_port: 80,
+            }],
+            ssh_port: 2222,
+            probe_port: 2221,
+            ..Default::default()
+        };
+        assert!(matches!(plan(&probe), Err(GuestFsError::PortTaken(2221))));
     }
 
     #[test]

@@ -28,6 +28,9 @@ use crate::vm::{self, Outcome, VmError, VmLaunch};
 pub const ROOT_TAG: &str = "rootfs";
 /// The port QEMU forwards to the guest's sshd, inside the container only.
 pub const SSH_PORT: u16 = 2222;
+/// The container port of the readiness probe's forward to the guest's network (see
+/// `readiness`).
+pub const NET_PROBE_PORT: u16 = 2221;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -369,6 +372,7 @@ fn prepare(
         swap: args.add_swap.is_some(),
         ports: args.ports.clone(),
         ssh_port: SSH_PORT,
+        probe_port: NET_PROBE_PORT,
     })?;
     let virtiofsd_bin = spawn::find_program("virtiofsd")?;
     let qemu_bin = spawn::find_program("qemu-system-x86_64")?;
@@ -520,6 +524,11 @@ fn prepare(
         host_port: SSH_PORT,
         guest_port: 22,
     }];
+    forwards.push(PortForward {
+        host_addr: Some(std::net::Ipv4Addr::LOCALHOST),
+        host_port: NET_PROBE_PORT,
+        guest_port: crate::readiness::NET_PROBE_GUEST_PORT,
+    });
     forwards.extend(args.ports.iter().map(|p| PortForward {
         host_addr: None,
         host_port: p.host_port,
@@ -626,6 +635,7 @@ fn prepare(
             user: "root".into(),
             key: private_key,
         },
+        net_probe_port: Some(NET_PROBE_PORT),
         command,
         command_tty: if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
             Tty::Yes

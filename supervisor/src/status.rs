@@ -43,10 +43,22 @@ pub struct Timings {
     pub initrd_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switch_root_ms: Option<u64>,
+    /// When the readiness probe started the `ssh true` that succeeded (ready_ms is its end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_attempt_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_done_ms: Option<u64>,
+    /// When the guest's sshd started listening, on the guest's own clock mapped onto these
+    /// (see `console::GuestClock`): known when journald forwards sshd's "Server listening" to
+    /// the console (`--karg systemd.journald.forward_to_console=1`, as integration/bench does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sshd_listening_ms: Option<i64>,
+    /// When the guest's network got its address (systemd-networkd's "DHCPv4 address ...
+    /// acquired"), mapped the same way: sshd can complete a handshake from the later of the two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_address_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

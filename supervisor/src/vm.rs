@@ -39,6 +39,8 @@ pub struct VmLaunch {
     pub interactive_console: bool,
     pub console_log: PathBuf,
     pub ssh: SshTarget,
+    /// The container port forwarded to [`readiness::NET_PROBE_GUEST_PORT`], if any.
+    pub net_probe_port: Option<u16>,
     /// The one-shot command as one remote shell string.
     pub command: Option<String>,
     pub command_tty: Tty,
@@ -170,6 +172,12 @@ type LineWatch = Box<dyn Fn(&str) + Send>;
 /// Events from the helper tasks to the main loop.
 enum Event {
     Phase(Phase),
+    /// A console line with the guest's clock arrived (ms since start), and its mark if any.
+    GuestClock {
+        guest: Duration,
+        arrival_ms: i64,
+        mark: Option<console::Mark>,
+    },
     KvmError(String),
 }
 
@@ -184,6 +192,10 @@ struct Vm {
     qmp: Option<Qmp>,
     ready: bool,
     phase: Phase,
+    /// The guest's clock, from the console, and the marks on it (ms).
+    clock: console::GuestClock,
+    sshd_listening: Option<u64>,
+    guest_address: Option<u64>,
 }
 
 /// Run the VM to its end. Cleans up its processes on every path.
@@ -203,6 +215,9 @@ pub async fn run(
         qmp: None,
         ready: false,
         phase: Phase::Firmware,
+        clock: console::GuestClock::default(),
+        sshd_listening: None,
+        guest_address: None,
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     let result = vm.boot_and_supervise(&tx, &mut events, requests).await;
@@ -265,7 +280,12 @@ impl Vm {
             }
         };
         tokio::pin!(vfs_exit);
-        let readiness = probe_ready(self.children.clone(), self.l.ssh.clone());
+        let readiness = probe_ready(
+            self.children.clone(),
+            self.l.ssh.clone(),
+            self.l.net_probe_port,
+            self.l.run_dir.clone(),
+        );
         tokio::pin!(readiness);
         let mut command: Option<CommandFuture> = None;
         let progress =
@@ -282,6 +302,9 @@ impl Vm {
                 }
                 Some(ev) = events.recv() => match ev {
                     Event::Phase(p) => self.on_phase(p, &progress),
+                    Event::GuestClock { guest, arrival_ms, mark } => {
+                        self.on_guest_clock(guest, arrival_ms, mark)
+                    }
                     Event::KvmError(detail) => {
                         progress.clear();
                         return Err(VmError::Kvm { detail, ready: self.ready, tail: self.console_tail.lines() });
@@ -304,7 +327,9 @@ impl Vm {
                     return Err(VmError::VirtiofsdDied { tag, exit, when: "while the VM ran", stderr });
                 }
                 res = &mut readiness, if !self.ready => {
-                    res?;
+                    let attempt_start = res?;
+                    self.l.status.timings.ready_attempt_ms =
+                        Some(attempt_start.saturating_duration_since(self.l.started).as_millis() as u64);
                     progress.clear();
                     self.on_ready();
                     if let Some(remote) = self.l.command.clone() {
@@ -318,13 +343,20 @@ impl Vm {
                     if may_be_guest_going_down(exit) {
                         // A panic, reboot or power-off under the command ends QEMU (-no-reboot);
                         // a guest that answers SSH again is alive, and the exit code stands.
-                        let alive = probe_ready(self.children.clone(), self.l.ssh.clone());
+                        let alive = probe_ready(
+                            self.children.clone(),
+                            self.l.ssh.clone(),
+                            self.l.net_probe_port,
+                            self.l.run_dir.clone(),
+                        );
                         tokio::select! {
                             qexit = &mut qemu_exit => {
                                 self.qemu_pid = None;
                                 return self.qemu_ended(qexit, true).await;
                             }
-                            res = alive => res?,
+                            res = alive => {
+                                res?;
+                            }
                             Some(Request::Stop(sig)) = requests.recv() => {
                                 tracing::info!(signal = %sig, "stopping the VM");
                                 return Ok(Outcome::Stopped(sig));
@@ -464,6 +496,7 @@ impl Vm {
             let tail = self.console_tail.clone();
             let log = self.l.console_log.clone();
             let echo = self.l.echo;
+            let started = self.l.started;
             let tx = tx.clone();
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             self.console_done = Some(done_rx);
@@ -471,9 +504,23 @@ impl Vm {
                 tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(out))
                     .map_err(|e| VmError::SshClient(format!("console pipe: {e}")))?;
             tokio::spawn(async move {
-                console::pump(out, echo, &log, tail, |p| {
-                    let _ = tx.send(Event::Phase(p));
-                })
+                let clock_tx = tx.clone();
+                console::pump(
+                    out,
+                    echo,
+                    &log,
+                    tail,
+                    |p| {
+                        let _ = tx.send(Event::Phase(p));
+                    },
+                    |guest, mark| {
+                        let _ = clock_tx.send(Event::GuestClock {
+                            guest,
+                            arrival_ms: started.elapsed().as_millis() as i64,
+                            mark,
+                        });
+                    },
+                )
                 .await;
                 let _ = done_tx.send(());
             });
@@ -521,6 +568,24 @@ impl Vm {
                 elapsed_s = self.l.started.elapsed().as_secs(),
                 "boot phase"
             );
+        }
+    }
+
+    fn on_guest_clock(&mut self, guest: Duration, arrival_ms: i64, mark: Option<console::Mark>) {
+        self.clock.push(guest, arrival_ms);
+        let g = Some(guest.as_millis() as u64);
+        match mark {
+            Some(console::Mark::SshdListening) => self.sshd_listening = self.sshd_listening.or(g),
+            Some(console::Mark::Address) => self.guest_address = self.guest_address.or(g),
+            None => {}
+        }
+        // Lines after them still refine the mapping.
+        let t = &mut self.l.status.timings;
+        if let Some(g) = self.sshd_listening {
+            t.sshd_listening_ms = self.clock.to_host_ms(g);
+        }
+        if let Some(g) = self.guest_address {
+            t.guest_address_ms = self.clock.to_host_ms(g);
         }
     }
 
@@ -645,7 +710,12 @@ impl Vm {
                 }
                 let deadline = tokio::time::sleep(self.l.stop_timeout);
                 tokio::pin!(deadline);
-                let answers = probe_ready(self.children.clone(), self.l.ssh.clone());
+                let answers = probe_ready(
+                    self.children.clone(),
+                    self.l.ssh.clone(),
+                    self.l.net_probe_port,
+                    self.l.run_dir.clone(),
+                );
                 tokio::pin!(answers);
                 let mut probing = !self.ready;
                 // A press that came while logind was still starting is lost: press again.
@@ -740,26 +810,53 @@ pub fn ssh_bin() -> PathBuf {
     spawn::find_program("ssh").unwrap_or_else(|_| PathBuf::from("/usr/bin/ssh"))
 }
 
-/// Wait for the SSH banner, then for a real `ssh true` round trip.
-async fn probe_ready(children: Children, target: SshTarget) -> Result<(), VmError> {
+/// Wait until a real `ssh true` round trip succeeds: started once a new connection reaches
+/// the guest at once (its network answers), then again every poll while the guest resets it
+/// (see `readiness`). Each attempt is logged at debug level with how it ended; ssh's own
+/// messages go to `ssh-probe.log` in the run directory. Returns when the attempt that
+/// succeeded started.
+async fn probe_ready(
+    children: Children,
+    target: SshTarget,
+    net_port: Option<u16>,
+    run_dir: PathBuf,
+) -> Result<Instant, VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
+    let log = run_dir.join("ssh-probe.log");
+    let mut network = net_port.is_none();
+    let mut quick_failures = 0u32;
+    let mut attempt = 0u32;
     loop {
-        readiness::wait_for_sshd(target.port).await;
-        let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"), None);
+        if !network {
+            // A banner instead (the network probe unanswered): sshd is there, try it.
+            let how = readiness::wait_for_network(target.port, net_port.expect("unset")).await;
+            network = how == readiness::Reached::Network;
+        } else if readiness::knock_first(quick_failures) {
+            readiness::wait_for_sshd(target.port).await;
+        }
+        attempt += 1;
+        let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"), Some(&log));
         let stdios = Stdios {
             stdin: Stdio::null(),
             stdout: Stdio::null(),
             stderr: Stdio::null(),
             foreground: false,
         };
+        let t = Instant::now();
         let sp = spawn::spawn(Role::SshProbe, &ssh, &args, stdios)?;
         children.register(sp.pid, Role::SshProbe);
         let exit = children.wait(sp.pid).await;
+        let took = t.elapsed();
+        tracing::debug!(attempt, %exit, ms = took.as_millis() as u64, "ssh probe: `ssh true` ended");
         if exit.success() {
-            return Ok(());
+            return Ok(t);
         }
-        tracing::debug!(%exit, "ssh probe not yet successful");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        quick_failures = if took < readiness::QUICK_FAILURE {
+            quick_failures + 1
+        } else {
+            0
+        };
+        tokio::time::sleep(readiness::retry_delay(took)).await;
     }
 }
 

@@ -714,3 +714,87 @@ pub fn early_readiness_timeout_stops_at_once() -> R {
     );
     Ok(())
 }
+
+/// Two VMs boot at once (each the other's load) with the guest's sshd at its defaults,
+/// PerSourcePenalties included (OpenSSH 9.8+: connections closed before authentication count
+/// against their source, and behind QEMU's user network every connection comes from
+/// 10.0.2.2): both get ready, and neither sshd ever enforced a penalty, i.e. bcvk's readiness
+/// probe did not pile up connections on it (issue 18).
+pub fn ready_with_sshd_penalties_under_load() -> R {
+    let names = ["bcvk-it-penalty-1", "bcvk-it-penalty-2"];
+    let vms: Vec<Detached> = names
+        .iter()
+        .map(|n| {
+            Detached::start(
+                n,
+                &[],
+                &[
+                    &debian(),
+                    "--memory",
+                    "1G",
+                    "--vcpus",
+                    "1",
+                    "--stop-timeout",
+                    "5",
+                ],
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    for vm in &vms {
+        vm.wait_ready(Duration::from_secs(900))?;
+    }
+    for vm in &vms {
+        // The guest's sshd runs with PerSourcePenalties at its default (on, noauth:1).
+        let cfg = vm.ssh("sshd -T | grep -i '^persourcepenalties'");
+        check!(cfg.code == 0, "{}", cfg.show());
+        let cfg = cfg.stdout.to_lowercase();
+        check!(
+            cfg.contains("noauth:1") && !cfg.contains("persourcepenalties no"),
+            "{}: sshd's PerSourcePenalties is not at its default: {cfg}",
+            vm.name
+        );
+        // Never enforced: sshd logs each connection it refuses for a penalty at its default
+        // LogLevel INFO ("drop connection #N from [10.0.2.2]:PORT on ... penalty: ...");
+        // activations are logged too where LogLevel is VERBOSE.
+        let log = vm.ssh("journalctl -b -o cat --no-pager _COMM=sshd _COMM=sshd-session");
+        check!(log.code == 0, "{}", log.show());
+        let enforced: Vec<&str> = log
+            .stdout
+            .lines()
+            .filter(|l| {
+                l.contains("penalty")
+                    && (l.contains("drop connection")
+                        || l.contains("activating")
+                        || l.contains(" active "))
+            })
+            .collect();
+        check!(
+            enforced.is_empty(),
+            "{}: sshd enforced a penalty on the probe's source:\n{}\n--- sshd log\n{}",
+            vm.name,
+            enforced.join("\n"),
+            tail(&log.stdout, 40)
+        );
+        // And far from it: connections closed before authentication (1 s of penalty each,
+        // enforced from 15 s) are the probe's one knock or waiting connection at most, not a
+        // pile (the first probe's 2 s reconnect loop made dozens).
+        let preauth = log
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("Connection closed by 10.0.2.2 port") && !l.contains("user"))
+            .count();
+        check!(
+            preauth <= 3,
+            "{}: {preauth} connections closed before authentication\n--- sshd log\n{}",
+            vm.name,
+            tail(&log.stdout, 40)
+        );
+        let r = vm.ssh("hostname");
+        check!(r.code == 0 && r.stdout.trim() == vm.name, "{}", r.show());
+    }
+    for vm in &vms {
+        let s = podman(&["stop", "-t", "30", &vm.name]);
+        check!(s.code == 0, "{}", s.show());
+    }
+    Ok(())
+}

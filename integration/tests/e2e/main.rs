@@ -1275,6 +1275,10 @@ fn main() {
         ),
         t("load::start_stop_cycles", faults::start_stop_cycles),
         t("load::three_at_once", faults::three_at_once),
+        t(
+            "load::ready_with_sshd_penalties_under_load",
+            faults::ready_with_sshd_penalties_under_load,
+        ),
         t("global::store_unchanged", store_unchanged),
         t("global::nothing_left_behind", nothing_left_behind),
     ];
