@@ -98,19 +98,29 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
     let _ = podman(&["wait", NAME]);
     let r = podman(&["rm", "-f", NAME]);
     check!(r.code == 0, "{}", r.show());
-    // A new container on the same volume, this time --privileged (the state serves every mode).
+    // A new container on the same volume, this time --privileged (the state serves every mode)
+    // and with a --bind share, as ephemeral runs have them.
+    let share = tempfile::Builder::new()
+        .prefix("bcvk-it-share-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
+    std::fs::write(share.path().join("hello"), "shared\n").map_err(|e| e.to_string())?;
+    let share_vol = format!("{}:/mnt/share", share.path().display());
     let mut a = run_prefix(true);
     a.insert(1, "--rm".into());
     a.extend(["--privileged".into(), "-v".into(), cache.clone()]);
+    a.extend(["-v".into(), share_vol]);
     a.push(bcvk_image());
     a.extend(
         [
             debian().as_str(),
             "--persistent",
+            "--bind",
+            "/mnt/share:work",
             "--",
             "sh",
             "-c",
-            &format!("{FIND} && cat /root/synced"),
+            &format!("{FIND} && cat /root/synced /run/virtiofs-mnt-work/hello"),
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -118,7 +128,7 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     let r = podman(&refs);
     check!(
-        r.code == 0 && r.stdout == "kept\npersisted\nran\nbefore-crash\n",
+        r.code == 0 && r.stdout == "kept\npersisted\nran\nbefore-crash\nshared\n",
         "after a crash, in a new container: {}",
         r.show()
     );
