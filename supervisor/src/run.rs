@@ -195,7 +195,7 @@ pub fn default_vcpus() -> u32 {
         .min(4)
 }
 
-/// The container's name, from podman's /run/.containerenv (privileged containers get it).
+/// The container's name, from podman's /run/.containerenv (only privileged containers get it).
 pub fn container_name(containerenv: &str) -> Option<String> {
     containerenv
         .lines()
@@ -460,10 +460,18 @@ fn prepare(
     };
     let keys: Vec<&str> = public_key.lines().collect();
     creds.extend(credentials::ssh_key_credentials(&keys)?);
+    // Else the container's name where podman tells it (only --privileged containers get it in
+    // /run/.containerenv), else the container's own hostname (podman run --hostname; by
+    // default its ID, under docker too).
     let hostname = args.hostname.clone().or_else(|| {
         std::fs::read_to_string("/run/.containerenv")
             .ok()
             .and_then(|c| container_name(&c))
+            .or_else(|| {
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+            })
             .and_then(|n| crate::config::parse_hostname(&n).ok())
     });
     if let Some(h) = &hostname {
