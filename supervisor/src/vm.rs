@@ -280,12 +280,7 @@ impl Vm {
             }
         };
         tokio::pin!(vfs_exit);
-        let readiness = probe_ready(
-            self.children.clone(),
-            self.l.ssh.clone(),
-            self.l.net_probe_port,
-            self.l.run_dir.clone(),
-        );
+        let readiness = self.probe();
         tokio::pin!(readiness);
         let mut command: Option<CommandFuture> = None;
         let progress =
@@ -343,12 +338,7 @@ impl Vm {
                     if may_be_guest_going_down(exit) {
                         // A panic, reboot or power-off under the command ends QEMU (-no-reboot);
                         // a guest that answers SSH again is alive, and the exit code stands.
-                        let alive = probe_ready(
-                            self.children.clone(),
-                            self.l.ssh.clone(),
-                            self.l.net_probe_port,
-                            self.l.run_dir.clone(),
-                        );
+                        let alive = self.probe();
                         tokio::select! {
                             qexit = &mut qemu_exit => {
                                 self.qemu_pid = None;
@@ -382,6 +372,16 @@ impl Vm {
                 }
             }
         }
+    }
+
+    /// A readiness probe of this VM's guest (see `probe_ready`); owns what it needs.
+    fn probe(&self) -> impl std::future::Future<Output = Result<Instant, VmError>> {
+        probe_ready(
+            self.children.clone(),
+            self.l.ssh.clone(),
+            self.l.net_probe_port,
+            self.l.run_dir.clone(),
+        )
     }
 
     /// Start one virtiofsd for share `index` and record it.
@@ -710,12 +710,7 @@ impl Vm {
                 }
                 let deadline = tokio::time::sleep(self.l.stop_timeout);
                 tokio::pin!(deadline);
-                let answers = probe_ready(
-                    self.children.clone(),
-                    self.l.ssh.clone(),
-                    self.l.net_probe_port,
-                    self.l.run_dir.clone(),
-                );
+                let answers = self.probe();
                 tokio::pin!(answers);
                 let mut probing = !self.ready;
                 // A press that came while logind was still starting is lost: press again.
