@@ -89,7 +89,7 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
     let vm_ssh = |shell: &str| vm(&["ssh", NAME, shell]);
     // A crash while the guest writes: what it synced survives, and the state boots again.
     let r = vm_ssh(
-        "echo before-crash > /root/synced && sync && \
+        "echo before-crash > /root/synced && sync; \
          (while :; do date >> /root/unsynced; done) </dev/null >/dev/null 2>&1 & sleep 1; echo writing",
     );
     check!(r.code == 0, "{}", r.show());
