@@ -92,18 +92,7 @@ impl PersistentState {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let seed: [u8; 32] = rand::rng().random();
-                let tmp = self.dir.join(format!("{SSH_SEED}.tmp"));
-                let mut f = File::options()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(io("write", &tmp))?;
-                f.write_all(&seed)
-                    .and_then(|()| f.sync_all())
-                    .map_err(io("write", &tmp))?;
-                fs::rename(&tmp, &path).map_err(io("write", &path))?;
+                replace_durably(&self.dir, SSH_SEED, &seed, 0o600)?;
                 Ok(seed)
             }
             Err(e) => Err(StateError::Corrupt {
@@ -126,11 +115,23 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateEr
 }
 
 fn write_record(dir: &Path, record: &Record) -> Result<(), StateError> {
-    let path = dir.join(RECORD);
-    let tmp = dir.join(format!("{RECORD}.tmp"));
     let text = serde_json::to_vec_pretty(record).expect("a record serialises");
-    let mut f = File::create(&tmp).map_err(io("write", &tmp))?;
-    f.write_all(&text)
+    replace_durably(dir, RECORD, &text, 0o644)
+}
+
+/// Replace `dir/name` with `bytes` so that a crash leaves the old file or the new one, never
+/// a part: a synced temporary file renamed over it, then the directory synced.
+fn replace_durably(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), StateError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io("write", &tmp))?;
+    f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(io("write", &tmp))?;
     fs::rename(&tmp, &path).map_err(io("write", &path))?;
