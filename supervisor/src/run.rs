@@ -487,6 +487,14 @@ fn prepare(
     guestfs::apply(&guest, &root)?;
     let disks = guestfs::prepare_disks(args.add_swap, &args.mount_disk_file, run_dir)?;
 
+    // virtiofsd's namespace sandbox needs pivot_root; where the engine forbids it, the
+    // container already confines virtiofsd and its chroot sandbox is what remains.
+    let sandbox = if privileges.pivot_root {
+        Sandbox::Namespace
+    } else {
+        tracing::info!("pivot_root is refused here (docker's seccomp profile does): virtiofsd uses its chroot sandbox");
+        Sandbox::Chroot
+    };
     let mut shares = vec![(
         ROOT_TAG.to_string(),
         VirtiofsSpec {
@@ -499,7 +507,7 @@ fn prepare(
                 CacheArg::Never => CacheMode::Never,
                 CacheArg::Metadata => CacheMode::Metadata,
             },
-            sandbox: Sandbox::Namespace,
+            sandbox,
             xattr: true,
             rlimit_nofile: nofile_hard_limit(),
             thread_pool_size: None,
@@ -514,7 +522,7 @@ fn prepare(
                 shared_dir: share.source.clone(),
                 readonly: share.readonly,
                 cache: CacheMode::Auto,
-                sandbox: Sandbox::Namespace,
+                sandbox,
                 xattr: true,
                 rlimit_nofile: nofile_hard_limit(),
                 thread_pool_size: None,

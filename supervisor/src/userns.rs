@@ -36,6 +36,10 @@ pub struct Privileges {
     pub host_userns: bool,
     /// The container maps more than one id (false: a rootless user without subordinate ids).
     pub many_ids: bool,
+    /// pivot_root(2) is allowed here, so virtiofsd's namespace sandbox can work. Docker's
+    /// default seccomp profile refuses it even with CAP_SYS_ADMIN; virtiofsd then dies *after*
+    /// it has created its socket, so this is settled before it starts, not after it fails.
+    pub pivot_root: bool,
 }
 
 impl Privileges {
@@ -168,6 +172,7 @@ pub fn acquire() -> Result<Privileges, UsernsError> {
             mount: MountRights::Container,
             host_userns,
             many_ids,
+            pivot_root: pivot_root_allowed(),
         });
     }
     let threads = thread_count(&status).unwrap_or(0);
@@ -180,7 +185,18 @@ pub fn acquire() -> Result<Privileges, UsernsError> {
         mount: MountRights::OwnUserNamespace,
         host_userns,
         many_ids,
+        pivot_root: pivot_root_allowed(),
     })
+}
+
+/// Ask the kernel for pivot_root("", ""): a seccomp filter or a missing CAP_SYS_ADMIN over the
+/// mount namespace answers EPERM before the paths are looked at; otherwise the empty path
+/// fails with ENOENT and nothing moves.
+fn pivot_root_allowed() -> bool {
+    match rustix::process::pivot_root("", "") {
+        Err(e) => e != rustix::io::Errno::PERM,
+        Ok(()) => true,
+    }
 }
 
 /// Fork a helper that stays in the container's user namespace (where it holds CAP_SETUID and
@@ -306,6 +322,7 @@ mod tests {
             mount,
             host_userns,
             many_ids: true,
+            pivot_root: true,
         };
         assert!(p(MountRights::Container, true).trusted_xattrs());
         assert!(!p(MountRights::Container, false).trusted_xattrs());

@@ -424,9 +424,10 @@ impl Vm {
                     let exit = self.children.wait(pid).await;
                     tokio::time::sleep(Duration::from_millis(50)).await; // let stderr drain
                     let stderr = tail.lines().join(" | ");
-                    // Some engines' seccomp profiles (docker's default) refuse the pivot_root
-                    // of virtiofsd's namespace sandbox even with CAP_SYS_ADMIN. The container is
-                    // the isolation boundary already: fall back to its chroot sandbox.
+                    // A refused pivot_root is settled before the start (userns::Privileges);
+                    // this catches the rest of the namespace sandbox (its pid namespace, its
+                    // /proc) failing early. The container is the isolation boundary already:
+                    // fall back to virtiofsd's chroot sandbox.
                     let spec = &mut self.l.shares[index].1;
                     if spec.sandbox == Sandbox::Namespace
                         && stderr.contains("Error entering sandbox")
