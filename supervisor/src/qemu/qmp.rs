@@ -158,6 +158,7 @@ impl Qmp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     // --- QMP against a fake server ---
 
