@@ -110,6 +110,16 @@ pub enum InitrdArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FirmwareArg {
+    /// UEFI when the disk has an EFI system partition, else BIOS when its MBR has boot code
+    Auto,
+    /// OVMF (UEFI)
+    Uefi,
+    /// SeaBIOS (legacy BIOS)
+    Bios,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CacheArg {
     /// Cache and revalidate after 1 s (for trees that change behind the guest's back)
     Auto,
@@ -126,7 +136,37 @@ pub enum CacheArg {
 #[command(after_help = EXIT_CODES)]
 pub struct RunArgs {
     /// The image: name[:tag], short name, image ID (or a unique prefix), or name@sha256:digest.
-    pub image: String,
+    /// A bootable container image (a kernel under /usr/lib/modules), or a containerDisk (one
+    /// *.qcow2, *.raw or *.img under / or /disk/): bcvk tells them apart.
+    #[arg(required_unless_present = "disk_image")]
+    pub image: Option<String>,
+
+    /// Boot this VM disk image (qcow2 or raw, told from the file) instead of an image from the
+    /// store: bring it in with podman -v. The guest writes to a throwaway overlay; with
+    /// --persistent, into the file itself (locked: one VM per file).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "scratch", "state", "reset"])]
+    pub disk_image: Option<PathBuf>,
+
+    /// Which firmware boots a disk image: auto reads the disk (an EFI system partition means
+    /// UEFI, else BIOS).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub firmware: FirmwareArg,
+
+    /// A cloud-init NoCloud directory (user-data, and optionally meta-data, vendor-data,
+    /// network-config) for the guest's first boot; bcvk merges its SSH key, --password and
+    /// --bind mounts into it. Disk images get bcvk's own seed without it.
+    #[arg(long = "cloud-init", value_name = "DIR")]
+    pub cloud_init: Option<PathBuf>,
+
+    /// An Ignition config (JSON) handed to the guest over fw_cfg (opt/com.coreos/config),
+    /// with bcvk's SSH key added for root.
+    #[arg(long, value_name = "FILE")]
+    pub ignition: Option<PathBuf>,
+
+    /// The password of the image's default user, set through cloud-init (disk images, or
+    /// with --cloud-init).
+    #[arg(long, value_name = "PASSWORD")]
+    pub password: Option<String>,
 
     /// Run this command in the guest once it is ready, then power off; its exit code becomes
     /// the container's.
@@ -288,6 +328,10 @@ pub struct SshArgs {
     /// Seconds to wait for the VM to become ready first.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub timeout: u64,
+    /// Log in as this user instead of root (bcvk's key is authorized for the image's default
+    /// user too on cloud-init guests).
+    #[arg(long = "as", value_name = "USER", value_parser = |s: &str| config::parse_user(s).map_err(|e| e.for_flag("--as")))]
+    pub user: Option<String>,
     /// The command to run (a login shell without one); its exit code is returned.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -405,14 +449,14 @@ mod tests {
             "-c",
             "exit 42",
         ]);
-        assert_eq!(r.image, "localhost/img");
+        assert_eq!(r.image.as_deref(), Some("localhost/img"));
         assert_eq!(r.memory, Some(2048));
         assert_eq!(r.command, vec!["sh", "-c", "exit 42"]);
         let r = run_args(&["bcvk", "run", "img", "--karg", "a=b", "--karg", "quiet"]);
         assert_eq!(r.kargs, vec!["a=b", "quiet"]);
         // Options may come before the image too.
         let r = run_args(&["bcvk", "--vcpus", "2", "img"]);
-        assert_eq!((r.image.as_str(), r.vcpus), ("img", Some(2)));
+        assert_eq!((r.image.as_deref(), r.vcpus), (Some("img"), Some(2)));
     }
 
     #[test]

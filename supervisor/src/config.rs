@@ -535,6 +535,24 @@ pub fn parse_karg(s: &str) -> Result<String, ConfigError> {
 /// Checks a guest host name: dot-separated RFC 1123 labels of 1 to 63 letters, digits and
 /// '-', not starting or ending with '-'. The whole name is limited to Linux's 64 bytes
 /// (HOST_NAME_MAX), not DNS's 253, since the guest kernel has to accept it.
+/// A login name for `bcvk ssh --as`: what useradd accepts (POSIX portable names).
+pub fn parse_user(s: &str) -> Result<String, ConfigError> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(ConfigError::invalid(
+            "user name",
+            s,
+            "use 1 to 32 of letters, digits, '.', '_' and '-', not starting with '-'",
+        ))
+    }
+}
+
 pub fn parse_hostname(s: &str) -> Result<String, ConfigError> {
     const HINT: &str = "use letters, digits and '-' in dot-separated parts of at most 63 characters, \
          not starting or ending with '-', at most 64 characters in all, like my-vm or vm1.example.com";

@@ -212,6 +212,13 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
 
 /// `--systemd-units DIR`: every unit in DIR/system/ is installed and enabled per its
 /// [Install] section; drop-in directories (`UNIT.d/`) are copied as they are.
+/// The `--systemd-units` entries alone (for guests configured through cloud-init).
+pub fn unit_entries(dir: &Path) -> Result<Vec<Entry>, GuestFsError> {
+    let mut entries = Vec::new();
+    plan_units(dir, &mut entries)?;
+    Ok(entries)
+}
+
 fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> {
     let err = |why: String| GuestFsError::Units {
         dir: dir.to_path_buf(),

@@ -45,7 +45,7 @@ const KERNEL_HEADER_LEN: u64 = 0x240;
 /// that the one-line message is complete and nothing is printed twice in error chains.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("{image} has no bootable kernel ({}): is it a bootc image? It needs usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI", looked_at(.looked))]
+    #[error("{image} has no bootable kernel ({}): is it a bootc image? It needs usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI; a containerDisk needs one *.qcow2, *.raw or *.img under / or /disk/", looked_at(.looked))]
     NoKernel {
         image: String,
         /// Every place looked at, with why it held no bootable kernel.
@@ -1036,7 +1036,8 @@ mod tests {
             "quay.io/test/image:latest has no bootable kernel (looked at \
              /usr/lib/modules/6.12.0: no vmlinuz (non-empty file) nor *.efi UKI; \
              /boot/EFI/Linux: missing or not a directory): is it a bootc image? It needs \
-             usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI"
+             usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI; \
+             a containerDisk needs one *.qcow2, *.raw or *.img under / or /disk/"
         );
     }
 

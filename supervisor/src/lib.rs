@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod credentials;
+pub mod disk;
+pub mod firstboot;
 pub mod guestfs;
 pub mod init;
 pub mod kernel;

@@ -249,7 +249,9 @@ pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
     let target = SshTarget {
         host: st.ssh.host,
         port: st.ssh.port,
-        user: st.ssh.user,
+        // --as: bcvk's key is authorized for root and, on cloud-init guests, for the image's
+        // default user; other users need their own authorization in the image.
+        user: args.user.clone().unwrap_or(st.ssh.user),
         key: st.ssh.key,
     };
     let interactive = std::io::stdin().is_terminal();

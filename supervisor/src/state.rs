@@ -73,6 +73,19 @@ pub struct PersistentState {
 }
 
 impl PersistentState {
+    /// Undo a state this run created and never used (the image turned out unfit for it), so
+    /// that a refused run leaves the volume as it found it.
+    pub fn discard(self) {
+        if self.fresh {
+            for sub in ["upper", "work"] {
+                let _ = fs::remove_dir_all(self.dir.join(sub));
+            }
+            for f in [RECORD, LOCK] {
+                let _ = fs::remove_file(self.dir.join(f));
+            }
+        }
+    }
+
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }

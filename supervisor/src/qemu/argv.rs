@@ -45,6 +45,68 @@ impl Argv {
     }
 }
 
+/// The kind of boot, in one place.
+fn boot_args(a: &mut Argv, boot: &BootSpec) {
+    match boot {
+        // -kernel/-initrd/-append are stored verbatim (no option parsing), so
+        // their commas must not be doubled.
+        BootSpec::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            a.opt("-kernel", kernel.clone().into_os_string());
+            if let Some(initrd) = initrd {
+                a.opt("-initrd", initrd.clone().into_os_string());
+            }
+            if !cmdline.is_empty() {
+                a.opt("-append", cmdline.join(" ").into());
+            }
+        }
+        BootSpec::Firmware(fw) => {
+            if let Firmware::Uefi { code, vars } = fw {
+                a.opt(
+                    "-drive",
+                    Opt::new("if=pflash,format=raw,unit=0,readonly=on,file=")
+                        .esc(code)
+                        .0,
+                );
+                a.opt(
+                    "-drive",
+                    Opt::new("if=pflash,format=raw,unit=1,file=").esc(vars).0,
+                );
+            }
+            // A firmware that finds nothing to boot reboots at once instead of retrying
+            // (SeaBIOS waits 60 s): with -no-reboot that ends QEMU, and bcvk reports it.
+            a.opt("-boot", "strict=on,reboot-timeout=0".into());
+        }
+    }
+}
+
+/// One disk on virtio-blk: a format node over a file node, and its device.
+fn disk_args(a: &mut Argv, node: &str, d: &DiskSpec, boot: bool) {
+    let driver = match d.format {
+        DiskFormat::Raw => "raw",
+        DiskFormat::Qcow2 => "qcow2",
+    };
+    // read-only on the format node is inherited by its file child.
+    let mut opt = Opt::new("driver=")
+        .s(driver)
+        .s(&format!(
+            ",node-name={node},file.driver=file,file.filename="
+        ))
+        .esc(&d.path);
+    if d.readonly {
+        opt = opt.s(",read-only=on");
+    }
+    a.opt("-blockdev", opt.0);
+    let mut dev = Opt::new(&format!("virtio-blk-pci,drive={node},serial=")).esc(&d.serial);
+    if boot {
+        dev = dev.s(",bootindex=0");
+    }
+    a.opt("-device", dev.0);
+}
+
 /// The argv for qemu-system-x86_64, without the binary itself.
 /// Call [`QemuSpec::validate`] first; this does not check again.
 pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
@@ -80,15 +142,7 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
     a.opt("-smp", spec.vcpus.to_string().into());
     a.opt("-m", mem.into());
 
-    // -kernel/-initrd/-append are stored verbatim (no option parsing), so
-    // their commas must not be doubled.
-    a.opt("-kernel", spec.kernel.clone().into_os_string());
-    if let Some(initrd) = &spec.initrd {
-        a.opt("-initrd", initrd.clone().into_os_string());
-    }
-    if !spec.cmdline.is_empty() {
-        a.opt("-append", spec.cmdline.join(" ").into());
-    }
+    boot_args(&mut a, &spec.boot);
 
     for (i, share) in spec.shares().enumerate() {
         let id = format!("vfs{i}");
@@ -136,27 +190,16 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
         a.opt("-smbios", s.clone().into());
     }
 
-    for (i, d) in spec.disks.iter().enumerate() {
-        let driver = match d.format {
-            DiskFormat::Raw => "raw",
-            DiskFormat::Qcow2 => "qcow2",
-        };
-        // read-only on the format node is inherited by its file child.
-        let mut opt = Opt::new("driver=")
-            .s(driver)
-            .s(&format!(
-                ",node-name=disk{i},file.driver=file,file.filename="
-            ))
-            .esc(&d.path);
-        if d.readonly {
-            opt = opt.s(",read-only=on");
-        }
-        a.opt("-blockdev", opt.0);
+    // The root disk (if any) comes first and alone carries a boot index.
+    for (i, d) in spec.all_disks().enumerate() {
+        let root = i == 0 && matches!(spec.root, RootDevice::Disk(_));
+        disk_args(&mut a, &format!("disk{i}"), d, root);
+    }
+
+    for f in &spec.fw_cfg {
         a.opt(
-            "-device",
-            Opt::new(&format!("virtio-blk-pci,drive=disk{i},serial="))
-                .esc(&d.serial)
-                .0,
+            "-fw_cfg",
+            Opt::new("name=").esc(&f.name).s(",file=").esc(&f.file).0,
         );
     }
 
@@ -258,8 +301,11 @@ mod tests {
             ["rootfstype=virtiofs root=root console=ttyS0"]
         );
         let no_initrd = argv(&QemuSpec {
-            initrd: None,
-            cmdline: vec!["a=1,2".into()],
+            boot: BootSpec::Kernel {
+                kernel: "/k".into(),
+                initrd: None,
+                cmdline: vec!["a=1,2".into()],
+            },
             ..spec()
         });
         assert!(values(&no_initrd, "-initrd").is_empty());
@@ -509,5 +555,103 @@ mod tests {
             a[i + 1].clone().into_vec(),
             b"unix:path=/r/\xff,,q,server=on,wait=off".to_vec()
         );
+    }
+
+    fn disk_root(boot: BootSpec) -> QemuSpec {
+        QemuSpec {
+            root: RootDevice::Disk(DiskSpec {
+                path: "/run/bcvk/disks/root-overlay.qcow2".into(),
+                format: DiskFormat::Qcow2,
+                serial: "bcvk-root".into(),
+                readonly: false,
+            }),
+            boot,
+            disks: vec![DiskSpec {
+                path: "/run/bcvk/seed/cidata.img".into(),
+                format: DiskFormat::Raw,
+                serial: "cidata".into(),
+                readonly: true,
+            }],
+            fw_cfg: vec![FwCfgFile {
+                name: "opt/com.coreos/config".into(),
+                file: "/run/bcvk/seed/ign,ition.json".into(),
+            }],
+            ..spec()
+        }
+    }
+
+    #[test]
+    fn uefi_boot_of_a_disk_root() {
+        let s = disk_root(BootSpec::Firmware(Firmware::Uefi {
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+            vars: "/run/bcvk/disks/uefi-vars.fd".into(),
+        }));
+        s.validate().unwrap();
+        let a = argv(&s);
+        assert!(values(&a, "-kernel").is_empty() && values(&a, "-append").is_empty());
+        assert_eq!(
+            values(&a, "-drive"),
+            [
+                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+                "if=pflash,format=raw,unit=1,file=/run/bcvk/disks/uefi-vars.fd"
+            ]
+        );
+        assert_eq!(values(&a, "-boot"), ["strict=on,reboot-timeout=0"]);
+        // The root disk first and alone in the boot order, then the seed, read-only.
+        assert_eq!(
+            values(&a, "-blockdev"),
+            [
+                "driver=qcow2,node-name=disk0,file.driver=file,file.filename=/run/bcvk/disks/root-overlay.qcow2",
+                "driver=raw,node-name=disk1,file.driver=file,file.filename=/run/bcvk/seed/cidata.img,read-only=on"
+            ]
+        );
+        let devices = values(&a, "-device");
+        assert!(devices.contains(&"virtio-blk-pci,drive=disk0,serial=bcvk-root,bootindex=0"));
+        assert!(devices.contains(&"virtio-blk-pci,drive=disk1,serial=cidata"));
+        // No virtiofs share for the root.
+        assert!(!devices.iter().any(|d| d.starts_with("vhost-user-fs-pci")));
+        assert_eq!(
+            values(&a, "-fw_cfg"),
+            ["name=opt/com.coreos/config,file=/run/bcvk/seed/ign,,ition.json"]
+        );
+    }
+
+    #[test]
+    fn bios_boot_has_no_flash() {
+        let s = disk_root(BootSpec::Firmware(Firmware::Bios));
+        s.validate().unwrap();
+        let a = argv(&s);
+        assert!(values(&a, "-drive").is_empty());
+        assert_eq!(values(&a, "-boot"), ["strict=on,reboot-timeout=0"]);
+    }
+
+    #[test]
+    fn firmware_needs_a_disk_and_fw_cfg_names_are_checked() {
+        let bad = QemuSpec {
+            boot: BootSpec::Firmware(Firmware::Bios),
+            ..spec()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(QemuError::FirmwareWithoutDisk("bios"))
+        ));
+        for name in ["com.coreos/config", &format!("opt/{}", "x".repeat(60))] {
+            let mut s = disk_root(BootSpec::Firmware(Firmware::Bios));
+            s.fw_cfg[0].name = name.to_string();
+            assert!(matches!(s.validate(), Err(QemuError::InvalidFwCfgName(_))));
+        }
+        let mut twice = disk_root(BootSpec::Firmware(Firmware::Bios));
+        twice.fw_cfg.push(twice.fw_cfg[0].clone());
+        assert!(matches!(
+            twice.validate(),
+            Err(QemuError::InvalidFwCfgName(_))
+        ));
+        // The root disk's serial counts against the others.
+        let mut dup = disk_root(BootSpec::Firmware(Firmware::Bios));
+        dup.disks[0].serial = "bcvk-root".into();
+        assert!(matches!(
+            dup.validate(),
+            Err(QemuError::DuplicateDiskSerial(_))
+        ));
     }
 }

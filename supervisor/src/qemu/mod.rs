@@ -96,17 +96,66 @@ pub enum ConsoleSpec {
     Stdio { interactive: bool },
 }
 
+/// What the guest's root file system lives on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootDevice {
+    /// A virtiofs share (container layers or a directory) the kernel mounts as its root.
+    Share(VirtiofsShare),
+    /// A VM disk image on virtio-blk, first in the firmware's boot order.
+    Disk(DiskSpec),
+}
+
+/// How the guest's kernel gets loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootSpec {
+    /// QEMU loads the kernel and initramfs itself (`-kernel`, `-initrd`, `-append`).
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: Vec<String>,
+    },
+    /// Firmware finds the bootloader on the root disk.
+    Firmware(Firmware),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default: the disk's MBR boot code.
+    Bios,
+    /// OVMF: its read-only code, and this VM's own copy of the variable store.
+    Uefi { code: PathBuf, vars: PathBuf },
+}
+
+impl Firmware {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi { .. } => "uefi",
+        }
+    }
+}
+
+/// A file handed to the guest through QEMU's fw_cfg device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FwCfgFile {
+    /// Must start with `opt/` (the name space QEMU leaves to users).
+    pub name: String,
+    pub file: PathBuf,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuSpec {
     pub accel: Accel,
     pub cpu: String,
     pub vcpus: u32,
     pub memory_mib: u64,
-    pub kernel: PathBuf,
-    pub initrd: Option<PathBuf>,
-    pub cmdline: Vec<String>,
-    pub root_share: VirtiofsShare,
+    /// The kind of root: what the guest's root file system lives on.
+    pub root: RootDevice,
+    /// The kind of boot: who loads the kernel.
+    pub boot: BootSpec,
     pub extra_shares: Vec<VirtiofsShare>,
+    /// Files in the guest's fw_cfg (`/sys/firmware/qemu_fw_cfg/by_name/<name>/raw`).
+    pub fw_cfg: Vec<FwCfgFile>,
     pub net: NetSpec,
     /// Values from `credentials::smbios_args`, already escaped.
     pub smbios: Vec<String>,
@@ -128,6 +177,8 @@ pub const MAX_SOCKET_PATH: usize = 107;
 pub const MIN_MEMORY_MIB: u64 = 128;
 /// q35 without an IOMMU tops out at 255 vCPUs (8-bit APIC IDs).
 pub const MAX_VCPUS: u32 = 255;
+/// FW_CFG_MAX_FILE_PATH is 56 bytes, including the terminating NUL.
+pub const MAX_FW_CFG_NAME_LEN: usize = 55;
 /// Generous for /dev/virtio-ports/<name> and readable in `ls`.
 pub const MAX_SERIAL_NAME_LEN: usize = 64;
 
@@ -164,6 +215,10 @@ pub enum QemuError {
     },
     #[error("disk serial {0:?} is used twice; give every disk its own serial")]
     DuplicateDiskSerial(String),
+    #[error("{0} firmware boots a disk, but the root is a virtiofs share; boot the kernel directly or give a disk image")]
+    FirmwareWithoutDisk(&'static str),
+    #[error("fw_cfg name {0:?} is invalid or used twice; use a unique name under opt/ of at most 55 bytes")]
+    InvalidFwCfgName(String),
     #[error("socket path {path:?} is {len} bytes, over the 107-byte UNIX socket limit; use a shorter directory such as /run/bcvk")]
     SocketPathTooLong { path: PathBuf, len: usize },
 
@@ -243,7 +298,20 @@ fn portable_name(s: &str, max: usize) -> Result<(), &'static str> {
 impl QemuSpec {
     /// All shares, root first, as they appear on the command line.
     pub fn shares(&self) -> impl Iterator<Item = &VirtiofsShare> {
-        std::iter::once(&self.root_share).chain(&self.extra_shares)
+        let root = match &self.root {
+            RootDevice::Share(s) => Some(s),
+            RootDevice::Disk(_) => None,
+        };
+        root.into_iter().chain(&self.extra_shares)
+    }
+
+    /// All disks, root first, as they appear on the command line.
+    pub fn all_disks(&self) -> impl Iterator<Item = &DiskSpec> {
+        let root = match &self.root {
+            RootDevice::Disk(d) => Some(d),
+            RootDevice::Share(_) => None,
+        };
+        root.into_iter().chain(&self.disks)
     }
 
     /// The same VM under TCG, for `--accel auto` when KVM turned out unable to run the guest;
@@ -315,8 +383,21 @@ impl QemuSpec {
             }
         }
 
+        if let (BootSpec::Firmware(fw), RootDevice::Share(_)) = (&self.boot, &self.root) {
+            return Err(QemuError::FirmwareWithoutDisk(fw.name()));
+        }
+        let mut names = HashSet::new();
+        for f in &self.fw_cfg {
+            if !f.name.starts_with("opt/") || f.name.len() > MAX_FW_CFG_NAME_LEN {
+                return Err(QemuError::InvalidFwCfgName(f.name.clone()));
+            }
+            if !names.insert(f.name.as_str()) {
+                return Err(QemuError::InvalidFwCfgName(f.name.clone()));
+            }
+        }
+
         let mut serials = HashSet::new();
-        for d in &self.disks {
+        for d in self.all_disks() {
             portable_name(&d.serial, MAX_DISK_SERIAL_LEN).map_err(|reason| {
                 QemuError::InvalidDiskSerial {
                     serial: d.serial.clone(),
@@ -356,18 +437,21 @@ pub(crate) mod testing {
             cpu: "host".into(),
             vcpus: 2,
             memory_mib: 2048,
-            kernel: "/run/bcvk/vmlinuz".into(),
-            initrd: Some("/run/bcvk/initrd.img".into()),
-            cmdline: vec![
-                "rootfstype=virtiofs".into(),
-                "root=root".into(),
-                "console=ttyS0".into(),
-            ],
-            root_share: VirtiofsShare {
+            root: RootDevice::Share(VirtiofsShare {
                 tag: "root".into(),
                 socket: "/run/bcvk/root.sock".into(),
+            }),
+            boot: BootSpec::Kernel {
+                kernel: "/run/bcvk/vmlinuz".into(),
+                initrd: Some("/run/bcvk/initrd.img".into()),
+                cmdline: vec![
+                    "rootfstype=virtiofs".into(),
+                    "root=root".into(),
+                    "console=ttyS0".into(),
+                ],
             },
             extra_shares: vec![],
+            fw_cfg: vec![],
             net: NetSpec::None,
             smbios: vec![],
             disks: vec![],
@@ -512,7 +596,10 @@ mod tests {
             E::SocketPathTooLong { len: 108, .. }
         ));
         let mut s = spec();
-        s.root_share.socket = long_sock;
+        s.root = RootDevice::Share(VirtiofsShare {
+            tag: "root".into(),
+            socket: long_sock,
+        });
         assert!(matches!(check(s), E::SocketPathTooLong { .. }));
     }
 

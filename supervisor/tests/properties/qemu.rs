@@ -7,8 +7,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use bcvk::qemu::{
-    qemu_args, Accel, ConsoleSpec, DiskFormat, DiskSpec, NetSpec, PortForward, QemuSpec,
-    SerialOutSpec, VirtiofsShare,
+    qemu_args, Accel, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, Firmware, FwCfgFile, NetSpec,
+    PortForward, QemuSpec, RootDevice, SerialOutSpec, VirtiofsShare,
 };
 use proptest::prelude::*;
 
@@ -39,6 +39,21 @@ fn share() -> impl Strategy<Value = VirtiofsShare> {
     (text(), path()).prop_map(|(tag, socket)| VirtiofsShare { tag, socket })
 }
 
+fn disk() -> impl Strategy<Value = DiskSpec> {
+    (path(), any::<bool>(), text(), any::<bool>()).prop_map(|(path, qcow2, serial, readonly)| {
+        DiskSpec {
+            path,
+            format: if qcow2 {
+                DiskFormat::Qcow2
+            } else {
+                DiskFormat::Raw
+            },
+            serial,
+            readonly,
+        }
+    })
+}
+
 fn spec() -> impl Strategy<Value = QemuSpec> {
     let forward = (
         prop::option::of(any::<u32>().prop_map(Ipv4Addr::from)),
@@ -55,44 +70,51 @@ fn spec() -> impl Strategy<Value = QemuSpec> {
             .prop_map(|(forwards, restrict)| NetSpec::User { forwards, restrict }),
         Just(NetSpec::None),
     ];
-    let disk = (path(), any::<bool>(), text(), any::<bool>()).prop_map(
-        |(path, qcow2, serial, readonly)| DiskSpec {
-            path,
-            format: if qcow2 {
-                DiskFormat::Qcow2
-            } else {
-                DiskFormat::Raw
-            },
-            serial,
-            readonly,
-        },
-    );
     let serial_out = (text(), path()).prop_map(|(name, path)| SerialOutSpec { name, path });
+    // The kinds of root and boot, each of them.
+    let root = prop_oneof![
+        share().prop_map(RootDevice::Share),
+        disk().prop_map(RootDevice::Disk),
+    ];
+    let boot = prop_oneof![
+        (
+            path(),
+            prop::option::of(path()),
+            prop::collection::vec(text(), 0..3)
+        )
+            .prop_map(|(kernel, initrd, cmdline)| BootSpec::Kernel {
+                kernel,
+                initrd,
+                cmdline
+            }),
+        Just(BootSpec::Firmware(Firmware::Bios)),
+        (path(), path()).prop_map(|(code, vars)| BootSpec::Firmware(Firmware::Uefi { code, vars })),
+    ];
+    let fw_cfg = (text(), path()).prop_map(|(name, file)| FwCfgFile { name, file });
     let machine = (
         any::<bool>(),
         prop_oneof![Just("host".to_owned()), Just("max".to_owned()), text()],
         prop_oneof![0..=300u32, any::<u32>()],
         prop_oneof![0..=4096u64, any::<u64>()],
-        path(),
-        prop::option::of(path()),
-        prop::collection::vec(text(), 0..3),
+        boot,
+        prop::collection::vec(fw_cfg, 0..3),
         prop::collection::vec(text(), 0..3),
         any::<bool>(),
         any::<bool>(),
     );
     (
         machine,
-        share(),
+        root,
         prop::collection::vec(share(), 0..4),
         net,
-        prop::collection::vec(disk, 0..4),
+        prop::collection::vec(disk(), 0..4),
         prop::collection::vec(serial_out, 0..3),
         path(),
     )
         .prop_map(
             |(
-                (kvm, cpu, vcpus, memory_mib, kernel, initrd, cmdline, smbios, interactive, rng),
-                root_share,
+                (kvm, cpu, vcpus, memory_mib, boot, fw_cfg, smbios, interactive, rng),
+                root,
                 extra_shares,
                 net,
                 disks,
@@ -103,11 +125,10 @@ fn spec() -> impl Strategy<Value = QemuSpec> {
                 cpu,
                 vcpus,
                 memory_mib,
-                kernel,
-                initrd,
-                cmdline,
-                root_share,
+                root,
+                boot,
                 extra_shares,
+                fw_cfg,
                 net,
                 smbios,
                 disks,
@@ -185,7 +206,8 @@ proptest! {
             prop_assert_eq!(chardev.len(), 3);
             prop_assert_eq!(device.len(), 4);
         }
-        for (i, disk) in spec.disks.iter().enumerate() {
+        let root_disk = matches!(spec.root, RootDevice::Disk(_));
+        for (i, disk) in spec.all_disks().enumerate() {
             let node = format!("disk{i}");
             let (blockdev_at, blockdev) = find(&opts, "-blockdev", "node-name", &node);
             let (device_at, device) = find(&opts, "-device", "drive", &node);
@@ -194,7 +216,31 @@ proptest! {
             prop_assert_eq!(get(&blockdev, "file.driver"), b"file");
             prop_assert_eq!(blockdev.len(), if disk.readonly { 5 } else { 4 });
             prop_assert_eq!(get(&device, "serial"), disk.serial.as_bytes());
-            prop_assert_eq!(device.len(), 3);
+            // Only the root disk is in the boot order.
+            if i == 0 && root_disk {
+                prop_assert_eq!(get(&device, "bootindex"), b"0");
+                prop_assert_eq!(device.len(), 4);
+            } else {
+                prop_assert_eq!(device.len(), 3);
+            }
+        }
+        let fw: Vec<_> = opts.iter().filter(|(n, _)| n == "-fw_cfg").map(|(_, v)| qemu_opts(v)).collect();
+        prop_assert_eq!(fw.len(), spec.fw_cfg.len());
+        for (kv, f) in fw.iter().zip(&spec.fw_cfg) {
+            prop_assert_eq!(kv.len(), 2);
+            prop_assert_eq!(get(kv, "name"), f.name.as_bytes());
+            prop_assert_eq!(get(kv, "file"), f.file.as_os_str().as_bytes());
+        }
+        let pflash: Vec<_> = opts.iter().filter(|(n, _)| n == "-drive").map(|(_, v)| qemu_opts(v)).collect();
+        match &spec.boot {
+            BootSpec::Firmware(Firmware::Uefi { code, vars }) => {
+                prop_assert_eq!(pflash.len(), 2);
+                prop_assert_eq!(get(&pflash[0], "file"), code.as_os_str().as_bytes());
+                prop_assert_eq!(get(&pflash[0], "readonly"), b"on");
+                prop_assert_eq!(get(&pflash[1], "file"), vars.as_os_str().as_bytes());
+                prop_assert_eq!(pflash[1].len(), 4);
+            }
+            _ => prop_assert!(pflash.is_empty()),
         }
         for (i, out) in spec.serial_outs.iter().enumerate() {
             let id = format!("vport{i}");
@@ -220,7 +266,7 @@ proptest! {
         // every comma doubled.
         for (name, key, id, path) in spec.shares().enumerate()
             .map(|(i, s)| ("-chardev", "id", format!("vfs{i}"), &s.socket))
-            .chain(spec.disks.iter().enumerate()
+            .chain(spec.all_disks().enumerate()
                 .map(|(i, d)| ("-blockdev", "node-name", format!("disk{i}"), &d.path)))
             .chain(spec.serial_outs.iter().enumerate()
                 .map(|(i, s)| ("-chardev", "id", format!("vport{i}"), &s.path)))

@@ -6,23 +6,32 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{AccelArg, CacheArg, InitrdArg, NetArg, RunArgs};
+mod root;
+
+use crate::cli::{AccelArg, CacheArg, NetArg, RunArgs};
 use crate::console::Echo;
 use crate::credentials::{self, Credential};
+use crate::disk::{DiskError, Writes};
+use crate::firstboot;
 use crate::guestfs;
 use crate::init::{self, Children, ExitInfo};
-use crate::kernel::{self, BootFiles, KernelError};
+use crate::kernel::{BootFiles, KernelError};
 use crate::opaque;
-use crate::qemu::{self, Accel, ConsoleSpec, NetSpec, PortForward, QemuSpec, VirtiofsShare};
-use crate::rootfs::{self, MountedRootfs, Scratch};
+use crate::qemu::{
+    self, Accel, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, FwCfgFile, NetSpec, PortForward,
+    QemuSpec, RootDevice, VirtiofsShare,
+};
+use crate::rootfs;
 use crate::spawn::{self, SpawnError};
 use crate::ssh::{self, SshTarget, Tty};
-use crate::state::{self, PersistentState};
+use crate::state;
 use crate::status::{self, SshEndpoint, State, Status, Timings};
-use crate::store::{self, Store, StoreError};
+use crate::store::StoreError;
 use crate::userns::{self, Privileges};
 use crate::virtiofsd::{CacheMode, Sandbox, VirtiofsSpec};
 use crate::vm::{self, Outcome, VmError, VmLaunch};
+
+use root::{Prepared, Root, RootKind};
 
 /// The tag of the root file system share; the kernel mounts it with `root=<tag>`.
 pub const ROOT_TAG: &str = "rootfs";
@@ -67,6 +76,10 @@ pub enum RunError {
     Opaque(#[from] opaque::OpaqueError),
     #[error(transparent)]
     State(#[from] state::StateError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    FirstBoot(#[from] firstboot::FirstBootError),
     #[error("stopped by {0} before the VM started")]
     StoppedEarly(nix::sys::signal::Signal),
 }
@@ -95,6 +108,9 @@ impl RunError {
             RunError::Privileges(userns::UsernsError::Unshare(_) | userns::UsernsError::Map(_))
             | RunError::Rootfs(rootfs::RootfsError::Whiteout { .. }) => 77,
             RunError::KvmUnavailable(_) => 69,
+            RunError::Disk(e) => e.exit_code(),
+            RunError::FirstBoot(firstboot::FirstBootError::Seed { .. }) => 71,
+            RunError::FirstBoot(_) => 64,
             RunError::Vm(e) => e.exit_code(),
             RunError::StoppedEarly(sig) => 128 + *sig as i32,
             _ => 71,
@@ -205,7 +221,7 @@ pub fn container_name(containerenv: &str) -> Option<String> {
         .filter(|n| !n.is_empty())
 }
 
-fn run_dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+pub(crate) fn run_dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::RunDir {
         path: path.to_path_buf(),
         source,
@@ -232,28 +248,6 @@ fn fresh_run_dir(run_dir: &Path) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Everything `run` mounted or created, undone in reverse order.
-struct Prepared {
-    rootfs: Option<MountedRootfs>,
-    /// A --persistent VM's state: locked until the root is unmounted.
-    state: Option<PersistentState>,
-    run_dir: PathBuf,
-}
-
-impl Prepared {
-    fn cleanup(&mut self) {
-        if let Some(r) = self.rootfs.take() {
-            if let Err(e) = r.unmount() {
-                tracing::warn!(error = %e, "cannot unmount the root file system");
-            }
-        }
-        self.state = None;
-        for leftover in ["ssh", "boot", "disks"] {
-            let _ = std::fs::remove_dir_all(self.run_dir.join(leftover));
-        }
-    }
-}
-
 /// Run the VM; returns the container's exit code.
 pub fn run(args: RunArgs) -> Result<i32, RunError> {
     let started = Instant::now();
@@ -277,11 +271,7 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
             source: e,
         })?;
         let run_dir = PathBuf::from(status::RUN_DIR);
-        let mut prepared = Prepared {
-            rootfs: None,
-            state: None,
-            run_dir: run_dir.clone(),
-        };
+        let mut prepared = Prepared::new(&run_dir);
         let result = async {
             let launch = prepare(&args, &privileges, &run_dir, &mut prepared, started)?;
             if let Ok(init::Request::Stop(sig)) = requests.try_recv() {
@@ -343,14 +333,6 @@ fn prepare(
     if args.console && one_shot {
         return Err(RunError::Usage("--console cannot be combined with a command: the console and the command would share the terminal".into()));
     }
-    // Look everything up before touching anything.
-    let store_root = store::locate_store(args.storage.as_deref())?;
-    let store = Store::open(&store_root)?;
-    let image = store.resolve(&args.image)?;
-    tracing::info!(image = %image.name, id = %&image.id[..12], layers = image.layers.len(), mode = privileges.describe(), "image found");
-    if !privileges.many_ids {
-        tracing::warn!("the container maps a single user id: files of other owners in the image show as nobody (65534) in the guest; give the user subordinate ids (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER, then podman system migrate)");
-    }
     let (accel, warning) = choose_accel(args.accel, &HostCaps::probe())?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
@@ -365,84 +347,51 @@ fn prepare(
             args.memory.unwrap_or(4096),
         ),
     };
+    let virtiofsd_bin = spawn::find_program("virtiofsd")?;
+    let qemu_bin = spawn::find_program("qemu-system-x86_64")?;
+    // Fail now, not at readiness, if the image lacks the ssh client.
+    spawn::find_program("ssh")?;
+    // The user's first-boot files are read (and refused) before anything is mounted.
+    let user_seed = args
+        .cloud_init
+        .as_deref()
+        .map(firstboot::read_user_seed)
+        .transpose()?;
+    let ignition = match &args.ignition {
+        Some(f) => Some((
+            f.clone(),
+            std::fs::read_to_string(f).map_err(|e| firstboot::FirstBootError::Ignition {
+                file: f.clone(),
+                why: format!("cannot read it ({e}): bring it in with podman -v HOSTFILE:FILE:ro"),
+            })?,
+        )),
+        None => None,
+    };
+
+    fresh_run_dir(run_dir)?;
+    let root = root::prepare(args, privileges, run_dir, prepared)?;
     let guest = guestfs::plan(&guestfs::GuestConfig {
         binds: args.bind.iter().chain(&args.ro_bind).cloned().collect(),
-        bind_storage: args.bind_storage_ro.then(|| store_root.clone()),
-        systemd_units: args.systemd_units.clone(),
+        bind_storage: args
+            .bind_storage_ro
+            .then(|| root.store_root.clone())
+            .flatten(),
+        // Disk images get their units through cloud-init (below).
+        systemd_units: match root.kind {
+            RootKind::Tree { .. } => args.systemd_units.clone(),
+            RootKind::Disk { .. } => None,
+        },
         swap: args.add_swap.is_some(),
         ports: args.ports.clone(),
         ssh_port: SSH_PORT,
         probe_port: NET_PROBE_PORT,
     })?;
-    let virtiofsd_bin = spawn::find_program("virtiofsd")?;
-    let qemu_bin = spawn::find_program("qemu-system-x86_64")?;
-    // Fail now, not at readiness, if the image lacks the ssh client.
-    spawn::find_program("ssh")?;
-
-    fresh_run_dir(run_dir)?;
-    if args.persistent {
-        let st = state::open(&args.state, &image.id, &image.name, args.reset)?;
-        tracing::info!(
-            dir = %st.dir.display(),
-            "{} the persistent state",
-            if st.fresh { "created" } else { "reusing" }
-        );
-        prepared.state = Some(st);
+    if matches!(root.kind, RootKind::Disk { .. }) && !args.kargs.is_empty() {
+        return Err(RunError::Usage("--karg: a disk image boots with its bootloader's kernel command line; drop --karg (or change the image's bootloader configuration)".into()));
     }
-    let scratch = match (&prepared.state, &args.scratch) {
-        (Some(st), _) => Scratch::Persistent {
-            upper: st.upper(),
-            work: st.work(),
-        },
-        (None, Some(dir)) => Scratch::Dir(dir.clone()),
-        (None, None) => Scratch::Tmpfs { size_bytes: None },
-    };
-    // Without CAP_SYS_ADMIN in the host's user namespace the overlay can use only user.*
-    // xattrs: a rootful store's trusted.* opaque marks are then emulated (see `opaque`).
-    // A persistent upper always keeps user.* xattrs, so that it serves in every mode.
-    let userxattr = image.userxattr || !privileges.trusted_xattrs() || args.persistent;
-    let emulations = if userxattr && image.driver == store::Driver::Overlay {
-        opaque::plan(store.root(), &image.layers)?
-    } else {
-        Vec::new()
-    };
-    let plan = rootfs::plan_rootfs(&image, run_dir, scratch, userxattr, &emulations);
-    prepared.rootfs = Some(rootfs::apply_rootfs(&plan)?);
-    let root = prepared
-        .rootfs
-        .as_ref()
-        .expect("mounted")
-        .root()
-        .to_path_buf();
-    let mut boot = kernel::find_boot_files(&root, &image.name, &run_dir.join("boot"))?;
-    let builtin = kernel::virtiofs_builtin(&root, &boot.version);
-    match args.initrd {
-        InitrdArg::Auto if builtin && boot.initrd.is_some() => {
-            tracing::info!("the kernel has virtiofs built in: booting straight into the image's init, without the initramfs (--initrd yes to use it)");
-            boot.initrd = None;
-        }
-        InitrdArg::No if !builtin => {
-            return Err(RunError::Usage(format!("--initrd no: kernel {} of {} does not have virtiofs built in, so it cannot mount the root without its initramfs; use --initrd auto", boot.version, image.name)));
-        }
-        InitrdArg::No => boot.initrd = None,
-        InitrdArg::Yes if boot.initrd.is_none() => {
-            return Err(RunError::Usage(format!(
-                "--initrd yes: {} has no initramfs.img beside its kernel",
-                image.name
-            )));
-        }
-        _ => {}
+    if args.bind_storage_ro && root.store_root.is_none() {
+        return Err(RunError::Usage("--bind-storage-ro shares the store an IMAGE came from; with --disk-image there is none: mount it with --ro-bind".into()));
     }
-    if boot.initrd.is_none() && !builtin {
-        return Err(RunError::Usage(format!("{} has no initramfs and its kernel lacks built-in virtiofs: the root cannot be mounted; add an initramfs with dracut's virtiofs module", image.name)));
-    }
-    for why in &boot.skipped {
-        tracing::warn!("no bootable kernel in {why}");
-    }
-    if !boot.others.is_empty() || !boot.skipped.is_empty() {
-        tracing::info!(chosen = %boot.version, older = ?boot.others, "booting the newest bootable kernel");
-    }
-    tracing::info!(kernel = %boot.kernel.display(), initrd = ?boot.initrd, "kernel found");
 
     let mut creds: Vec<Credential> = Vec::new();
     let own = match &prepared.state {
@@ -477,16 +426,6 @@ fn prepare(
     if let Some(h) = &hostname {
         creds.push(credentials::hostname_credential(h)?);
     }
-    if let Some(st) = prepared.state.as_mut() {
-        // Last run's units (shares, swap, ...) go, so that only this run's options hold.
-        for rel in &st.record.generated {
-            guestfs::remove_generated(&root, rel);
-        }
-        st.record_generated(guest.generated_paths())?;
-    }
-    guestfs::apply(&guest, &root)?;
-    let disks = guestfs::prepare_disks(args.add_swap, &args.mount_disk_file, run_dir)?;
-
     // virtiofsd's namespace sandbox needs pivot_root; where the engine forbids it, the
     // container already confines virtiofsd and its chroot sandbox is what remains.
     let sandbox = if privileges.pivot_root {
@@ -495,40 +434,101 @@ fn prepare(
         tracing::info!("pivot_root is refused here (docker's seccomp profile does): virtiofsd uses its chroot sandbox");
         Sandbox::Chroot
     };
-    let mut shares = vec![(
-        ROOT_TAG.to_string(),
-        VirtiofsSpec {
-            socket: run_dir.join("vfs-rootfs.sock"),
-            shared_dir: root.clone(),
-            readonly: false,
-            cache: match args.virtiofs_cache {
+    let share_spec = |tag: &str, dir: &Path, readonly: bool, cache: CacheMode| VirtiofsSpec {
+        socket: run_dir.join(format!("vfs-{tag}.sock")),
+        shared_dir: dir.to_path_buf(),
+        readonly,
+        cache,
+        sandbox,
+        xattr: true,
+        rlimit_nofile: nofile_hard_limit(),
+        thread_pool_size: None,
+        log_level: "warn".into(),
+    };
+    let mut shares: Vec<(String, VirtiofsSpec)> = Vec::new();
+    let mut disks = guestfs::prepare_disks(args.add_swap, &args.mount_disk_file, run_dir)?;
+    let mut fw_cfg = Vec::new();
+    let seed_keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    // The kind of root and the kind of boot, in one place.
+    let (qemu_root, qemu_boot, needs_seed) = match &root.kind {
+        RootKind::Tree { dir, boot } => {
+            if let Some(st) = prepared.state.as_mut() {
+                // Last run's units (shares, swap, ...) go, so that only this run's options hold.
+                for rel in &st.record.generated {
+                    guestfs::remove_generated(dir, rel);
+                }
+                st.record_generated(guest.generated_paths())?;
+            }
+            guestfs::apply(&guest, dir)?;
+            let cache = match args.virtiofs_cache {
                 CacheArg::Auto => CacheMode::Auto,
                 CacheArg::Always => CacheMode::Always,
                 CacheArg::Never => CacheMode::Never,
                 CacheArg::Metadata => CacheMode::Metadata,
-            },
-            sandbox,
-            xattr: true,
-            rlimit_nofile: nofile_hard_limit(),
-            thread_pool_size: None,
-            log_level: "warn".into(),
-        },
-    )];
+            };
+            shares.push((ROOT_TAG.into(), share_spec(ROOT_TAG, dir, false, cache)));
+            let root_dev = RootDevice::Share(VirtiofsShare {
+                tag: ROOT_TAG.into(),
+                socket: shares[0].1.socket.clone(),
+            });
+            let boot = BootSpec::Kernel {
+                kernel: boot.kernel.clone(),
+                initrd: boot.initrd.clone(),
+                cmdline: kernel_cmdline(boot, &args.kargs),
+            };
+            // A bootc image with cloud-init reads a seed only when the user gives one.
+            (root_dev, boot, user_seed.is_some())
+        }
+        RootKind::Disk {
+            disk,
+            writes,
+            firmware,
+        } => {
+            let (path, format) = match writes {
+                Writes::Overlay(p) => (p.clone(), DiskFormat::Qcow2),
+                Writes::InPlace => (disk.path.clone(), disk.format),
+            };
+            let root_dev = RootDevice::Disk(DiskSpec {
+                path,
+                format,
+                serial: "bcvk-root".into(),
+                readonly: false,
+            });
+            (root_dev, BootSpec::Firmware(firmware.clone()), true)
+        }
+    };
     for share in &guest.shares {
         shares.push((
             share.tag.clone(),
-            VirtiofsSpec {
-                socket: run_dir.join(format!("vfs-{}.sock", share.tag)),
-                shared_dir: share.source.clone(),
-                readonly: share.readonly,
-                cache: CacheMode::Auto,
-                sandbox,
-                xattr: true,
-                rlimit_nofile: nofile_hard_limit(),
-                thread_pool_size: None,
-                log_level: "warn".into(),
-            },
+            share_spec(&share.tag, &share.source, share.readonly, CacheMode::Auto),
         ));
+    }
+    if needs_seed {
+        let fb = first_boot(args, &root, &guest, hostname.clone(), seed_keys.clone())?;
+        let files = firstboot::seed_files(&fb, user_seed.as_ref())?;
+        let seed_dir = run_dir.join("seed");
+        std::fs::create_dir_all(&seed_dir).map_err(run_dir_err(&seed_dir))?;
+        let seed = seed_dir.join("cidata.img");
+        firstboot::write_seed_image(&seed, &files)?;
+        disks.push(DiskSpec {
+            path: seed,
+            format: DiskFormat::Raw,
+            serial: "cidata".into(),
+            readonly: true,
+        });
+    } else if args.password.is_some() {
+        return Err(RunError::Usage("--password is set through cloud-init: it needs a disk image or --cloud-init DIR (a bootc image takes --ssh-key, or a user in the image)".into()));
+    }
+    if let Some((file, text)) = &ignition {
+        let cfg = firstboot::ignition_config(file, text, &seed_keys)?;
+        let seed_dir = run_dir.join("seed");
+        std::fs::create_dir_all(&seed_dir).map_err(run_dir_err(&seed_dir))?;
+        let path = seed_dir.join("ignition.json");
+        std::fs::write(&path, cfg).map_err(run_dir_err(&path))?;
+        fw_cfg.push(FwCfgFile {
+            name: firstboot::IGNITION_FW_CFG.into(),
+            file: path,
+        });
     }
     let smbios = credentials::smbios_args(&creds);
     let cpu = args
@@ -555,20 +555,17 @@ fn prepare(
         cpu,
         vcpus,
         memory_mib,
-        kernel: boot.kernel.clone(),
-        initrd: boot.initrd.clone(),
-        cmdline: kernel_cmdline(&boot, &args.kargs),
-        root_share: VirtiofsShare {
-            tag: ROOT_TAG.into(),
-            socket: shares[0].1.socket.clone(),
-        },
-        extra_shares: shares[1..]
+        root: qemu_root,
+        boot: qemu_boot,
+        extra_shares: shares
             .iter()
+            .filter(|(tag, _)| tag != ROOT_TAG)
             .map(|(tag, s)| VirtiofsShare {
                 tag: tag.clone(),
                 socket: s.socket.clone(),
             })
             .collect(),
+        fw_cfg,
         // --net none keeps a NIC for bcvk's own SSH forward only: restrict=on isolates the
         // guest from the container's network and everything beyond it.
         net: NetSpec::User {
@@ -613,8 +610,8 @@ fn prepare(
     };
     let status = Status {
         state: State::Starting,
-        image: image.name.clone(),
-        image_id: image.id.clone(),
+        image: root.name.clone(),
+        image_id: root.id.clone(),
         accel: accel.name().into(),
         started_at: status::now_unix(),
         timings: Timings::default(),
@@ -670,6 +667,74 @@ fn prepare(
     })
 }
 
+/// What bcvk adds to a cloud-init guest's first boot. A disk image's guest gets its shares,
+/// swap and units this way (bcvk cannot write into its root); a bootc image gets them in its
+/// root, and here only the keys, host name and password.
+fn first_boot(
+    args: &RunArgs,
+    root: &Root,
+    guest: &guestfs::GuestPlan,
+    hostname: Option<String>,
+    keys: Vec<String>,
+) -> Result<firstboot::FirstBoot, RunError> {
+    let mut fb = firstboot::FirstBoot {
+        instance_id: match (&root.kind, args.persistent) {
+            // A persistent disk keeps its identity: cloud-init's once-per-instance steps (host
+            // keys, users) are not redone at every boot.
+            (RootKind::Disk { disk, .. }, true) => {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(disk.path.as_os_str().as_encoded_bytes());
+                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                format!("bcvk-{hex}")
+            }
+            _ => format!("bcvk-{:016x}", rand::random::<u64>()),
+        },
+        hostname,
+        keys,
+        password: args.password.clone(),
+        ..firstboot::FirstBoot::default()
+    };
+    if let RootKind::Tree { .. } = root.kind {
+        return Ok(fb);
+    }
+    for s in &guest.shares {
+        let mut opts = String::from("defaults,nofail");
+        if s.readonly {
+            opts.push_str(",ro");
+        }
+        fb.mounts.push([
+            s.tag.clone(),
+            s.guest_path.display().to_string(),
+            "virtiofs".into(),
+            opts,
+        ]);
+    }
+    if args.add_swap.is_some() {
+        fb.mounts.push([
+            "/dev/disk/by-id/virtio-swap".into(),
+            "none".into(),
+            "swap".into(),
+            "sw,nofail".into(),
+        ]);
+    }
+    if let Some(dir) = &args.systemd_units {
+        for e in guestfs::unit_entries(dir)? {
+            match e {
+                guestfs::Entry::File { path, contents } => {
+                    fb.files.push((Path::new("/").join(path), contents))
+                }
+                guestfs::Entry::Symlink { path, target } => {
+                    if let Some(unit) = target.file_name() {
+                        fb.start_units.push(unit.to_string_lossy().into_owned());
+                    }
+                    fb.links.push((Path::new("/").join(path), target));
+                }
+            }
+        }
+    }
+    Ok(fb)
+}
+
 fn nofile_hard_limit() -> Option<u64> {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .ok()
@@ -681,8 +746,11 @@ fn nofile_hard_limit() -> Option<u64> {
 fn debug_shell(launch: &VmLaunch) -> Result<i32, RunError> {
     use std::os::unix::process::CommandExt;
     eprintln!(
-        "bcvk --debug: root file system at {}, run directory {}; QEMU not started. Exit the shell to clean up.",
-        launch.shares[0].1.shared_dir.display(),
+        "bcvk --debug: root {}, run directory {}; QEMU not started. Exit the shell to clean up.",
+        match &launch.qemu.root {
+            RootDevice::Share(_) => launch.shares[0].1.shared_dir.display(),
+            RootDevice::Disk(d) => d.path.display(),
+        },
         launch.run_dir.display()
     );
     let shell = spawn::find_program("bash").or_else(|_| spawn::find_program("sh"))?;
@@ -793,7 +861,7 @@ mod tests {
             kernel: "/k".into(),
             initrd: Some("/i".into()),
             uki_cmdline: None,
-            source: kernel::KernelSource::Modules,
+            source: crate::kernel::KernelSource::Modules,
             others: vec![],
             skipped: vec![],
         };
