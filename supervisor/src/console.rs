@@ -48,7 +48,7 @@ pub fn phase_of(line: &str) -> Option<Phase> {
         Some(Phase::Initrd)
     } else if line.contains("Switching root") || line.contains("Switch Root") {
         Some(Phase::SwitchRoot)
-    } else if line.contains("Welcome to ") {
+    } else if line.contains("Welcome to ") && !line.contains("GRUB") {
         // systemd's version banner ("systemd 257 running in system mode") prints in the
         // initrd too, so only the post-switch-root welcome marks the real userspace.
         Some(Phase::Userspace)
@@ -57,6 +57,14 @@ pub fn phase_of(line: &str) -> Option<Phase> {
     } else {
         None
     }
+}
+
+/// A firmware's own words for "nothing to boot": OVMF's boot manager, its shell starting
+/// (it runs when no boot option worked), SeaBIOS.
+pub fn firmware_gave_up(line: &str) -> bool {
+    line.contains("No bootable option or device was found")
+        || line.contains("startup.nsh")
+        || line.contains("No bootable device")
 }
 
 /// The guest's own clock in a console line: the kernel's printk timestamp `[ 12.345678] `
@@ -319,6 +327,26 @@ async fn pump_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn firmware_boots_and_their_failures() {
+        // GRUB greets on the serial console before the kernel: not systemd's welcome.
+        assert_eq!(phase_of("Welcome to GRUB!"), None);
+        assert_eq!(
+            phase_of("Welcome to Debian GNU/Linux 13 (trixie)!"),
+            Some(Phase::Userspace)
+        );
+        for l in [
+            "BdsDxe: No bootable option or device was found.",
+            "Press ESC in 5 seconds to skip startup.nsh or any other key to continue.",
+            "No bootable device.  Retrying in 60 seconds.",
+        ] {
+            assert!(firmware_gave_up(l), "{l}");
+        }
+        assert!(!firmware_gave_up(
+            "BdsDxe: starting Boot0001 \"UEFI Misc Device\""
+        ));
+    }
 
     #[test]
     fn phases_follow_a_debian_boot() {

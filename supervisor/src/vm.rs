@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::console::{self, Echo, GuestEnd, Phase, Tail};
 use crate::init::{Children, ExitInfo, Request};
-use crate::qemu::{self, Accel, QemuSpec, Qmp};
+use crate::qemu::{self, Accel, BootSpec, QemuSpec, Qmp};
 use crate::readiness;
 use crate::spawn::{self, Role, SpawnError, Stdios};
 use crate::ssh::{self, SshTarget, Tty};
@@ -108,6 +108,11 @@ pub enum VmError {
     },
     #[error("cannot run ssh in the guest: {0}")]
     SshClient(String),
+    #[error("the {firmware} firmware found nothing to boot on the disk: it needs a bootloader for {firmware} (try the other --firmware, or install one)")]
+    NothingToBoot {
+        firmware: &'static str,
+        tail: Vec<String>,
+    },
 }
 
 /// A child's last words after a colon, or nothing: never a dangling `: `.
@@ -126,6 +131,7 @@ impl VmError {
     pub fn exit_code(&self) -> i32 {
         match self {
             VmError::ReadyTimeout { .. } => 75,
+            VmError::NothingToBoot { .. } => 66,
             VmError::Kvm { .. } => 69,
             VmError::Spawn(_) => 71,
             _ => 70,
@@ -139,6 +145,7 @@ impl VmError {
             | VmError::Kvm { tail, .. }
             | VmError::GuestPanic { tail, .. }
             | VmError::GuestRebooted { tail, .. }
+            | VmError::NothingToBoot { tail, .. }
             | VmError::GuestEndedEarly { tail, .. }
             | VmError::ReadyTimeout { tail, .. } => tail,
             _ => &[],
@@ -369,9 +376,31 @@ impl Vm {
                 }
                 _ = ticker.tick(), if !self.ready => {
                     progress.show(self.l.started.elapsed(), self.phase);
+                    if let Some(err) = self.firmware_gave_up() {
+                        progress.clear();
+                        return Err(err);
+                    }
                 }
             }
         }
+    }
+
+    /// A firmware boot that found nothing to boot: UEFI's shell or its own message on the
+    /// console while no kernel has started. (SeaBIOS reboots instead, which ends QEMU.)
+    fn firmware_gave_up(&self) -> Option<VmError> {
+        let BootSpec::Firmware(fw) = &self.l.qemu.boot else {
+            return None;
+        };
+        if self.phase != Phase::Firmware {
+            return None;
+        }
+        let tail = self.console_tail.lines();
+        tail.iter()
+            .any(|l| console::firmware_gave_up(l))
+            .then(|| VmError::NothingToBoot {
+                firmware: fw.name(),
+                tail,
+            })
     }
 
     /// A readiness probe of this VM's guest (see `probe_ready`); owns what it needs.
@@ -638,6 +667,19 @@ impl Vm {
         let hint = console::hint(tail.iter().map(String::as_str))
             .map(|h| format!(": {h}"))
             .unwrap_or_default();
+        // A firmware that finds nothing to boot resets the machine, which ends QEMU.
+        if matches!(self.l.qemu.boot, BootSpec::Firmware(_))
+            && self.phase == Phase::Firmware
+            && !self.ready
+            && exit.success()
+        {
+            if let BootSpec::Firmware(fw) = &self.l.qemu.boot {
+                return Err(VmError::NothingToBoot {
+                    firmware: fw.name(),
+                    tail,
+                });
+            }
+        }
         match console::classify_end(tail.iter().map(String::as_str)) {
             GuestEnd::Panic => Err(VmError::GuestPanic { hint, tail }),
             GuestEnd::Reboot => Err(VmError::GuestRebooted { hint, tail }),
