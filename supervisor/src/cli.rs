@@ -7,19 +7,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, DiskFileSpec, PortSpec, SerialOutSpec};
 
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0        the guest powered off, or the VM was stopped cleanly (podman stop)
-  1..255   with -- COMMAND / --execute: the command's own exit code (255: ssh could not run it)
-  64       bad usage or option value
-  65       the podman store is unreadable or corrupt
-  66       image not found, or it has no kernel, or no store is mounted
-  69       the requested accelerator is unavailable (--accel kvm without /dev/kvm)
-  70       the guest failed: kernel panic, reboot, QEMU or virtiofsd died
-  75       the guest never became ready (--ready-timeout)
-  71       an internal error (mount, spawn, files under /run/bcvk)
-  130/143  a one-shot command interrupted by SIGINT/SIGTERM";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "bcvk",
@@ -30,7 +17,7 @@ Exit codes:
         -v /var/lib/containers/storage:/run/host-storage:ro \\\n  \
         localhost/bcvk IMAGE [OPTIONS] [-- COMMAND...]\n\n\
         `bcvk IMAGE` is short for `bcvk run IMAGE`.",
-    after_help = EXIT_CODES
+    after_help = crate::exit::help_text()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -82,6 +69,24 @@ pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
 
 pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "man", "help"];
 
+/// The longest timeout an option takes: a year. Longer ones would overflow the clock's
+/// `Instant` (a panic, and PID 1 aborts); no VM needs them.
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
+/// A timeout in whole seconds, 0 to [`MAX_TIMEOUT_SECS`].
+fn seconds(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if n > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "{n} seconds is more than a year: give at most {MAX_TIMEOUT_SECS}"
+        ));
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AccelArg {
     /// KVM when /dev/kvm opens and the CPU has vmx/svm, else TCG with a warning; TCG also when
@@ -123,7 +128,7 @@ pub enum CacheArg {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = crate::exit::help_text())]
 pub struct RunArgs {
     /// The image: name[:tag], short name, image ID (or a unique prefix), or name@sha256:digest.
     pub image: String,
@@ -248,14 +253,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_hostname(s).map_err(|e| e.for_flag("--hostname")))]
     pub hostname: Option<String>,
 
-    /// Seconds to wait for the guest to answer SSH before giving up.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    /// Seconds to wait for the guest to answer SSH before giving up (at most a year).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = seconds)]
     pub ready_timeout: u64,
 
     /// Seconds the guest gets to power off before QEMU is stopped [default: 8 when stopped by
     /// a signal, to stay below podman's own 10 s stop timeout (raise both: podman run
     /// --stop-timeout 60 ... --stop-timeout 50); 30 after a one-shot command].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub stop_timeout: Option<u64>,
 
     /// Whether to boot through the image's initramfs.
@@ -285,8 +290,8 @@ pub struct SshArgs {
     /// Never allocate a terminal.
     #[arg(short = 'T', conflicts_with = "tty")]
     pub no_tty: bool,
-    /// Seconds to wait for the VM to become ready first.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    /// Seconds to wait for the VM to become ready first (at most a year).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = seconds)]
     pub timeout: u64,
     /// The command to run (a login shell without one); its exit code is returned.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod credentials;
+pub mod exit;
 pub mod guestfs;
 pub mod init;
 pub mod kernel;

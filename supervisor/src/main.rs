@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use bcvk::cli::{self, Cli, Command};
+use bcvk::exit::Exit;
 use bcvk::{run, ssh, status};
 
 fn init_logging(level: &str) {
@@ -34,7 +35,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // clap exits 0 for --help/--version, 2 for errors; ours is 64 (EX_USAGE).
-            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                Exit::Usage.code() as u8
+            } else {
+                0
+            });
         }
     };
     init_logging(&cli.log_level);
@@ -63,7 +68,7 @@ fn main() -> ExitCode {
                     "bcvk: error: cannot write man pages to {}: {e}",
                     dir.display()
                 );
-                71
+                Exit::Internal.code()
             }
         },
         Command::InstallHostCli => {

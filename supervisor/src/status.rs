@@ -167,19 +167,20 @@ pub fn render(status: &Status) -> String {
 
 /// Wait until the VM is ready or has exited, polling the status file.
 pub fn wait_ready(run_dir: &Path, timeout: std::time::Duration) -> Result<Status, StatusError> {
-    let deadline = std::time::Instant::now() + timeout;
+    // None: no deadline a clock can reach (an overflowing Instant would panic).
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    let before_deadline = || deadline.is_none_or(|d| std::time::Instant::now() < d);
     loop {
         // Missing: a restarted container's bcvk has removed the last run's file and not yet
         // written its own.
         let st = match read(run_dir) {
-            Err(StatusError::Missing { .. }) if std::time::Instant::now() < deadline => {
+            Err(StatusError::Missing { .. }) if before_deadline() => {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 continue;
             }
             other => other?,
         };
-        if matches!(st.state, State::Ready | State::Exited | State::Stopping)
-            || std::time::Instant::now() >= deadline
+        if matches!(st.state, State::Ready | State::Exited | State::Stopping) || !before_deadline()
         {
             return Ok(st);
         }
@@ -214,9 +215,10 @@ pub fn status_subcommand(args: &crate::cli::StatusArgs) -> i32 {
         Err(e) => {
             eprintln!("bcvk: error: {e}");
             match e {
-                StatusError::Missing { .. } => 66,
-                _ => 71,
+                StatusError::Missing { .. } => crate::exit::Exit::NotFound,
+                _ => crate::exit::Exit::Internal,
             }
+            .code()
         }
     }
 }
