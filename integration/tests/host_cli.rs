@@ -153,8 +153,18 @@ esac
 exit 0
 "#;
 
+/// The host command as `bcvk install-host-cli` prints it: entrypoint/bcvk-host with the
+/// option table of `bcvk run` written in from the supervisor's clap definitions.
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../entrypoint/bcvk-host")
+    static SCRIPT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SCRIPT
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let path = dir.join(format!("bcvk-host-{}", std::process::id()));
+            fs::write(&path, bcvk::host_cli()).unwrap();
+            path
+        })
+        .clone()
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
@@ -637,7 +647,6 @@ fn run_value_options_in_both_forms() {
             "--label",
             "team=qa",
             "--name=vm1",
-            "--future-flag=x",
             "localhost/img",
             "--cpu",
             "max",
@@ -661,7 +670,6 @@ fn run_value_options_in_both_forms() {
                     "--itype=u1.small",
                     "--hostname=-weird",
                     "--console",
-                    "--future-flag=x",
                     "--cpu=max",
                 ],
             ),
@@ -2222,4 +2230,115 @@ fn vm_help_maps_each_verb_to_podman_bootc_and_upstream_bcvk() {
         f.run(&["vm", "bogus"])
             .assert_usage_error("unknown subcommand 'vm bogus'");
     });
+}
+
+/// Every option of `bcvk run`, read from its clap definition, passes through the host
+/// command, in both the `--opt VALUE` and `--opt=VALUE` forms: the script has no list of
+/// its own to drift (`bcvk install-host-cli` writes clap's into it).
+#[test]
+fn every_option_of_bcvk_run_passes_through() {
+    use clap::CommandFactory;
+    let root = bcvk::cli::Cli::command();
+    let run = root.find_subcommand("run").unwrap();
+    let globals = root.get_arguments().filter(|a| a.is_global_set());
+    let args: Vec<_> = run
+        .get_arguments()
+        .chain(globals)
+        .filter(|a| a.get_long().is_some())
+        .filter(|a| {
+            !matches!(
+                a.get_action(),
+                clap::ArgAction::Help | clap::ArgAction::Version
+            )
+        })
+        .cloned()
+        .collect();
+    assert!(args.len() > 25, "{} options", args.len());
+    for sh in shells() {
+        let f = Fake::new(&sh);
+        let host = f.dir.path().join("host");
+        fs::create_dir(&host).unwrap();
+        let file = host.join("file");
+        fs::write(&file, "x").unwrap();
+        let (host, file) = (host.display().to_string(), file.display().to_string());
+        for arg in &args {
+            let long = format!("--{}", arg.get_long().unwrap());
+            // A value the host command accepts, and what reaches `bcvk run` (a prefix).
+            let (value, passed): (String, String) = match long.as_str() {
+                _ if !arg.get_action().takes_values() => (String::new(), long.clone()),
+                "--storage" => (host.clone(), format!("{host}:/run/host-storage:ro")),
+                "--bind" | "--ro-bind" => {
+                    (format!("{host}:n"), format!("{long}=/run/bcvk-host/1:n"))
+                }
+                "--mount-disk-file" => (file.clone(), format!("{long}=/run/bcvk-host/1/file")),
+                "--virtio-serial-out" => (
+                    format!("out:{file}"),
+                    format!("{long}=out:/run/bcvk-host/1/file"),
+                ),
+                "--port" => ("8080:80".into(), "--port=8080:80".into()),
+                _ => match arg.get_value_hint() {
+                    clap::ValueHint::FilePath => {
+                        (file.clone(), format!("{long}=/run/bcvk-host/1/file"))
+                    }
+                    clap::ValueHint::DirPath => (host.clone(), format!("{long}=/run/bcvk-host/1")),
+                    _ => {
+                        let v = arg
+                            .get_possible_values()
+                            .first()
+                            .map(|p| p.get_name().to_string())
+                            .unwrap_or_else(|| "7".into());
+                        (v.clone(), format!("{long}={v}"))
+                    }
+                },
+            };
+            let forms: Vec<Vec<String>> = if value.is_empty() {
+                vec![vec![long.clone()]]
+            } else {
+                vec![
+                    vec![long.clone(), value.clone()],
+                    vec![format!("{long}={value}")],
+                ]
+            };
+            for form in forms {
+                let mut argv = vec!["ephemeral", "run", "-d"];
+                argv.extend(form.iter().map(String::as_str));
+                argv.push("localhost/img");
+                let r = f.run(&argv);
+                r.assert_code(0);
+                let call = r
+                    .calls
+                    .iter()
+                    .find(|c| c.first().map(String::as_str) == Some("run"));
+                let call = call.unwrap_or_else(|| panic!("{form:?}: no podman run: {}", r.show()));
+                assert!(
+                    call.iter().any(|a| a.starts_with(&passed)),
+                    "{form:?}: podman run lacks {passed:?}: {}",
+                    r.show()
+                );
+            }
+        }
+    }
+}
+
+/// An option bcvk does not have is refused on the host, before podman runs; upstream
+/// spellings name bcvk's equivalent.
+#[test]
+fn unknown_and_upstream_options_are_refused_with_the_equivalent() {
+    for sh in shells() {
+        let f = Fake::new(&sh);
+        let r = f.run(&["ephemeral", "run", "--future-flag=x", "img"]);
+        r.assert_usage_error("unknown option --future-flag");
+        for (spelling, hint) in bcvk::cli::UPSTREAM_SPELLINGS {
+            let value_form = format!("{spelling}=x");
+            let argv: Vec<&str> = if spelling.starts_with("--") {
+                vec!["ephemeral", "run-ssh", &value_form, "img"]
+            } else {
+                vec!["ephemeral", "run", spelling, "x", "img"]
+            };
+            let r = f.run(&argv);
+            r.assert_usage_error(hint);
+        }
+        let r = f.run(&["ephemeral", "run", "-de", "FOO=1", "img"]);
+        r.assert_usage_error("use --execute");
+    }
 }

@@ -30,8 +30,13 @@ fn init_logging(level: &str) {
 
 fn main() -> ExitCode {
     let argv = cli::with_default_subcommand(std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
+        Err(e) if e.use_stderr() && cli::upstream_spelling_in(&argv).is_some() => {
+            let line = cli::upstream_spelling_in(&argv).unwrap_or_default();
+            eprintln!("bcvk: error: {line}");
+            return ExitCode::from(Exit::Usage.code() as u8);
+        }
         Err(e) => {
             let _ = e.print();
             // clap exits 0 for --help/--version, 2 for errors; ours is 64 (EX_USAGE).
@@ -72,7 +77,7 @@ fn main() -> ExitCode {
             }
         },
         Command::InstallHostCli => {
-            print!("{}", bcvk::HOST_CLI);
+            print!("{}", bcvk::host_cli());
             0
         }
     };
