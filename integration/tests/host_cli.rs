@@ -147,7 +147,7 @@ stop | rm)
     echo "$last"
     ;;
 logs)
-    echo "fake console log"
+    if [ -f "$d/logs-$last" ]; then cat "$d/logs-$last"; else echo "fake console log"; fi
     ;;
 esac
 exit 0
@@ -893,13 +893,14 @@ fn run_ssh_man_page_example() {
             info_call(),
             run_call(
                 f,
-                &["-d", "--rm", "--name", &name],
+                &["-d", "--name", &name],
                 &[],
                 &["localhost/mybootc", "--memory=8G", "--vcpus=4"],
             ),
             argv(&["exec", &name, "bcvk", "status", "--wait"]),
             argv(&["exec", "-i", &name, "bcvk", "ssh"]),
             argv(&["stop", &name]),
+            argv(&["rm", "-f", &name]),
         ]);
         assert!(r.stderr.contains("waiting for VM"), "{}", r.show());
         // Nothing on stdout but the session's.
@@ -928,7 +929,8 @@ fn run_ssh_keeps_the_exit_code_and_stops_the_vm() {
             j[3..],
             [
                 "exec -i myvm bcvk ssh sh -c exit 42".to_string(),
-                "stop myvm".to_string()
+                "stop myvm".to_string(),
+                "rm -f myvm".to_string()
             ],
             "{}",
             r.show()
@@ -950,13 +952,15 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
         let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "--", "true"]);
         r.assert_code(0);
         let j = r.joined();
-        assert_eq!(j.len(), 6, "{}", r.show());
+        assert_eq!(j.len(), 7, "{}", r.show());
         assert_eq!(j[2], "exec vm bcvk status --wait");
         assert_eq!(j[3], "exec vm bcvk status --wait");
         assert_eq!(j[4], "exec -i vm bcvk ssh true");
         assert_eq!(j[5], "stop vm");
+        assert_eq!(j[6], "rm -f vm");
     });
-    // The VM failed: no ssh, the VM is stopped, 255 like ssh.
+    // The VM failed without a reason in its log: no ssh, the VM is stopped and removed,
+    // 255 like ssh.
     each_shell(|f| {
         f.set("status-rcs", "1\n");
         let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img"]);
@@ -967,7 +971,10 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
             [
                 "exec vm bcvk status --wait".to_string(),
                 "logs --tail 30 vm".to_string(),
-                "stop vm".to_string()
+                "container inspect --format {{.State.Status}}\t{{.State.ExitCode}} vm".to_string(),
+                "logs vm".to_string(),
+                "stop vm".to_string(),
+                "rm -f vm".to_string()
             ],
             "{}",
             r.show()
@@ -977,10 +984,52 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
                 .lines()
                 .last()
                 .unwrap()
-                .starts_with("bcvk: error: VM vm did not become ready"),
+                .starts_with("bcvk: error: VM vm stopped without becoming ready"),
             "{}",
             r.show()
         );
+    });
+    // The supervisor stopped with its own reason (an image without a kernel): its line last,
+    // its exit code, the container removed (no --rm: its log is read first).
+    each_shell(|f| {
+        f.set("status-rcs", "1\n");
+        f.set("exit-vm", "exited\t66\n");
+        f.set(
+            "logs-vm",
+            "bcvk: error: localhost/nokernel has no bootable kernel (...)\n",
+        );
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img"]);
+        r.assert_code(66);
+        assert_eq!(
+            r.stderr.lines().last().unwrap(),
+            "bcvk: error: localhost/nokernel has no bootable kernel (...)",
+            "{}",
+            r.show()
+        );
+        let j = r.joined();
+        assert_eq!(j[j.len() - 2..], ["stop vm".to_string(), "rm -f vm".to_string()]);
+    });
+    // The VM died during the session (ssh's 255): the supervisor's reason and code.
+    each_shell(|f| {
+        f.set("ssh-rc", "255\n");
+        f.set("state-vm", "exited\n");
+        f.set("exit-vm", "exited\t70\n");
+        f.set("logs-vm", "bcvk: error: the guest's kernel panicked\n");
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "true"]);
+        r.assert_code(70);
+        assert_eq!(
+            r.stderr.lines().last().unwrap(),
+            "bcvk: error: the guest's kernel panicked",
+            "{}",
+            r.show()
+        );
+    });
+    // A guest command's own 255 while the VM runs stays 255.
+    each_shell(|f| {
+        f.set("ssh-rc", "255\n");
+        f.set("state-vm", "running\n");
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "true"]);
+        r.assert_code(255);
     });
     // podman run itself failed: its exit code, nothing to stop.
     each_shell(|f| {
@@ -1426,8 +1475,8 @@ fn run_ssh_stops_the_vm_on_ctrl_c() {
         assert_eq!(status.code(), Some(130), "{}", f.shell.display());
         let calls = f.calls();
         assert_eq!(
-            calls.last().unwrap(),
-            &argv(&["stop", "vm"]),
+            calls[calls.len() - 2..],
+            [argv(&["stop", "vm"]), argv(&["rm", "-f", "vm"])],
             "{}: {calls:?}",
             f.shell.display()
         );

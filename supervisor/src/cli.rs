@@ -325,6 +325,10 @@ pub const UPSTREAM_SPELLINGS: &[(&str, &str)] = &[
         "use --execute SHELL or -- COMMAND to run a command in the guest, --systemd-units DIR to configure it",
     ),
     (
+        "--log-dir",
+        "use podman logs NAME for the console, and bcvk ephemeral ssh NAME journalctl -b for the guest's journal",
+    ),
+    (
         "--output",
         "use podman logs NAME for the console; a command's output is its stdout",
     ),
