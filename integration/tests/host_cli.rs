@@ -10,6 +10,15 @@ use std::process::{Command, Output, Stdio};
 const IMAGE: &str = "localhost/bcvk:latest";
 const STORE: &str = "/var/lib/containers/storage";
 const LABEL: &str = "bcvk.ephemeral=1";
+/// The health check the host command gives every VM container.
+const HEALTH: &[&str] = &[
+    "--health-cmd",
+    "bcvk status --health",
+    "--health-interval",
+    "10s",
+    "--health-start-period",
+    "600s",
+];
 
 /// The fake podman. It logs each call as a line "--- podman" then one argument per line to
 /// $FAKE_DIR/log. Canned data, all optional, in $FAKE_DIR:
@@ -459,6 +468,7 @@ fn run_call(fake: &Fake, pre: &[&str], extra: &[&str], bcvk: &[&str]) -> Vec<Str
     v.extend(argv(&["--label", LABEL, "--device"]));
     v.push(fake.kvm());
     v.extend(argv(&["-v", &format!("{STORE}:/run/host-storage:ro")]));
+    v.extend(argv(HEALTH));
     v.extend(argv(extra));
     v.push(IMAGE.into());
     v.push("run".into());
@@ -771,6 +781,12 @@ fn run_storage_image_and_missing_kvm() {
                 LABEL,
                 "-v",
                 "/home/u/.local/share/containers/storage:/run/host-storage:ro",
+                "--health-cmd",
+                "bcvk status --health",
+                "--health-interval",
+                "10s",
+                "--health-start-period",
+                "600s",
                 "quay.io/me/bcvk:dev",
                 "run",
                 "img",
@@ -789,7 +805,7 @@ fn run_storage_image_and_missing_kvm() {
         r.assert_code(0);
         assert!(
             r.joined()
-                .contains(&"run --label bcvk.ephemeral=1 -v /srv/store:/run/host-storage:ro quay.io/me/bcvk:dev run img".to_string()),
+                .contains(&"run --label bcvk.ephemeral=1 -v /srv/store:/run/host-storage:ro --health-cmd bcvk status --health --health-interval 10s --health-start-period 600s quay.io/me/bcvk:dev run img".to_string()),
             "{}",
             r.show()
         );
@@ -1007,7 +1023,10 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
             r.show()
         );
         let j = r.joined();
-        assert_eq!(j[j.len() - 2..], ["stop vm".to_string(), "rm -f vm".to_string()]);
+        assert_eq!(
+            j[j.len() - 2..],
+            ["stop vm".to_string(), "rm -f vm".to_string()]
+        );
     });
     // The VM died during the session (ssh's 255): the supervisor's reason and code.
     each_shell(|f| {
@@ -1461,7 +1480,7 @@ fn run_ssh_stops_the_vm_on_ctrl_c() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !fs::read_to_string(f.dir.path().join("log"))
             .unwrap_or_default()
-            .contains("status")
+            .contains("--wait")
         {
             assert!(std::time::Instant::now() < deadline, "no status call");
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -1523,6 +1542,7 @@ fn vm_run_call(
     v.push("--device".into());
     v.push(fake.kvm());
     v.extend(argv(&["-v", &format!("{STORE}:/run/host-storage:ro")]));
+    v.extend(argv(HEALTH));
     v.extend(argv(&["-v", &format!("bcvk-vm-{name}:/cache")]));
     v.extend(argv(extra));
     v.push(IMAGE.into());

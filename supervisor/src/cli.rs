@@ -306,6 +306,10 @@ pub struct StatusArgs {
     /// Wait until the VM is ready (or has exited).
     #[arg(long)]
     pub wait: bool,
+    /// A health check (podman run --health-cmd 'bcvk status --health'): exit 0 when the VM
+    /// is ready, else 1 with one line saying why.
+    #[arg(long, conflicts_with_all = ["json", "wait"])]
+    pub health: bool,
 }
 
 /// Upstream bcvk spellings that bcvk does not take, each with what to use instead. `bcvk run`

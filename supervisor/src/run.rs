@@ -651,6 +651,10 @@ fn prepare(
         image: image.name.clone(),
         image_id: image.id.clone(),
         accel: accel.name().into(),
+        name: hostname.clone(),
+        vcpus,
+        memory_mib,
+        phase: crate::console::Phase::Firmware.label().into(),
         started_at: status::now_unix(),
         timings: Timings::default(),
         ssh: SshEndpoint {

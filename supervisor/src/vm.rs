@@ -561,6 +561,12 @@ impl Vm {
 
     fn on_phase(&mut self, p: Phase, progress: &ProgressLine) {
         self.phase = p;
+        if !self.ready {
+            // `bcvk status` shows it; written now, not only at the next state change.
+            self.l.status.phase = p.label().into();
+            let state = self.l.status.state;
+            self.set_state(state);
+        }
         let ms = Some(self.elapsed_ms());
         let t = &mut self.l.status.timings;
         match p {
