@@ -95,7 +95,12 @@ has --device /dev/kvm || fail "no --device /dev/kvm (AddDevice=/dev/kvm)"
 has -v /var/lib/containers/storage:/run/host-storage:ro \
   || fail "no read-only store volume -v /var/lib/containers/storage:/run/host-storage:ro"
 ! has --privileged || fail "--privileged is not needed: bcvk runs with podman's default capabilities"
-has --stop-timeout "$(sed -n 's/^StopTimeout=//p' "$unit")" || fail "no --stop-timeout (StopTimeout=)"
+# The unit's podman stop timeout: PodmanArgs=--stop-timeout N (StopTimeout= needs Podman 5).
+podman_stop=$(sed -n 's/^PodmanArgs=.*--stop-timeout[= ]\([0-9]*\).*/\1/p' "$unit")
+[ -n "$podman_stop" ] || fail "the unit sets no PodmanArgs=--stop-timeout N"
+! grep -q '^StopTimeout=' "$unit" || fail "StopTimeout= needs Quadlet 5: use PodmanArgs=--stop-timeout"
+has --stop-timeout "$podman_stop" || fail "no --stop-timeout $podman_stop in the generated podman run"
+has --health-cmd "bcvk status --health" || fail "no --health-cmd 'bcvk status --health'"
 has "$want_image" "${exec_words[@]}" || fail "the image and Exec= arguments ($want_image $want_exec) are not last"
 [ "${argv[-1]}" = "${exec_words[-1]}" ] || fail "something follows the Exec= arguments"
 
@@ -107,9 +112,8 @@ for ((i = 0; i < ${#exec_words[@]}; i++)); do
     --stop-timeout=*) bcvk_stop=${exec_words[i]#*=} ;;
   esac
 done
-podman_stop=$(sed -n 's/^StopTimeout=//p' "$unit")
 [ "$bcvk_stop" -lt "$podman_stop" ] \
-  || fail "bcvk --stop-timeout $bcvk_stop is not below the unit's StopTimeout=$podman_stop"
+  || fail "bcvk --stop-timeout $bcvk_stop is not below the unit's podman --stop-timeout $podman_stop"
 
 if [ -n "$out" ]; then
   printf '%s\n' "${argv[@]}" \

@@ -185,12 +185,65 @@ fn quadlet_unit_has_what_bcvk_needs() {
     assert_eq!(one(&u, "Container", "Notify"), "true");
     assert_eq!(one(&u, "Container", "AddDevice"), "/dev/kvm");
     assert_eq!(one(&u, "Container", "Volume"), STORE_VOLUME);
-    // No added privileges: podman's default capabilities are enough.
-    assert!(!u["Container"].contains_key("PodmanArgs"), "{u:?}");
+    // No added privileges: podman's default capabilities are enough. Only keys Quadlet 4.4
+    // knows (StopTimeout= and Health*= are newer: their options go through PodmanArgs=).
+    let podman_args = u["Container"]
+        .get("PodmanArgs")
+        .cloned()
+        .unwrap_or_default();
+    for args in &podman_args {
+        for word in shell_split(args).unwrap() {
+            assert!(
+                !["--privileged", "--cap-add", "--security-opt"]
+                    .iter()
+                    .any(|w| word.starts_with(w)),
+                "{word}"
+            );
+        }
+    }
+    for key in [
+        "StopTimeout",
+        "HealthCmd",
+        "HealthInterval",
+        "HealthStartPeriod",
+    ] {
+        assert!(
+            !u["Container"].contains_key(key),
+            "{key}= needs Quadlet 5: {u:?}"
+        );
+    }
+    let health = podman_args
+        .iter()
+        .find(|a| a.contains("--health-cmd"))
+        .expect("a health check");
+    assert!(
+        shell_split(health)
+            .unwrap()
+            .contains(&"bcvk status --health".to_string()),
+        "{health}"
+    );
     let exec = shell_split(one(&u, "Container", "Exec")).unwrap();
     assert_eq!(exec[0], "localhost/bcvk-test/debian:latest", "{exec:?}");
     assert_eq!(one(&u, "Install", "WantedBy"), "default.target");
     assert_eq!(one(&u, "Service", "Restart"), "on-failure");
+    // No restart for what a restart cannot fix: exactly the documented codes of mistakes and
+    // refusals; bcvk's own faults (71), guest failures (70) and timeouts (75) are restarted.
+    use bcvk::exit::Exit;
+    let prevent: Vec<i32> = one(&u, "Service", "RestartPreventExitStatus")
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let want: Vec<i32> = [
+        Exit::Usage,
+        Exit::StoreCorrupt,
+        Exit::NotFound,
+        Exit::Unavailable,
+        Exit::Refused,
+    ]
+    .iter()
+    .map(|e| e.code())
+    .collect();
+    assert_eq!(prevent, want);
 }
 
 #[test]
@@ -203,7 +256,15 @@ fn quadlet_unit_timeouts_nest() {
         .position(|a| a == "--stop-timeout")
         .map(|i| seconds(&exec[i + 1]))
         .expect("Exec= sets bcvk's --stop-timeout");
-    let podman_stop = seconds(one(&u, "Container", "StopTimeout"));
+    let podman_args: Vec<String> = u["Container"]["PodmanArgs"]
+        .iter()
+        .flat_map(|a| shell_split(a).unwrap())
+        .collect();
+    let podman_stop = podman_args
+        .iter()
+        .position(|a| a == "--stop-timeout")
+        .map(|i| seconds(&podman_args[i + 1]))
+        .expect("PodmanArgs= sets podman's --stop-timeout");
     let systemd_stop = seconds(one(&u, "Service", "TimeoutStopSec"));
     assert!(
         bcvk_stop < podman_stop && podman_stop < systemd_stop,

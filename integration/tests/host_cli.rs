@@ -10,6 +10,15 @@ use std::process::{Command, Output, Stdio};
 const IMAGE: &str = "localhost/bcvk:latest";
 const STORE: &str = "/var/lib/containers/storage";
 const LABEL: &str = "bcvk.ephemeral=1";
+/// The health check the host command gives every VM container.
+const HEALTH: &[&str] = &[
+    "--health-cmd",
+    "bcvk status --health",
+    "--health-interval",
+    "10s",
+    "--health-start-period",
+    "600s",
+];
 
 /// The fake podman. It logs each call as a line "--- podman" then one argument per line to
 /// $FAKE_DIR/log. Canned data, all optional, in $FAKE_DIR:
@@ -147,14 +156,24 @@ stop | rm)
     echo "$last"
     ;;
 logs)
-    echo "fake console log"
+    if [ -f "$d/logs-$last" ]; then cat "$d/logs-$last"; else echo "fake console log"; fi
     ;;
 esac
 exit 0
 "#;
 
+/// The host command as `bcvk install-host-cli` prints it: entrypoint/bcvk-host with the
+/// option table of `bcvk run` written in from the supervisor's clap definitions.
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../entrypoint/bcvk-host")
+    static SCRIPT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SCRIPT
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let path = dir.join(format!("bcvk-host-{}", std::process::id()));
+            fs::write(&path, bcvk::host_cli()).unwrap();
+            path
+        })
+        .clone()
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
@@ -449,6 +468,7 @@ fn run_call(fake: &Fake, pre: &[&str], extra: &[&str], bcvk: &[&str]) -> Vec<Str
     v.extend(argv(&["--label", LABEL, "--device"]));
     v.push(fake.kvm());
     v.extend(argv(&["-v", &format!("{STORE}:/run/host-storage:ro")]));
+    v.extend(argv(HEALTH));
     v.extend(argv(extra));
     v.push(IMAGE.into());
     v.push("run".into());
@@ -637,7 +657,6 @@ fn run_value_options_in_both_forms() {
             "--label",
             "team=qa",
             "--name=vm1",
-            "--future-flag=x",
             "localhost/img",
             "--cpu",
             "max",
@@ -661,7 +680,6 @@ fn run_value_options_in_both_forms() {
                     "--itype=u1.small",
                     "--hostname=-weird",
                     "--console",
-                    "--future-flag=x",
                     "--cpu=max",
                 ],
             ),
@@ -763,6 +781,12 @@ fn run_storage_image_and_missing_kvm() {
                 LABEL,
                 "-v",
                 "/home/u/.local/share/containers/storage:/run/host-storage:ro",
+                "--health-cmd",
+                "bcvk status --health",
+                "--health-interval",
+                "10s",
+                "--health-start-period",
+                "600s",
                 "quay.io/me/bcvk:dev",
                 "run",
                 "img",
@@ -781,7 +805,7 @@ fn run_storage_image_and_missing_kvm() {
         r.assert_code(0);
         assert!(
             r.joined()
-                .contains(&"run --label bcvk.ephemeral=1 -v /srv/store:/run/host-storage:ro quay.io/me/bcvk:dev run img".to_string()),
+                .contains(&"run --label bcvk.ephemeral=1 -v /srv/store:/run/host-storage:ro --health-cmd bcvk status --health --health-interval 10s --health-start-period 600s quay.io/me/bcvk:dev run img".to_string()),
             "{}",
             r.show()
         );
@@ -885,13 +909,14 @@ fn run_ssh_man_page_example() {
             info_call(),
             run_call(
                 f,
-                &["-d", "--rm", "--name", &name],
+                &["-d", "--name", &name],
                 &[],
                 &["localhost/mybootc", "--memory=8G", "--vcpus=4"],
             ),
             argv(&["exec", &name, "bcvk", "status", "--wait"]),
             argv(&["exec", "-i", &name, "bcvk", "ssh"]),
             argv(&["stop", &name]),
+            argv(&["rm", "-f", &name]),
         ]);
         assert!(r.stderr.contains("waiting for VM"), "{}", r.show());
         // Nothing on stdout but the session's.
@@ -920,7 +945,8 @@ fn run_ssh_keeps_the_exit_code_and_stops_the_vm() {
             j[3..],
             [
                 "exec -i myvm bcvk ssh sh -c exit 42".to_string(),
-                "stop myvm".to_string()
+                "stop myvm".to_string(),
+                "rm -f myvm".to_string()
             ],
             "{}",
             r.show()
@@ -942,13 +968,15 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
         let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "--", "true"]);
         r.assert_code(0);
         let j = r.joined();
-        assert_eq!(j.len(), 6, "{}", r.show());
+        assert_eq!(j.len(), 7, "{}", r.show());
         assert_eq!(j[2], "exec vm bcvk status --wait");
         assert_eq!(j[3], "exec vm bcvk status --wait");
         assert_eq!(j[4], "exec -i vm bcvk ssh true");
         assert_eq!(j[5], "stop vm");
+        assert_eq!(j[6], "rm -f vm");
     });
-    // The VM failed: no ssh, the VM is stopped, 255 like ssh.
+    // The VM failed without a reason in its log: no ssh, the VM is stopped and removed,
+    // 255 like ssh.
     each_shell(|f| {
         f.set("status-rcs", "1\n");
         let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img"]);
@@ -959,7 +987,10 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
             [
                 "exec vm bcvk status --wait".to_string(),
                 "logs --tail 30 vm".to_string(),
-                "stop vm".to_string()
+                "container inspect --format {{.State.Status}}\t{{.State.ExitCode}} vm".to_string(),
+                "logs vm".to_string(),
+                "stop vm".to_string(),
+                "rm -f vm".to_string()
             ],
             "{}",
             r.show()
@@ -969,10 +1000,55 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
                 .lines()
                 .last()
                 .unwrap()
-                .starts_with("bcvk: error: VM vm did not become ready"),
+                .starts_with("bcvk: error: VM vm stopped without becoming ready"),
             "{}",
             r.show()
         );
+    });
+    // The supervisor stopped with its own reason (an image without a kernel): its line last,
+    // its exit code, the container removed (no --rm: its log is read first).
+    each_shell(|f| {
+        f.set("status-rcs", "1\n");
+        f.set("exit-vm", "exited\t66\n");
+        f.set(
+            "logs-vm",
+            "bcvk: error: localhost/nokernel has no bootable kernel (...)\n",
+        );
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img"]);
+        r.assert_code(66);
+        assert_eq!(
+            r.stderr.lines().last().unwrap(),
+            "bcvk: error: localhost/nokernel has no bootable kernel (...)",
+            "{}",
+            r.show()
+        );
+        let j = r.joined();
+        assert_eq!(
+            j[j.len() - 2..],
+            ["stop vm".to_string(), "rm -f vm".to_string()]
+        );
+    });
+    // The VM died during the session (ssh's 255): the supervisor's reason and code.
+    each_shell(|f| {
+        f.set("ssh-rc", "255\n");
+        f.set("state-vm", "exited\n");
+        f.set("exit-vm", "exited\t70\n");
+        f.set("logs-vm", "bcvk: error: the guest's kernel panicked\n");
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "true"]);
+        r.assert_code(70);
+        assert_eq!(
+            r.stderr.lines().last().unwrap(),
+            "bcvk: error: the guest's kernel panicked",
+            "{}",
+            r.show()
+        );
+    });
+    // A guest command's own 255 while the VM runs stays 255.
+    each_shell(|f| {
+        f.set("ssh-rc", "255\n");
+        f.set("state-vm", "running\n");
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "true"]);
+        r.assert_code(255);
     });
     // podman run itself failed: its exit code, nothing to stop.
     each_shell(|f| {
@@ -1404,7 +1480,7 @@ fn run_ssh_stops_the_vm_on_ctrl_c() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !fs::read_to_string(f.dir.path().join("log"))
             .unwrap_or_default()
-            .contains("status")
+            .contains("--wait")
         {
             assert!(std::time::Instant::now() < deadline, "no status call");
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -1418,8 +1494,8 @@ fn run_ssh_stops_the_vm_on_ctrl_c() {
         assert_eq!(status.code(), Some(130), "{}", f.shell.display());
         let calls = f.calls();
         assert_eq!(
-            calls.last().unwrap(),
-            &argv(&["stop", "vm"]),
+            calls[calls.len() - 2..],
+            [argv(&["stop", "vm"]), argv(&["rm", "-f", "vm"])],
             "{}: {calls:?}",
             f.shell.display()
         );
@@ -1466,6 +1542,7 @@ fn vm_run_call(
     v.push("--device".into());
     v.push(fake.kvm());
     v.extend(argv(&["-v", &format!("{STORE}:/run/host-storage:ro")]));
+    v.extend(argv(HEALTH));
     v.extend(argv(&["-v", &format!("bcvk-vm-{name}:/cache")]));
     v.extend(argv(extra));
     v.push(IMAGE.into());
@@ -2222,4 +2299,115 @@ fn vm_help_maps_each_verb_to_podman_bootc_and_upstream_bcvk() {
         f.run(&["vm", "bogus"])
             .assert_usage_error("unknown subcommand 'vm bogus'");
     });
+}
+
+/// Every option of `bcvk run`, read from its clap definition, passes through the host
+/// command, in both the `--opt VALUE` and `--opt=VALUE` forms: the script has no list of
+/// its own to drift (`bcvk install-host-cli` writes clap's into it).
+#[test]
+fn every_option_of_bcvk_run_passes_through() {
+    use clap::CommandFactory;
+    let root = bcvk::cli::Cli::command();
+    let run = root.find_subcommand("run").unwrap();
+    let globals = root.get_arguments().filter(|a| a.is_global_set());
+    let args: Vec<_> = run
+        .get_arguments()
+        .chain(globals)
+        .filter(|a| a.get_long().is_some())
+        .filter(|a| {
+            !matches!(
+                a.get_action(),
+                clap::ArgAction::Help | clap::ArgAction::Version
+            )
+        })
+        .cloned()
+        .collect();
+    assert!(args.len() > 25, "{} options", args.len());
+    for sh in shells() {
+        let f = Fake::new(&sh);
+        let host = f.dir.path().join("host");
+        fs::create_dir(&host).unwrap();
+        let file = host.join("file");
+        fs::write(&file, "x").unwrap();
+        let (host, file) = (host.display().to_string(), file.display().to_string());
+        for arg in &args {
+            let long = format!("--{}", arg.get_long().unwrap());
+            // A value the host command accepts, and what reaches `bcvk run` (a prefix).
+            let (value, passed): (String, String) = match long.as_str() {
+                _ if !arg.get_action().takes_values() => (String::new(), long.clone()),
+                "--storage" => (host.clone(), format!("{host}:/run/host-storage:ro")),
+                "--bind" | "--ro-bind" => {
+                    (format!("{host}:n"), format!("{long}=/run/bcvk-host/1:n"))
+                }
+                "--mount-disk-file" => (file.clone(), format!("{long}=/run/bcvk-host/1/file")),
+                "--virtio-serial-out" => (
+                    format!("out:{file}"),
+                    format!("{long}=out:/run/bcvk-host/1/file"),
+                ),
+                "--port" => ("8080:80".into(), "--port=8080:80".into()),
+                _ => match arg.get_value_hint() {
+                    clap::ValueHint::FilePath => {
+                        (file.clone(), format!("{long}=/run/bcvk-host/1/file"))
+                    }
+                    clap::ValueHint::DirPath => (host.clone(), format!("{long}=/run/bcvk-host/1")),
+                    _ => {
+                        let v = arg
+                            .get_possible_values()
+                            .first()
+                            .map(|p| p.get_name().to_string())
+                            .unwrap_or_else(|| "7".into());
+                        (v.clone(), format!("{long}={v}"))
+                    }
+                },
+            };
+            let forms: Vec<Vec<String>> = if value.is_empty() {
+                vec![vec![long.clone()]]
+            } else {
+                vec![
+                    vec![long.clone(), value.clone()],
+                    vec![format!("{long}={value}")],
+                ]
+            };
+            for form in forms {
+                let mut argv = vec!["ephemeral", "run", "-d"];
+                argv.extend(form.iter().map(String::as_str));
+                argv.push("localhost/img");
+                let r = f.run(&argv);
+                r.assert_code(0);
+                let call = r
+                    .calls
+                    .iter()
+                    .find(|c| c.first().map(String::as_str) == Some("run"));
+                let call = call.unwrap_or_else(|| panic!("{form:?}: no podman run: {}", r.show()));
+                assert!(
+                    call.iter().any(|a| a.starts_with(&passed)),
+                    "{form:?}: podman run lacks {passed:?}: {}",
+                    r.show()
+                );
+            }
+        }
+    }
+}
+
+/// An option bcvk does not have is refused on the host, before podman runs; upstream
+/// spellings name bcvk's equivalent.
+#[test]
+fn unknown_and_upstream_options_are_refused_with_the_equivalent() {
+    for sh in shells() {
+        let f = Fake::new(&sh);
+        let r = f.run(&["ephemeral", "run", "--future-flag=x", "img"]);
+        r.assert_usage_error("unknown option --future-flag");
+        for (spelling, hint) in bcvk::cli::UPSTREAM_SPELLINGS {
+            let value_form = format!("{spelling}=x");
+            let argv: Vec<&str> = if spelling.starts_with("--") {
+                vec!["ephemeral", "run-ssh", &value_form, "img"]
+            } else {
+                vec!["ephemeral", "run", spelling, "x", "img"]
+            };
+            let r = f.run(&argv);
+            r.assert_usage_error(hint);
+        }
+        let r = f.run(&["ephemeral", "run", "-de", "FOO=1", "img"]);
+        r.assert_usage_error("use --execute");
+    }
 }

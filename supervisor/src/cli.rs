@@ -7,19 +7,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, DiskFileSpec, PortSpec, SerialOutSpec};
 
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0        the guest powered off, or the VM was stopped cleanly (podman stop)
-  1..255   with -- COMMAND / --execute: the command's own exit code (255: ssh could not run it)
-  64       bad usage or option value
-  65       the podman store is unreadable or corrupt
-  66       image not found, or it has no kernel, or no store is mounted
-  69       the requested accelerator is unavailable (--accel kvm without /dev/kvm)
-  70       the guest failed: kernel panic, reboot, QEMU or virtiofsd died
-  75       the guest never became ready (--ready-timeout)
-  71       an internal error (mount, spawn, files under /run/bcvk)
-  130/143  a one-shot command interrupted by SIGINT/SIGTERM";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "bcvk",
@@ -30,7 +17,7 @@ Exit codes:
         -v /var/lib/containers/storage:/run/host-storage:ro \\\n  \
         localhost/bcvk IMAGE [OPTIONS] [-- COMMAND...]\n\n\
         `bcvk IMAGE` is short for `bcvk run IMAGE`.",
-    after_help = EXIT_CODES
+    after_help = crate::exit::help_text()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -81,6 +68,24 @@ pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
 }
 
 pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "man", "help"];
+
+/// The longest timeout an option takes: a year. Longer ones would overflow the clock's
+/// `Instant` (a panic, and PID 1 aborts); no VM needs them.
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
+/// A timeout in whole seconds, 0 to [`MAX_TIMEOUT_SECS`].
+fn seconds(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if n > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "{n} seconds is more than a year: give at most {MAX_TIMEOUT_SECS}"
+        ));
+    }
+    Ok(n)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AccelArg {
@@ -133,7 +138,7 @@ pub enum CacheArg {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = crate::exit::help_text())]
 pub struct RunArgs {
     /// The image: name[:tag], short name, image ID (or a unique prefix), or name@sha256:digest.
     /// A bootable container image (a kernel under /usr/lib/modules), or a containerDisk (one
@@ -180,12 +185,12 @@ pub struct RunArgs {
     /// The podman store to read (read-only) [default: /run/host-storage, then
     /// /var/lib/containers/storage]. A rootless store (~/.local/share/containers/storage)
     /// works when mounted anywhere and named here.
-    #[arg(long, value_name = "DIR", env = "BCVK_STORAGE")]
+    #[arg(long, value_name = "DIR", env = "BCVK_STORAGE", value_hint = clap::ValueHint::DirPath)]
     pub storage: Option<PathBuf>,
 
     /// Put the throwaway writable layer on this directory (a volume) instead of a tmpfs in
     /// memory: for images that write a lot.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub scratch: Option<PathBuf>,
 
     /// Keep the guest's writes across runs (a persistent VM, as podman-bootc's): they live in
@@ -260,7 +265,7 @@ pub struct RunArgs {
     pub mount_disk_file: Vec<DiskFileSpec>,
 
     /// Install and enable the units in DIR/system/ in the guest.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub systemd_units: Option<PathBuf>,
 
     /// A guest port /dev/virtio-ports/NAME whose output lands in FILE: NAME:FILE.
@@ -277,7 +282,7 @@ pub struct RunArgs {
     pub ports: Vec<PortSpec>,
 
     /// Authorize this public key (a file in the container) instead of a generated one.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub ssh_key: Option<PathBuf>,
 
     /// Accepted for upstream compatibility: a fresh key pair is always generated.
@@ -288,14 +293,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_hostname(s).map_err(|e| e.for_flag("--hostname")))]
     pub hostname: Option<String>,
 
-    /// Seconds to wait for the guest to answer SSH before giving up.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    /// Seconds to wait for the guest to answer SSH before giving up (at most a year).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = seconds)]
     pub ready_timeout: u64,
 
     /// Seconds the guest gets to power off before QEMU is stopped [default: 8 when stopped by
     /// a signal, to stay below podman's own 10 s stop timeout (raise both: podman run
     /// --stop-timeout 60 ... --stop-timeout 50); 30 after a one-shot command].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub stop_timeout: Option<u64>,
 
     /// Whether to boot through the image's initramfs.
@@ -325,8 +330,8 @@ pub struct SshArgs {
     /// Never allocate a terminal.
     #[arg(short = 'T', conflicts_with = "tty")]
     pub no_tty: bool,
-    /// Seconds to wait for the VM to become ready first.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    /// Seconds to wait for the VM to become ready first (at most a year).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = seconds)]
     pub timeout: u64,
     /// Log in as this user instead of root (bcvk's key is authorized for the image's default
     /// user too on cloud-init guests).
@@ -345,6 +350,121 @@ pub struct StatusArgs {
     /// Wait until the VM is ready (or has exited).
     #[arg(long)]
     pub wait: bool,
+    /// A health check (podman run --health-cmd 'bcvk status --health'): exit 0 when the VM
+    /// is ready, else 1 with one line saying why.
+    #[arg(long, conflicts_with_all = ["json", "wait"])]
+    pub health: bool,
+}
+
+/// Upstream bcvk spellings that bcvk does not take, each with what to use instead. `bcvk run`
+/// and the host command (through [`host_option_table`]) refuse them with this one line,
+/// instead of clap's or the shell's guess at what went wrong.
+pub const UPSTREAM_SPELLINGS: &[(&str, &str)] = &[
+    (
+        "--network",
+        "use --net user|none for the guest's network (the container's network is podman's)",
+    ),
+    (
+        "-e",
+        "use --execute SHELL or -- COMMAND to run a command in the guest, --systemd-units DIR to configure it",
+    ),
+    (
+        "--env",
+        "use --execute SHELL or -- COMMAND to run a command in the guest, --systemd-units DIR to configure it",
+    ),
+    (
+        "--log-dir",
+        "use podman logs NAME for the console, and bcvk ephemeral ssh NAME journalctl -b for the guest's journal",
+    ),
+    (
+        "--output",
+        "use podman logs NAME for the console; a command's output is its stdout",
+    ),
+];
+
+/// The one line refusing an upstream spelling `arg` (`--opt` or `--opt=value`), if it is one.
+pub fn upstream_spelling(arg: &str) -> Option<String> {
+    let name = arg.split_once('=').map_or(arg, |(n, _)| n);
+    UPSTREAM_SPELLINGS
+        .iter()
+        .find(|(spelling, _)| *spelling == name)
+        .map(|(spelling, hint)| format!("{spelling} is upstream bcvk's spelling: {hint}"))
+}
+
+/// When clap refuses argv: the first upstream spelling in it (before `--`), refused with
+/// what to use instead.
+pub fn upstream_spelling_in(argv: &[std::ffi::OsString]) -> Option<String> {
+    argv.iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .take_while(|a| *a != "--")
+        .find_map(upstream_spelling)
+}
+
+/// The options of `bcvk run` as the host command needs them, for the shell: which exist,
+/// which take a value, which carry a host file or directory (`value_hint`), the short
+/// spellings, and the upstream spellings to refuse. `bcvk install-host-cli` writes it into
+/// the script, so clap's definitions are the only list of options.
+pub fn host_option_table() -> String {
+    use clap::{ArgAction, CommandFactory, ValueHint};
+    let root = Cli::command();
+    let run = root
+        .find_subcommand("run")
+        .expect("bcvk has a run subcommand");
+    let (mut value, mut flag, mut shorts, mut files, mut dirs) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
+    let globals = root.get_arguments().filter(|a| a.is_global_set());
+    for arg in run.get_arguments().chain(globals) {
+        let Some(long) = arg.get_long() else {
+            continue; // IMAGE and COMMAND
+        };
+        if matches!(arg.get_action(), ArgAction::Help | ArgAction::Version) {
+            continue;
+        }
+        let takes_value = arg.get_action().takes_values();
+        let list = if takes_value { &mut value } else { &mut flag };
+        let mut names = vec![long.to_string()];
+        names.extend(
+            arg.get_all_aliases()
+                .into_iter()
+                .flatten()
+                .map(String::from),
+        );
+        for name in &names {
+            list.push_str(&format!(" --{name}"));
+        }
+        match arg.get_value_hint() {
+            ValueHint::FilePath => files.push_str(&format!(" --{long}")),
+            ValueHint::DirPath => dirs.push_str(&format!(" --{long}")),
+            _ => {}
+        }
+        for short in arg.get_short_and_visible_aliases().into_iter().flatten() {
+            shorts.push_str(&format!(" {short}=--{long}"));
+        }
+    }
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut out = String::from(
+        "# The options of `bcvk run`, generated from its clap definitions by `bcvk\n\
+         # install-host-cli`: do not edit (lists are space-separated and space-padded).\n",
+    );
+    out.push_str(&format!("RUN_VALUE_OPTS='{value} '\n"));
+    out.push_str(&format!("RUN_FLAG_OPTS='{flag} '\n"));
+    out.push_str(&format!("RUN_SHORT_OPTS='{shorts} '\n"));
+    out.push_str(&format!("RUN_HOST_FILE_OPTS='{files} '\n"));
+    out.push_str(&format!("RUN_HOST_DIR_OPTS='{dirs} '\n"));
+    out.push_str("# upstream_hint OPTION: set REPLY to the line refusing an upstream spelling.\n");
+    out.push_str("upstream_hint() {\n    case $1 in\n");
+    for (spelling, _) in UPSTREAM_SPELLINGS {
+        let line = upstream_spelling(spelling).expect("listed");
+        out.push_str(&format!("    {spelling}) REPLY={} ;;\n", quote(&line)));
+    }
+    out.push_str("    *) return 1 ;;\n    esac\n}\n");
+    out
 }
 
 /// `bcvk IMAGE ...` means `bcvk run IMAGE ...`: insert `run` unless the first argument is a

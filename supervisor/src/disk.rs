@@ -12,6 +12,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use crate::exit::Exit;
 use crate::qemu::{DiskFormat, Firmware};
 use crate::spawn;
 
@@ -65,18 +66,23 @@ pub enum DiskError {
 }
 
 impl DiskError {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit(&self) -> Exit {
         match self {
-            DiskError::Missing(_) | DiskError::NoBootloader { .. } => 66,
+            DiskError::Missing(_) | DiskError::NoBootloader { .. } => Exit::NotFound,
             DiskError::Open { .. }
             | DiskError::Unsupported { .. }
             | DiskError::Corrupt { .. }
             | DiskError::Backing { .. }
-            | DiskError::ManyDisks { .. } => 65,
-            DiskError::PersistentContainerDisk(_) | DiskError::ReadOnly { .. } => 64,
-            DiskError::Busy { .. } => 73,
-            DiskError::NoOvmf(_) | DiskError::Prepare { .. } => 71,
+            | DiskError::ManyDisks { .. } => Exit::StoreCorrupt,
+            DiskError::PersistentContainerDisk(_) | DiskError::ReadOnly { .. } => Exit::Usage,
+            DiskError::Busy { .. } => Exit::StateBusy,
+            DiskError::NoOvmf(_) | DiskError::Prepare { .. } => Exit::Internal,
         }
+    }
+
+    #[cfg(test)]
+    fn exit_code(&self) -> i32 {
+        self.exit().code()
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod credentials;
 pub mod disk;
+pub mod exit;
 pub mod firstboot;
 pub mod guestfs;
 pub mod init;
@@ -29,5 +30,32 @@ pub mod userns;
 pub mod virtiofsd;
 pub mod vm;
 
-/// The host-side command (POSIX sh), printed by `bcvk install-host-cli`.
-pub const HOST_CLI: &str = include_str!("../../entrypoint/bcvk-host");
+/// The host-side command (POSIX sh) as kept in the source tree: a template whose option
+/// table line [`HOST_CLI_TABLE_MARK`] [`host_cli`] replaces.
+pub const HOST_CLI_TEMPLATE: &str = include_str!("../../entrypoint/bcvk-host");
+
+/// The line of the template that becomes `bcvk run`'s option table.
+pub const HOST_CLI_TABLE_MARK: &str = "# @BCVK_RUN_OPTION_TABLE@\n";
+
+/// The host-side command, printed by `bcvk install-host-cli`: the template with the options
+/// of `bcvk run` written in from their clap definitions.
+pub fn host_cli() -> String {
+    HOST_CLI_TEMPLATE.replacen(HOST_CLI_TABLE_MARK, &cli::host_option_table(), 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_cli_gets_the_option_table() {
+        assert_eq!(
+            super::HOST_CLI_TEMPLATE
+                .matches(super::HOST_CLI_TABLE_MARK)
+                .count(),
+            1
+        );
+        let script = super::host_cli();
+        assert!(!script.contains("@BCVK_RUN_OPTION_TABLE@"));
+        assert!(script.contains("RUN_VALUE_OPTS=' "));
+        assert!(script.contains(" --initrd "), "{script}");
+    }
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use bcvk::cli::{self, Cli, Command};
+use bcvk::exit::Exit;
 use bcvk::{run, ssh, status};
 
 fn init_logging(level: &str) {
@@ -29,12 +30,21 @@ fn init_logging(level: &str) {
 
 fn main() -> ExitCode {
     let argv = cli::with_default_subcommand(std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
+        Err(e) if e.use_stderr() && cli::upstream_spelling_in(&argv).is_some() => {
+            let line = cli::upstream_spelling_in(&argv).unwrap_or_default();
+            eprintln!("bcvk: error: {line}");
+            return ExitCode::from(Exit::Usage.code() as u8);
+        }
         Err(e) => {
             let _ = e.print();
             // clap exits 0 for --help/--version, 2 for errors; ours is 64 (EX_USAGE).
-            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                Exit::Usage.code() as u8
+            } else {
+                0
+            });
         }
     };
     init_logging(&cli.log_level);
@@ -63,11 +73,11 @@ fn main() -> ExitCode {
                     "bcvk: error: cannot write man pages to {}: {e}",
                     dir.display()
                 );
-                71
+                Exit::Internal.code()
             }
         },
         Command::InstallHostCli => {
-            print!("{}", bcvk::HOST_CLI);
+            print!("{}", bcvk::host_cli());
             0
         }
     };

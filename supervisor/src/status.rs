@@ -75,6 +75,17 @@ pub struct Status {
     pub image: String,
     pub image_id: String,
     pub accel: String,
+    /// The VM's name: the guest's hostname (by default the container's name or hostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub vcpus: u32,
+    #[serde(default)]
+    pub memory_mib: u64,
+    /// The boot phase last seen on the console (firmware, kernel, initrd, switch-root,
+    /// userspace), kept once the VM is ready.
+    #[serde(default)]
+    pub phase: String,
     /// Unix time (seconds) the supervisor started.
     pub started_at: u64,
     pub timings: Timings,
@@ -142,12 +153,22 @@ pub fn read(run_dir: &Path) -> Result<Status, StatusError> {
 /// The human form of `bcvk status`.
 pub fn render(status: &Status) -> String {
     let mut out = format!(
-        "state: {}\nimage: {} ({})\naccel: {}\n",
+        "state: {} (boot phase: {})\nimage: {} ({})\naccel: {}, {} vCPUs, {} MiB\n",
         status.state,
+        if status.phase.is_empty() {
+            "-"
+        } else {
+            &status.phase
+        },
         status.image,
         &status.image_id[..status.image_id.len().min(12)],
-        status.accel
+        status.accel,
+        status.vcpus,
+        status.memory_mib
     );
+    if let Some(name) = &status.name {
+        out.push_str(&format!("name: {name}\n"));
+    }
     if let Some(ms) = status.timings.ready_ms {
         out.push_str(&format!("ready after: {:.1}s\n", ms as f64 / 1000.0));
     }
@@ -167,19 +188,20 @@ pub fn render(status: &Status) -> String {
 
 /// Wait until the VM is ready or has exited, polling the status file.
 pub fn wait_ready(run_dir: &Path, timeout: std::time::Duration) -> Result<Status, StatusError> {
-    let deadline = std::time::Instant::now() + timeout;
+    // None: no deadline a clock can reach (an overflowing Instant would panic).
+    let deadline = std::time::Instant::now().checked_add(timeout);
+    let before_deadline = || deadline.is_none_or(|d| std::time::Instant::now() < d);
     loop {
         // Missing: a restarted container's bcvk has removed the last run's file and not yet
         // written its own.
         let st = match read(run_dir) {
-            Err(StatusError::Missing { .. }) if std::time::Instant::now() < deadline => {
+            Err(StatusError::Missing { .. }) if before_deadline() => {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 continue;
             }
             other => other?,
         };
-        if matches!(st.state, State::Ready | State::Exited | State::Stopping)
-            || std::time::Instant::now() >= deadline
+        if matches!(st.state, State::Ready | State::Exited | State::Stopping) || !before_deadline()
         {
             return Ok(st);
         }
@@ -190,6 +212,9 @@ pub fn wait_ready(run_dir: &Path, timeout: std::time::Duration) -> Result<Status
 /// `bcvk status [--json] [--wait]`: exit 0 when ready, 1 otherwise (so scripts can poll).
 pub fn status_subcommand(args: &crate::cli::StatusArgs) -> i32 {
     let run_dir = Path::new(RUN_DIR);
+    if args.health {
+        return health(run_dir);
+    }
     let res = if args.wait {
         wait_ready(run_dir, std::time::Duration::from_secs(3600))
     } else {
@@ -214,9 +239,26 @@ pub fn status_subcommand(args: &crate::cli::StatusArgs) -> i32 {
         Err(e) => {
             eprintln!("bcvk: error: {e}");
             match e {
-                StatusError::Missing { .. } => 66,
-                _ => 71,
+                StatusError::Missing { .. } => crate::exit::Exit::NotFound,
+                _ => crate::exit::Exit::Internal,
             }
+            .code()
+        }
+    }
+}
+
+/// `bcvk status --health`, podman's `--health-cmd`: 0 when the VM is ready, else 1 (podman
+/// and docker reserve other codes) with one line saying why; silent when healthy.
+fn health(run_dir: &Path) -> i32 {
+    match read(run_dir) {
+        Ok(st) if st.state == State::Ready => 0,
+        Ok(st) => {
+            println!("the VM is {} (boot phase: {})", st.state, st.phase);
+            1
+        }
+        Err(e) => {
+            println!("{e}");
+            1
         }
     }
 }
@@ -231,6 +273,10 @@ mod tests {
             image: "localhost/foo:latest".into(),
             image_id: "ab".repeat(32),
             accel: "tcg".into(),
+            name: Some("vm1".into()),
+            vcpus: 2,
+            memory_mib: 2048,
+            phase: "userspace".into(),
             started_at: now_unix(),
             timings: Timings {
                 ready_ms: Some(1500),
@@ -256,7 +302,20 @@ mod tests {
         let json = std::fs::read_to_string(status_path(dir.path())).unwrap();
         assert!(json.contains("\"state\": \"ready\""), "{json}");
         let text = render(&back);
-        assert!(text.contains("state: ready"));
+        assert!(
+            text.contains("state: ready (boot phase: userspace)"),
+            "{text}"
+        );
+        assert!(text.contains("accel: tcg, 2 vCPUs, 2048 MiB"), "{text}");
+        assert!(text.contains("name: vm1"), "{text}");
+        assert!(json.contains("\"memory_mib\": 2048"), "{json}");
+        assert_eq!(health(dir.path()), 0);
+        let mut booting = sample();
+        booting.state = State::Booting;
+        booting.phase = "kernel".into();
+        write(dir.path(), &booting).unwrap();
+        assert_eq!(health(dir.path()), 1);
+        assert_eq!(health(&dir.path().join("missing")), 1);
         assert!(text.contains("image: localhost/foo:latest (abababababab)"));
         assert!(text.contains("ready after: 1.5s"));
     }

@@ -129,13 +129,15 @@ impl VmError {
     /// The documented exit code (README): 75 for readiness, 69 for KVM, 71 when a process
     /// cannot be started, 70 for everything the guest or its helpers did.
     pub fn exit_code(&self) -> i32 {
+        use crate::exit::Exit;
         match self {
-            VmError::ReadyTimeout { .. } => 75,
-            VmError::NothingToBoot { .. } => 66,
-            VmError::Kvm { .. } => 69,
-            VmError::Spawn(_) => 71,
-            _ => 70,
+            VmError::ReadyTimeout { .. } => Exit::NotReady,
+            VmError::NothingToBoot { .. } => Exit::NotFound,
+            VmError::Kvm { .. } => Exit::Unavailable,
+            VmError::Spawn(_) => Exit::Internal,
+            _ => Exit::GuestFailed,
         }
+        .code()
     }
 
     /// The console lines that explain a guest-side failure.
@@ -269,7 +271,11 @@ impl Vm {
         self.set_state(State::Booting);
         self.connect_qmp().await;
 
-        let deadline = tokio::time::Instant::now() + self.l.ready_timeout;
+        // checked: the options cap timeouts, but an Instant overflow would abort PID 1.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(self.l.ready_timeout)
+            .unwrap_or(now + Duration::from_secs(crate::cli::MAX_TIMEOUT_SECS));
         let qemu_pid = self.qemu_pid.expect("qemu started");
         let qemu_exit = self.children.clone();
         let qemu_exit = qemu_exit.wait(qemu_pid);
@@ -584,6 +590,12 @@ impl Vm {
 
     fn on_phase(&mut self, p: Phase, progress: &ProgressLine) {
         self.phase = p;
+        if !self.ready {
+            // `bcvk status` shows it; written now, not only at the next state change.
+            self.l.status.phase = p.label().into();
+            let state = self.l.status.state;
+            self.set_state(state);
+        }
         let ms = Some(self.elapsed_ms());
         let t = &mut self.l.status.timings;
         match p {

@@ -253,3 +253,71 @@ pub fn man_page_examples() -> R {
     let _ = podman(&["rm", "-f", "bcvk-it-bystander"]);
     Ok(())
 }
+
+/// `bcvk ephemeral run-ssh` of an image without a kernel: the supervisor's own line comes
+/// last and its exit code (66) is kept, though the container is gone afterwards.
+pub fn run_ssh_reports_the_supervisor_error() -> R {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let bin = install(dir.path())?;
+    let name = format!("bcvk-e2e-nokernel-{}", std::process::id());
+    let r = host_bcvk(
+        &bin,
+        &["ephemeral", "run-ssh", "--name", &name, &nokernel()],
+    );
+    crate::check!(r.code == 66, "want exit 66: {}", r.show());
+    let last = r.stderr.lines().last().unwrap_or_default();
+    crate::check!(
+        last.starts_with("bcvk: error: ") && last.contains("no bootable kernel"),
+        "the supervisor's line is not last: {}",
+        r.show()
+    );
+    let left = podman(&["container", "exists", &name]);
+    crate::check!(left.code == 1, "container {name} left behind");
+    Ok(())
+}
+
+/// The image holds what bcvk runs and not what it never runs.
+pub fn image_carries_only_what_bcvk_runs() -> R {
+    let list = podman(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        &bcvk_image(),
+        "-c",
+        "ls /usr/bin /usr/sbin /usr/libexec /usr/share/qemu /usr/share/seabios",
+    ]);
+    crate::check!(list.code == 0, "{}", list.show());
+    let have: std::collections::BTreeSet<&str> = list.stdout.lines().collect();
+    for want in [
+        "bcvk",
+        "qemu-system-x86_64",
+        "qemu-img",
+        "virtiofsd",
+        "ssh",
+        "mkswap",
+        "bios-256k.bin",
+        "kvmvapic.bin",
+        "linuxboot_dma.bin",
+        "efi-virtio.rom",
+    ] {
+        crate::check!(have.contains(want), "{want} is missing: {}", list.stdout);
+    }
+    for gone in [
+        "qemu-system-i386",
+        "qemu-system-x86_64-microvm",
+        "qemu-io",
+        "qemu-nbd",
+        "qemu-storage-daemon",
+        "qemu-pr-helper",
+        "qemu-vmsr-helper",
+        "bios-microvm.bin",
+        "qboot.rom",
+        "openbios-ppc",
+        "slof.bin",
+        "s390-ccw.img",
+    ] {
+        crate::check!(!have.contains(gone), "{gone} is still in the image");
+    }
+    Ok(())
+}

@@ -1233,6 +1233,14 @@ fn main() {
             persistent::survives_stop_start_crash_and_new_container,
         ),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
+        t(
+            "host_cli::run_ssh_reports_the_supervisor_error",
+            host_cli::run_ssh_reports_the_supervisor_error,
+        ),
+        t(
+            "image::carries_only_what_bcvk_runs",
+            host_cli::image_carries_only_what_bcvk_runs,
+        ),
         Trial::test("docker::oneshot_under_docker", || {
             let r = attributed("docker::oneshot_under_docker", docker_oneshot);
             if let Err(e) = &r {

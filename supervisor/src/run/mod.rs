@@ -85,36 +85,71 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// The documented exit code (see `cli::EXIT_CODES`).
+    /// The documented exit code (see `exit`): user mistakes are usage errors or "not found",
+    /// `Internal` only for bcvk's own faults.
     pub fn exit_code(&self) -> i32 {
-        match self {
+        use crate::exit::Exit;
+        use guestfs::GuestFsError;
+        use std::io::ErrorKind;
+        let class = match self {
+            RunError::StoppedEarly(sig) => return 128 + *sig as i32,
+            RunError::Vm(e) => return e.exit_code(),
             RunError::Usage(_)
             | RunError::Credential(_)
             | RunError::Qemu(_)
+            | RunError::Store(StoreError::ParseReference { .. })
             | RunError::Rootfs(
                 rootfs::RootfsError::ScratchDir { .. } | rootfs::RootfsError::UnsafePath { .. },
-            ) => 64,
-            RunError::Store(StoreError::ImageNotFound { .. })
-            | RunError::Store(StoreError::Ambiguous { .. })
-            | RunError::Store(StoreError::Locate { .. })
-            | RunError::Kernel(KernelError::NoKernel { .. }) => 66,
+            )
+            | RunError::GuestFs(
+                GuestFsError::MissingSource { .. }
+                | GuestFsError::Units { .. }
+                | GuestFsError::DuplicateShare(_)
+                | GuestFsError::PortTaken(_),
+            )
+            | RunError::Ssh(ssh::SshError::BadPublicKey { .. })
+            | RunError::State(state::StateError::NoDir(_) | state::StateError::OtherImage { .. }) => {
+                Exit::Usage
+            }
+            RunError::Ssh(ssh::SshError::ReadPublicKey { source, .. }) => {
+                if source.kind() == ErrorKind::NotFound {
+                    Exit::NotFound
+                } else {
+                    Exit::Usage
+                }
+            }
+            RunError::Store(
+                StoreError::ImageNotFound { .. }
+                | StoreError::Ambiguous { .. }
+                | StoreError::Locate { .. },
+            )
+            | RunError::Kernel(
+                KernelError::NoKernel { .. }
+                | KernelError::Ambiguous { .. }
+                | KernelError::BadUki { .. }
+                | KernelError::SymlinkEscapes { .. }
+                | KernelError::SymlinkLoop { .. },
+            ) => Exit::NotFound,
             RunError::Store(_)
             | RunError::Opaque(_)
-            | RunError::State(state::StateError::Corrupt { .. }) => 65,
-            RunError::State(state::StateError::NoDir(_) | state::StateError::OtherImage { .. }) => {
-                64
-            }
-            RunError::State(state::StateError::Busy(_)) => 73,
+            | RunError::State(state::StateError::Corrupt { .. }) => Exit::StoreCorrupt,
+            RunError::State(state::StateError::Busy(_)) => Exit::StateBusy,
             RunError::Privileges(userns::UsernsError::Unshare(_) | userns::UsernsError::Map(_))
-            | RunError::Rootfs(rootfs::RootfsError::Whiteout { .. }) => 77,
-            RunError::KvmUnavailable(_) => 69,
-            RunError::Disk(e) => e.exit_code(),
-            RunError::FirstBoot(firstboot::FirstBootError::Seed { .. }) => 71,
-            RunError::FirstBoot(_) => 64,
-            RunError::Vm(e) => e.exit_code(),
-            RunError::StoppedEarly(sig) => 128 + *sig as i32,
-            _ => 71,
-        }
+            | RunError::Rootfs(rootfs::RootfsError::Whiteout { .. }) => Exit::Refused,
+            RunError::KvmUnavailable(_) => Exit::Unavailable,
+            RunError::Disk(e) => e.exit(),
+            RunError::FirstBoot(firstboot::FirstBootError::Seed { .. }) => Exit::Internal,
+            RunError::FirstBoot(_) => Exit::Usage,
+            RunError::Rootfs(_)
+            | RunError::Kernel(KernelError::Read { .. } | KernelError::Write { .. })
+            | RunError::Ssh(_)
+            | RunError::GuestFs(GuestFsError::Write { .. } | GuestFsError::Disk { .. })
+            | RunError::Spawn(_)
+            | RunError::RunDir { .. }
+            | RunError::Privileges(_)
+            | RunError::State(state::StateError::Io { .. }) => Exit::Internal,
+        };
+        class.code()
     }
 
     pub fn console_tail(&self) -> &[String] {
@@ -613,6 +648,10 @@ fn prepare(
         image: root.name.clone(),
         image_id: root.id.clone(),
         accel: accel.name().into(),
+        name: hostname.clone(),
+        vcpus,
+        memory_mib,
+        phase: crate::console::Phase::Firmware.label().into(),
         started_at: status::now_unix(),
         timings: Timings::default(),
         ssh: SshEndpoint {

@@ -5,6 +5,7 @@
 //! set PROPTEST_CASES to run more (or fewer), e.g. `PROPTEST_CASES=10000 cargo test
 //! --test properties`.
 
+mod cli;
 mod config;
 mod credentials;
 mod qemu;
