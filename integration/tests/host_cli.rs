@@ -2371,7 +2371,10 @@ fn every_option_of_bcvk_run_passes_through() {
             for form in forms {
                 let mut argv = vec!["ephemeral", "run", "-d"];
                 argv.extend(form.iter().map(String::as_str));
-                argv.push("localhost/img");
+                // A disk image takes the place of IMAGE.
+                if long != "--disk-image" {
+                    argv.push("localhost/img");
+                }
                 let r = f.run(&argv);
                 r.assert_code(0);
                 let call = r
@@ -2386,6 +2389,46 @@ fn every_option_of_bcvk_run_passes_through() {
                 );
             }
         }
+    }
+}
+
+/// --disk-image takes the place of IMAGE: the file alone is mounted, read-only unless
+/// --persistent (then the guest writes into it); run-ssh's command follows directly.
+#[test]
+fn disk_image_mounts_the_file_alone() {
+    for sh in shells() {
+        let f = Fake::new(&sh);
+        let host = f.dir.path().join("imgs");
+        fs::create_dir(&host).unwrap();
+        let disk = host.join("d.qcow2");
+        fs::write(&disk, "x").unwrap();
+        let d = disk.display().to_string();
+        for (extra, mount) in [
+            (None, format!("{d}:/run/bcvk-host/1/d.qcow2:ro")),
+            (
+                Some("--persistent"),
+                format!("{d}:/run/bcvk-host/1/d.qcow2"),
+            ),
+        ] {
+            let mut argv = vec!["ephemeral", "run", "-d", "--disk-image", &d];
+            argv.extend(extra);
+            let r = f.run(&argv);
+            r.assert_code(0);
+            let call = r.calls.iter().find(|c| c[0] == "run").unwrap();
+            assert!(call.contains(&mount), "{mount}: {}", r.show());
+            let at = call.iter().position(|a| a == "run").unwrap();
+            let bcvk_run = call[at + 1..].iter().position(|a| a == "run").unwrap() + at + 1;
+            assert_eq!(
+                call[bcvk_run + 1],
+                "--disk-image=/run/bcvk-host/1/d.qcow2",
+                "{}",
+                r.show()
+            );
+        }
+        let r = f.run(&["ephemeral", "run", "--disk-image", &d, "extra"]);
+        r.assert_usage_error("no IMAGE; put the guest command after '--'");
+        let r = f.run(&["ephemeral", "run", "--disk-image", "/no/such.qcow2"]);
+        r.assert_usage_error("no such file on this host");
     }
 }
 

@@ -149,7 +149,8 @@ pub struct RunArgs {
     /// Boot this VM disk image (qcow2 or raw, told from the file) instead of an image from the
     /// store: bring it in with podman -v. The guest writes to a throwaway overlay; with
     /// --persistent, into the file itself (locked: one VM per file).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "scratch", "state", "reset"])]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath,
+          conflicts_with_all = ["image", "state", "reset"])]
     pub disk_image: Option<PathBuf>,
 
     /// Which firmware boots a disk image: auto reads the disk (an EFI system partition means
@@ -160,12 +161,12 @@ pub struct RunArgs {
     /// A cloud-init NoCloud directory (user-data, and optionally meta-data, vendor-data,
     /// network-config) for the guest's first boot; bcvk merges its SSH key, --password and
     /// --bind mounts into it. Disk images get bcvk's own seed without it.
-    #[arg(long = "cloud-init", value_name = "DIR")]
+    #[arg(long = "cloud-init", value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub cloud_init: Option<PathBuf>,
 
     /// An Ignition config (JSON) handed to the guest over fw_cfg (opt/com.coreos/config),
     /// with bcvk's SSH key added for root.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub ignition: Option<PathBuf>,
 
     /// The password of the image's default user, set through cloud-init (disk images, or
