@@ -25,6 +25,43 @@ pub fn layered() -> String {
 pub fn nokernel() -> String {
     var("BCVK_TEST_NOKERNEL", "localhost/bcvk-test/nokernel:latest")
 }
+/// The VM disk images test-images/disk/build.sh makes (debian.qcow2, debian.raw, bad ones).
+pub fn disk_dir() -> PathBuf {
+    PathBuf::from(var(
+        "BCVK_TEST_DISK_DIR",
+        &format!(
+            "{}/build/disk",
+            env!("CARGO_MANIFEST_DIR").trim_end_matches("/integration")
+        ),
+    ))
+}
+pub fn containerdisk() -> String {
+    var(
+        "BCVK_TEST_CONTAINERDISK",
+        "localhost/bcvk-test/containerdisk:latest",
+    )
+}
+pub fn containerdisk_two() -> String {
+    var(
+        "BCVK_TEST_CONTAINERDISK_TWO",
+        "localhost/bcvk-test/containerdisk-two:latest",
+    )
+}
+/// A file's bytes, hashed: what "unchanged" means for a user's disk image.
+pub fn file_digest(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
 pub fn host_store() -> PathBuf {
     PathBuf::from(var("BCVK_HOST_STORE", "/var/lib/containers/storage"))
 }

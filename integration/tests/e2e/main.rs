@@ -26,6 +26,7 @@ macro_rules! check {
     };
 }
 
+mod disk;
 mod faults;
 mod host_cli;
 mod persistent;
@@ -1100,7 +1101,13 @@ fn attributed(name: &str, f: fn() -> R) -> R {
 }
 
 fn test_images() -> Vec<String> {
-    let mut images = vec![debian(), layered(), nokernel()];
+    let mut images = vec![
+        debian(),
+        layered(),
+        nokernel(),
+        containerdisk(),
+        containerdisk_two(),
+    ];
     for (name, default) in [
         (
             "BCVK_TEST_SEMANTICS",
@@ -1231,6 +1238,15 @@ fn main() {
         t(
             "persistent::survives_stop_start_crash_and_new_container",
             persistent::survives_stop_start_crash_and_new_container,
+        ),
+        t("disk::bad_inputs", disk::bad_inputs),
+        t(
+            "disk::containerdisk_uefi_cloud_init_ignition",
+            disk::containerdisk_uefi_cloud_init_ignition,
+        ),
+        t(
+            "disk::raw_bios_persistent_then_uefi_throwaway",
+            disk::raw_bios_persistent_then_uefi_throwaway,
         ),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
         t(
