@@ -44,6 +44,8 @@ pub enum DiskError {
     Backing { path: PathBuf, backing: String },
     #[error("the disk image {path} has nothing to boot: no EFI system partition and no boot code in its MBR; install a bootloader, or force one with --firmware uefi|bios")]
     NoBootloader { path: PathBuf },
+    #[error("--firmware bios: the disk image {path} has no boot code in its MBR, so BIOS cannot boot it: install a BIOS bootloader (grub-install --target=i386-pc), or use --firmware uefi")]
+    NoBiosBootCode { path: PathBuf },
     #[error("the containerDisk {image} holds {count} disk images ({files}); a containerDisk holds exactly one *.qcow2, *.raw or *.img under / or /disk/")]
     ManyDisks {
         image: String,
@@ -68,7 +70,9 @@ pub enum DiskError {
 impl DiskError {
     pub fn exit(&self) -> Exit {
         match self {
-            DiskError::Missing(_) | DiskError::NoBootloader { .. } => Exit::NotFound,
+            DiskError::Missing(_)
+            | DiskError::NoBootloader { .. }
+            | DiskError::NoBiosBootCode { .. } => Exit::NotFound,
             DiskError::Open { .. }
             | DiskError::Unsupported { .. }
             | DiskError::Corrupt { .. }
@@ -189,6 +193,10 @@ pub fn choose_firmware(
 ) -> Result<Firmware, DiskError> {
     match req {
         Some(FirmwareKind::Uefi) => Ok(uefi()),
+        // Without boot code SeaBIOS jumps into zeros and hangs for good: refuse it here.
+        Some(FirmwareKind::Bios) if !info.mbr_code => Err(DiskError::NoBiosBootCode {
+            path: path.to_path_buf(),
+        }),
         Some(FirmwareKind::Bios) => Ok(Firmware::Bios),
         None if info.esp => Ok(uefi()),
         None if info.mbr_code => Ok(Firmware::Bios),

@@ -250,11 +250,12 @@ pub fn bad_inputs() -> R {
             66,
             "nothing to boot",
         ),
-        // Forced, the firmware finds nothing either: SeaBIOS resets, OVMF starts its shell.
+        // Forced, the firmware finds nothing either: no boot code for SeaBIOS (refused before
+        // it starts), OVMF starts its shell (seen on the console).
         (
             vec!["--disk-image", "/d/nobootloader.raw", "--firmware", "bios"],
             66,
-            "bios firmware found nothing to boot",
+            "no boot code in its MBR",
         ),
         (
             vec!["--disk-image", "/d/nobootloader.raw", "--firmware", "uefi"],
