@@ -126,7 +126,17 @@ pub enum CacheArg {
 #[command(after_help = EXIT_CODES)]
 pub struct RunArgs {
     /// The image: name[:tag], short name, image ID (or a unique prefix), or name@sha256:digest.
-    pub image: String,
+    /// With --rootfs it is optional and only names the VM (status, logs).
+    #[arg(required_unless_present = "rootfs")]
+    pub image: Option<String>,
+
+    /// Boot the root file system in this directory instead of an image from the store: a
+    /// plain tree holding the image's root (usr/, etc/, its kernel under usr/lib/modules), as
+    /// an init container of the image copies it into a shared volume on Kubernetes. It is
+    /// never written: the guest's writes go to the throwaway layer above it, as for a store
+    /// image. No store is read (except for --bind-storage-ro).
+    #[arg(long, value_name = "DIR", conflicts_with = "persistent")]
+    pub rootfs: Option<PathBuf>,
 
     /// Run this command in the guest once it is ready, then power off; its exit code becomes
     /// the container's.
@@ -394,6 +404,24 @@ mod tests {
     }
 
     #[test]
+    fn rootfs_makes_the_image_optional() {
+        let r = run_args(&["bcvk", "--rootfs", "/rootfs", "--", "true"]);
+        assert_eq!(
+            (r.image, r.rootfs, r.command),
+            (
+                None,
+                Some(PathBuf::from("/rootfs")),
+                vec!["true".to_string()]
+            )
+        );
+        let r = run_args(&["bcvk", "--rootfs", "/rootfs", "quay.io/x/y"]);
+        assert_eq!(r.image.as_deref(), Some("quay.io/x/y"));
+        // Without either there is nothing to boot; a directory has no state to keep.
+        assert!(parse(&["bcvk", "run"]).is_err());
+        assert!(parse(&["bcvk", "--rootfs", "/r", "--persistent"]).is_err());
+    }
+
+    #[test]
     fn image_alone_means_run_and_command_follows_double_dash() {
         let r = run_args(&[
             "bcvk",
@@ -405,14 +433,14 @@ mod tests {
             "-c",
             "exit 42",
         ]);
-        assert_eq!(r.image, "localhost/img");
+        assert_eq!(r.image.as_deref(), Some("localhost/img"));
         assert_eq!(r.memory, Some(2048));
         assert_eq!(r.command, vec!["sh", "-c", "exit 42"]);
         let r = run_args(&["bcvk", "run", "img", "--karg", "a=b", "--karg", "quiet"]);
         assert_eq!(r.kargs, vec!["a=b", "quiet"]);
         // Options may come before the image too.
         let r = run_args(&["bcvk", "--vcpus", "2", "img"]);
-        assert_eq!((r.image.as_str(), r.vcpus), ("img", Some(2)));
+        assert_eq!((r.image.as_deref(), r.vcpus), (Some("img"), Some(2)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::init::{self, Children, ExitInfo};
 use crate::kernel::{self, BootFiles, KernelError};
 use crate::opaque;
 use crate::qemu::{self, Accel, ConsoleSpec, NetSpec, PortForward, QemuSpec, VirtiofsShare};
-use crate::rootfs::{self, MountedRootfs, Scratch};
+use crate::rootfs::{self, MountedRootfs, RootSource, Scratch};
 use crate::spawn::{self, SpawnError};
 use crate::ssh::{self, SshTarget, Tty};
 use crate::state::{self, PersistentState};
@@ -79,12 +79,15 @@ impl RunError {
             | RunError::Credential(_)
             | RunError::Qemu(_)
             | RunError::Rootfs(
-                rootfs::RootfsError::ScratchDir { .. } | rootfs::RootfsError::UnsafePath { .. },
+                rootfs::RootfsError::ScratchDir { .. }
+                | rootfs::RootfsError::UnsafePath { .. }
+                | rootfs::RootfsError::NoSource,
             ) => 64,
             RunError::Store(StoreError::ImageNotFound { .. })
             | RunError::Store(StoreError::Ambiguous { .. })
             | RunError::Store(StoreError::Locate { .. })
-            | RunError::Kernel(KernelError::NoKernel { .. }) => 66,
+            | RunError::Kernel(KernelError::NoKernel { .. })
+            | RunError::Rootfs(rootfs::RootfsError::RootDir { .. }) => 66,
             RunError::Store(_)
             | RunError::Opaque(_)
             | RunError::State(state::StateError::Corrupt { .. }) => 65,
@@ -343,11 +346,25 @@ fn prepare(
     if args.console && one_shot {
         return Err(RunError::Usage("--console cannot be combined with a command: the console and the command would share the terminal".into()));
     }
-    // Look everything up before touching anything.
-    let store_root = store::locate_store(args.storage.as_deref())?;
-    let store = Store::open(&store_root)?;
-    let image = store.resolve(&args.image)?;
-    tracing::info!(image = %image.name, id = %&image.id[..12], layers = image.layers.len(), mode = privileges.describe(), "image found");
+    // Look everything up before touching anything. A --rootfs directory needs no store.
+    let source = RootSource::decide(args.image.as_deref(), args.rootfs.as_deref())?;
+    let store_root = match source {
+        RootSource::Dir { .. } if !args.bind_storage_ro => None,
+        _ => Some(store::locate_store(args.storage.as_deref())?),
+    };
+    let (found, image_name, image_id) = match (&source, &store_root) {
+        (RootSource::Store { image }, Some(store_root)) => {
+            let store = Store::open(store_root)?;
+            let image = store.resolve(image)?;
+            tracing::info!(image = %image.name, id = %&image.id[..12], layers = image.layers.len(), mode = privileges.describe(), "image found");
+            let (name, id) = (image.name.clone(), image.id.clone());
+            (Some((store, image)), name, id)
+        }
+        (_, _) => {
+            tracing::info!(rootfs = %source.name(), mode = privileges.describe(), "booting a root directory (--rootfs)");
+            (None, source.name().to_string(), String::new())
+        }
+    };
     if !privileges.many_ids {
         tracing::warn!("the container maps a single user id: files of other owners in the image show as nobody (65534) in the guest; give the user subordinate ids (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER, then podman system migrate)");
     }
@@ -367,7 +384,7 @@ fn prepare(
     };
     let guest = guestfs::plan(&guestfs::GuestConfig {
         binds: args.bind.iter().chain(&args.ro_bind).cloned().collect(),
-        bind_storage: args.bind_storage_ro.then(|| store_root.clone()),
+        bind_storage: store_root.clone().filter(|_| args.bind_storage_ro),
         systemd_units: args.systemd_units.clone(),
         swap: args.add_swap.is_some(),
         ports: args.ports.clone(),
@@ -381,7 +398,7 @@ fn prepare(
 
     fresh_run_dir(run_dir)?;
     if args.persistent {
-        let st = state::open(&args.state, &image.id, &image.name, args.reset)?;
+        let st = state::open(&args.state, &image_id, &image_name, args.reset)?;
         tracing::info!(
             dir = %st.dir.display(),
             "{} the persistent state",
@@ -400,13 +417,22 @@ fn prepare(
     // Without CAP_SYS_ADMIN in the host's user namespace the overlay can use only user.*
     // xattrs: a rootful store's trusted.* opaque marks are then emulated (see `opaque`).
     // A persistent upper always keeps user.* xattrs, so that it serves in every mode.
-    let userxattr = image.userxattr || !privileges.trusted_xattrs() || args.persistent;
-    let emulations = if userxattr && image.driver == store::Driver::Overlay {
-        opaque::plan(store.root(), &image.layers)?
-    } else {
-        Vec::new()
+    let mode_userxattr = !privileges.trusted_xattrs() || args.persistent;
+    let plan = match (&found, &source) {
+        (Some((store, image)), _) => {
+            let userxattr = image.userxattr || mode_userxattr;
+            let emulations = if userxattr && image.driver == store::Driver::Overlay {
+                opaque::plan(store.root(), &image.layers)?
+            } else {
+                Vec::new()
+            };
+            rootfs::plan_rootfs(image, run_dir, scratch, userxattr, &emulations)
+        }
+        (None, RootSource::Dir { dir, .. }) => {
+            rootfs::plan_rootfs_dir(dir, run_dir, scratch, mode_userxattr)
+        }
+        (None, RootSource::Store { .. }) => unreachable!("a store image is always looked up"),
     };
-    let plan = rootfs::plan_rootfs(&image, run_dir, scratch, userxattr, &emulations);
     prepared.rootfs = Some(rootfs::apply_rootfs(&plan)?);
     let root = prepared
         .rootfs
@@ -414,7 +440,7 @@ fn prepare(
         .expect("mounted")
         .root()
         .to_path_buf();
-    let mut boot = kernel::find_boot_files(&root, &image.name, &run_dir.join("boot"))?;
+    let mut boot = kernel::find_boot_files(&root, &image_name, &run_dir.join("boot"))?;
     let builtin = kernel::virtiofs_builtin(&root, &boot.version);
     match args.initrd {
         InitrdArg::Auto if builtin && boot.initrd.is_some() => {
@@ -422,19 +448,19 @@ fn prepare(
             boot.initrd = None;
         }
         InitrdArg::No if !builtin => {
-            return Err(RunError::Usage(format!("--initrd no: kernel {} of {} does not have virtiofs built in, so it cannot mount the root without its initramfs; use --initrd auto", boot.version, image.name)));
+            return Err(RunError::Usage(format!("--initrd no: kernel {} of {} does not have virtiofs built in, so it cannot mount the root without its initramfs; use --initrd auto", boot.version, image_name)));
         }
         InitrdArg::No => boot.initrd = None,
         InitrdArg::Yes if boot.initrd.is_none() => {
             return Err(RunError::Usage(format!(
                 "--initrd yes: {} has no initramfs.img beside its kernel",
-                image.name
+                image_name
             )));
         }
         _ => {}
     }
     if boot.initrd.is_none() && !builtin {
-        return Err(RunError::Usage(format!("{} has no initramfs and its kernel lacks built-in virtiofs: the root cannot be mounted; add an initramfs with dracut's virtiofs module", image.name)));
+        return Err(RunError::Usage(format!("{} has no initramfs and its kernel lacks built-in virtiofs: the root cannot be mounted; add an initramfs with dracut's virtiofs module", image_name)));
     }
     for why in &boot.skipped {
         tracing::warn!("no bootable kernel in {why}");
@@ -613,8 +639,8 @@ fn prepare(
     };
     let status = Status {
         state: State::Starting,
-        image: image.name.clone(),
-        image_id: image.id.clone(),
+        image: image_name.clone(),
+        image_id: image_id.clone(),
         accel: accel.name().into(),
         started_at: status::now_unix(),
         timings: Timings::default(),
