@@ -420,6 +420,7 @@ pub fn image_kernel_version(image: &str) -> Result<String, String> {
         .ok_or("no kernel in image".into())
 }
 pub mod examples;
+pub mod kube;
 
 /// `podman ARGS` on a real terminal (made by `script`), as a person at a shell runs it: what
 /// it prints is collected, bytes can be typed, and it is killed if still running when dropped.

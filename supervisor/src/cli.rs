@@ -207,6 +207,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub console: bool,
 
+    /// Stream the read-only console to stderr instead of stdout, also with -- COMMAND or
+    /// --execute (where it is otherwise only kept in /run/bcvk/console.log): for logs that
+    /// keep both streams, such as `kubectl logs` of a Job. stdout stays the command's alone.
+    #[arg(long, conflicts_with = "console")]
+    pub console_stderr: bool,
+
     /// Share a container directory read-write: SRC[:NAME|:/guest/path]. Mounted at
     /// /run/virtiofs-mnt-NAME, or at the guest path. Use podman -v to bring host dirs in.
     #[arg(long, value_name = "SRC[:NAME]", value_parser = |s: &str| config::parse_bind(s, false).map_err(|e| e.for_flag("--bind")))]

@@ -664,7 +664,11 @@ fn prepare(
         shares,
         qemu: qemu_spec,
         // One-shot: stdout belongs to the command; interactive: QEMU owns the terminal.
-        echo: if args.console || one_shot {
+        echo: if args.console {
+            Echo::None
+        } else if args.console_stderr {
+            Echo::Stderr
+        } else if one_shot {
             Echo::None
         } else {
             Echo::Stdout
