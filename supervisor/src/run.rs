@@ -513,12 +513,16 @@ fn prepare(
     guestfs::apply(&guest, &root)?;
     let disks = guestfs::prepare_disks(args.add_swap, &args.mount_disk_file, run_dir)?;
 
-    // virtiofsd's namespace sandbox needs pivot_root; where the engine forbids it, the
-    // container already confines virtiofsd and its chroot sandbox is what remains.
-    let sandbox = if privileges.pivot_root {
+    // virtiofsd's namespace sandbox needs pivot_root and a new /proc; where the engine
+    // forbids either, the container already confines virtiofsd and its chroot sandbox is what
+    // remains.
+    let sandbox = if privileges.pivot_root && privileges.proc_mount {
         Sandbox::Namespace
-    } else {
+    } else if !privileges.pivot_root {
         tracing::info!("pivot_root is refused here (docker's seccomp profile does): virtiofsd uses its chroot sandbox");
+        Sandbox::Chroot
+    } else {
+        tracing::info!("no new /proc can be mounted here (no fully visible proc mount: the engine masks parts of /proc): virtiofsd uses its chroot sandbox");
         Sandbox::Chroot
     };
     let mut shares = vec![(

@@ -28,6 +28,7 @@ macro_rules! check {
 
 mod faults;
 mod host_cli;
+mod kubernetes;
 mod persistent;
 mod privileges;
 
@@ -1233,6 +1234,14 @@ fn main() {
             persistent::survives_stop_start_crash_and_new_container,
         ),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
+        t(
+            "kubernetes::job_exit_code_and_logs",
+            kubernetes::job_exit_code_and_logs,
+        ),
+        t(
+            "kubernetes::pod_ready_ssh_and_graceful_down",
+            kubernetes::pod_ready_ssh_and_graceful_down,
+        ),
         Trial::test("docker::oneshot_under_docker", || {
             let r = attributed("docker::oneshot_under_docker", docker_oneshot);
             if let Err(e) = &r {
