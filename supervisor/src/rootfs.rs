@@ -129,6 +129,28 @@ impl RootSource {
     }
 }
 
+/// Files a container engine puts into a running container's root, which a `--rootfs` copied
+/// out of a container (`cp -ax /. DIR` in an init container) carries along: systemd reads them
+/// before it mounts /run and then believes it runs in a container ("Detected virtualization
+/// podman"), so it ignores the SMBIOS credentials (no SSH key, no hostname). podman and
+/// CRI-O write /run/.containerenv, docker /.dockerenv.
+pub const ENGINE_MARKERS: &[&str] = &["run/.containerenv", ".dockerenv"];
+
+/// Remove [`ENGINE_MARKERS`] from the mounted root (whiteouts in the upper layer: the
+/// `--rootfs` directory itself is not touched). Returns what was there.
+pub fn remove_engine_markers(root: &Path) -> Result<Vec<PathBuf>, RootfsError> {
+    let mut removed = Vec::new();
+    for rel in ENGINE_MARKERS {
+        let path = root.join(rel);
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(PathBuf::from(rel)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(RootfsError::RemoveDir { path, source }),
+        }
+    }
+    Ok(removed)
+}
+
 /// The read-only lower layers of the guest's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lower {
@@ -974,6 +996,8 @@ mod tests {
             fs::create_dir(d).unwrap();
         }
         fs::write(lower.join("hello"), "from the image").unwrap();
+        fs::create_dir(lower.join("run")).unwrap();
+        fs::write(lower.join("run/.containerenv"), "").unwrap();
         let mut img = image(1, false, Driver::Overlay, false);
         img.layers[0].diff_dir = lower.clone();
         let plans = [tmpfs(), Scratch::Dir(scratch.clone())]
@@ -1001,6 +1025,12 @@ mod tests {
                 fs::read_to_string(root.join("hello")).unwrap(),
                 "from the image"
             );
+            // A marker the engine left goes from the guest's view only.
+            assert_eq!(
+                remove_engine_markers(&root).unwrap(),
+                [PathBuf::from("run/.containerenv")]
+            );
+            assert!(!root.join("run/.containerenv").exists());
             fs::write(root.join("hello"), "changed").unwrap();
             mounted.unmount().unwrap();
             // Writes are thrown away and the image is untouched.
@@ -1008,6 +1038,7 @@ mod tests {
                 fs::read_to_string(lower.join("hello")).unwrap(),
                 "from the image"
             );
+            assert!(lower.join("run/.containerenv").exists());
             assert_eq!(fs::read_dir(&run_dir).unwrap().count(), 0);
             assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0);
         }

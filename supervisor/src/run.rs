@@ -440,6 +440,11 @@ fn prepare(
         .expect("mounted")
         .root()
         .to_path_buf();
+    if let RootSource::Dir { dir, .. } = &source {
+        for marker in rootfs::remove_engine_markers(&root)? {
+            tracing::info!(file = %marker.display(), from = %dir.display(), "hidden from the guest: a container engine's marker, copied with the root, would make systemd think it runs in a container");
+        }
+    }
     let mut boot = kernel::find_boot_files(&root, &image_name, &run_dir.join("boot"))?;
     let builtin = kernel::virtiofs_builtin(&root, &boot.version);
     match args.initrd {

@@ -213,6 +213,13 @@ pub fn job_exit_code_and_logs() -> R {
             "the console and the --rootfs log line should be in the logs:\n{}",
             tail(&logs.stderr, 40)
         );
+        // The init container's copy carries podman's /run/.containerenv: bcvk hides it, or
+        // the guest's systemd would take itself for a container and ignore the SSH key.
+        check!(
+            !logs.stderr.contains("Detected virtualization podman"),
+            "the guest believes it runs in a container:\n{}",
+            tail(&logs.stderr, 40)
+        );
         down(&file, &name, &ids, &before)?;
     }
     Ok(())
