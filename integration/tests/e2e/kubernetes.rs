@@ -91,8 +91,7 @@ impl Leftovers {
     }
 }
 
-/// Every container id of the pod (the init container is already gone: podman removes
-/// "once" init containers after they ran).
+/// Every container id of the pod, the init container's too.
 fn container_ids(name: &str) -> Vec<String> {
     names(&[
         "ps",
@@ -281,6 +280,17 @@ pub fn pod_ready_ssh_and_graceful_down() -> R {
     let st = podman(&["exec", &ctr, "bcvk", "status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).map_err(|e| e.to_string())?;
     check!(v["state"] == "ready", "{v}");
+    // For the README's resource figures: each process's resident memory at ready (guest RAM
+    // is QEMU's shared memory, RssShmem), and the container's memory cgroup.
+    let mem = podman(&[
+        "exec",
+        &ctr,
+        "sh",
+        "-c",
+        "for f in /proc/[0-9]*/status; do awk '/^(Name|RssAnon|RssFile|RssShmem):/ {printf \"%s %s \", $1, $2} END {print \"\"}' $f; done; \
+         cat /sys/fs/cgroup/memory.current /sys/fs/cgroup/memory/memory.usage_in_bytes 2>/dev/null",
+    ]);
+    eprintln!("pod: memory at ready (kB):\n{}", mem.stdout.trim_end());
     let r = podman(&["exec", &ctr, "bcvk", "ssh", "sh", "-c", "exit 7"]);
     check!(r.code == 7, "bcvk ssh through exec: {}", r.show());
     let r = podman(&[
