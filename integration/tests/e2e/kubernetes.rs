@@ -51,20 +51,30 @@ fn names(args: &[&str]) -> BTreeSet<String> {
         .collect()
 }
 
-/// What a played pod may leave behind: its pod, its containers, volumes it created, bcvk VM
-/// processes of its containers.
+/// What a played pod may leave behind: its pod, its containers, the volumes they mounted
+/// (an `emptyDir`, if podman makes one a volume), bcvk VM processes of its containers.
+/// Only what is the pod's own is judged: other people's tests run on this machine too.
 struct Leftovers {
     volumes: BTreeSet<String>,
 }
 
 impl Leftovers {
-    fn before() -> Leftovers {
-        Leftovers {
-            volumes: names(&["volume", "ls", "-q"]),
+    /// The named volumes the pod's containers (`ids`) mount, while they exist.
+    fn of_pod(ids: &[String]) -> Leftovers {
+        let mut volumes = BTreeSet::new();
+        for id in ids {
+            let r = podman(&[
+                "inspect",
+                "--format",
+                "{{range .Mounts}}{{.Name}} {{end}}",
+                id,
+            ]);
+            volumes.extend(r.stdout.split_whitespace().map(str::to_string));
         }
+        Leftovers { volumes }
     }
 
-    /// Everything the pod NAME (with container ids `ids`) left, now.
+    /// Everything of the pod NAME (with container ids `ids`) that is still there.
     fn of(&self, name: &str, ids: &[String]) -> Vec<String> {
         let mut left = Vec::new();
         if podman(&["pod", "exists", name]).code == 0 {
@@ -75,8 +85,10 @@ impl Leftovers {
                 left.push(format!("container {c}"));
             }
         }
-        for v in names(&["volume", "ls", "-q"]).difference(&self.volumes) {
-            left.push(format!("volume {v}"));
+        for v in &self.volumes {
+            if podman(&["volume", "exists", v]).code == 0 {
+                left.push(format!("volume {v}"));
+            }
         }
         for proc_name in ["qemu-system-x86_64", "virtiofsd"] {
             for pid in cmd("pgrep", &["-f", proc_name]).stdout.lines() {
@@ -179,13 +191,13 @@ pub fn job_exit_code_and_logs() -> R {
             }
             Ok(())
         })?;
-        let before = Leftovers::before();
         let _guard = PodGuard(name.clone());
         let t = Instant::now();
         let r = podman(&["kube", "play", &file.to_string_lossy()]);
         check!(r.code == 0, "kube play: {}", r.show());
         let ctr = format!("{name}-vm");
         let ids = container_ids(&name);
+        let before = Leftovers::of_pod(&ids);
         let code = wait_exited(&ctr, Duration::from_secs(900))?;
         let logs = podman(&["logs", &ctr]);
         eprintln!(
@@ -236,12 +248,13 @@ pub fn pod_ready_ssh_and_graceful_down() -> R {
         .ok_or("no grace period")?;
     let probe = kube::readiness_command(kube::container(&mut pod, "vm").ok_or("no vm")?)
         .ok_or("no readiness probe")?;
-    let before = Leftovers::before();
     let _guard = PodGuard(name.clone());
     let r = podman(&["kube", "play", &file.to_string_lossy()]);
     check!(r.code == 0, "kube play: {}", r.show());
     let ctr = format!("{name}-vm");
     let ids = container_ids(&name);
+    let before = Leftovers::of_pod(&ids);
+    eprintln!("pod: volumes of its containers: {:?}", before.volumes);
     // Follow the logs from the start: kube down removes the container, and its log with it.
     let log_path = dir.path().join("vm.log");
     let log_file = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
@@ -304,10 +317,24 @@ pub fn pod_ready_ssh_and_graceful_down() -> R {
     ]);
     check!(r.code == 0, "{}", r.show());
 
-    let took = down(&file, &name, &ids, &before)?;
+    // podman 4.3 ignores terminationGracePeriodSeconds (the container's stop timeout stays
+    // its default 10 s, and kube down stops with it): where it did, stop the pod first as
+    // the kubelet does, SIGTERM and up to the grace period, then kube down removes it.
+    let stop_timeout = podman(&["inspect", "--format", "{{.Config.StopTimeout}}", &ctr]);
+    let t = Instant::now();
+    if stop_timeout.stdout.trim() != grace.to_string() {
+        eprintln!(
+            "pod: podman set a {} s stop timeout, not the {grace} s grace period: pod stop -t {grace} first",
+            stop_timeout.stdout.trim()
+        );
+        let r = podman(&["pod", "stop", "-t", &grace.to_string(), &name]);
+        check!(r.code == 0, "pod stop: {}", r.show());
+    }
+    down(&file, &name, &ids, &before)?;
+    let took = t.elapsed();
     let _ = follower.wait();
     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
-    eprintln!("pod: kube down took {:.1}s", took.as_secs_f64());
+    eprintln!("pod: stopped and removed in {:.1}s", took.as_secs_f64());
     check!(
         took < Duration::from_secs(grace),
         "kube down took {took:?}, over the {grace} s grace period"
