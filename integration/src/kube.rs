@@ -4,8 +4,8 @@
 //! knows no device plugins. [`for_podman`] adapts a copy, never the file: a Job becomes its
 //! pod template (a Pod named by the test), the images point at local tags, and the
 //! `devices.kubevirt.io/kvm` resource becomes a `/dev/kvm` CharDevice hostPath, which podman
-//! turns into a device mapping (a cluster would need a privileged pod for that), and the init
-//! container is kept until the pod goes (see [`PODMAN_INIT_TYPE`]). Everything
+//! turns into a device mapping (a cluster would need a privileged pod for that), and the pod's
+//! restartPolicy becomes Never (podman would restart the finished init container). Everything
 //! else (init container, volumes, args, probe, grace period, security context) is played as
 //! written.
 
@@ -18,8 +18,6 @@ use crate::examples::repo_root;
 /// The bootc image the examples boot, and the bcvk image they run: placeholders for a cluster.
 pub const EXAMPLE_TARGET: &str = "quay.io/fedora/fedora-bootc:42";
 pub const EXAMPLE_BCVK: &str = "quay.io/example/bcvk:latest";
-/// podman's pod annotation for how long its init containers are kept.
-pub const PODMAN_INIT_TYPE: &str = "io.podman.annotations.init.container.type";
 /// The device-plugin resource that gives a container /dev/kvm.
 pub const KVM_RESOURCE: &str = "devices.kubevirt.io/kvm";
 
@@ -91,12 +89,14 @@ pub fn for_podman(example: &str, a: &Adapt) -> Result<Value, String> {
     }
     let mut metadata = Mapping::new();
     metadata.insert("name".into(), a.name.into());
-    // podman 4.3 removes a "once" init container right after it exits, and under load it
-    // sometimes tries before the container's state says exited: kube play then fails with
-    // "cannot remove container ... as it is running". Kept ("always"), it goes with the pod.
-    let mut annotations = Mapping::new();
-    annotations.insert(PODMAN_INIT_TYPE.into(), "always".into());
-    metadata.insert("annotations".into(), Value::Mapping(annotations));
+    // podman 4.3 gives init containers the pod's restart policy: with Always (the Pod
+    // example's default) it restarted the finished copy, which then rewrote the root under the
+    // running VM (a guest kernel panic), or raced its own removal of the init container
+    // ("cannot remove container ... as it is running"). Kubernetes never restarts a completed
+    // init container; Never gives podman that behaviour.
+    spec.as_mapping_mut()
+        .ok_or("spec is not a mapping")?
+        .insert("restartPolicy".into(), "Never".into());
     let mut pod = Mapping::new();
     pod.insert("apiVersion".into(), "v1".into());
     pod.insert("kind".into(), "Pod".into());

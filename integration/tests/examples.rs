@@ -383,6 +383,9 @@ mod kubernetes {
         assert_eq!(pod["kind"].as_str(), Some("Pod"));
         assert_eq!(pod["metadata"]["name"].as_str(), Some("t-1"));
         assert_eq!(pod["spec"]["restartPolicy"].as_str(), Some("Never"));
+        let (pod_text, _) = read(pod_path());
+        let played = for_podman(&pod_text, &a).unwrap();
+        assert_eq!(played["spec"]["restartPolicy"].as_str(), Some("Never"));
         let out = serde_yaml::to_string(&pod).unwrap();
         assert!(
             !out.contains("quay.io") && !out.contains(KVM_RESOURCE),
