@@ -17,6 +17,8 @@ export BCVK_TEST_BYSTANDER=localhost/bcvk-test/bystander:latest
 # The regular user rootless tests run podman as (integration/rootless.sh).
 export BCVK_ROOTLESS_USER=${BCVK_ROOTLESS_USER:-bcvk-rootless}
 export BCVK_HOST_STORE=${BCVK_HOST_STORE:-/var/lib/containers/storage}
+# The Kubernetes schema validator setup-host.sh installs into $BCVK_BUILD/venv.
+export BCVK_KUBE_VALIDATE_VERSION=1.37.0
 # Debian mirror used by debootstrap and by apt inside image builds.
 export BCVK_MIRROR=${BCVK_MIRROR:-http://deb.debian.org/debian}
 # setup-host.sh writes this only when the machine needs it (see there).

@@ -10,7 +10,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 need=()
-for pkg in podman runc debootstrap conmon openssh-client jq docker.io uidmap python3; do
+for pkg in podman runc debootstrap conmon openssh-client jq docker.io uidmap python3 python3-venv; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -51,5 +51,14 @@ fi
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphDriverName}} {{.Store.GraphRoot}}' >/dev/null \
   || die "podman does not work on this machine: see 'podman info'"
 log "host ready: podman $(podman version --format '{{.Client.Version}}'), runtime $(podman info --format '{{.Host.OCIRuntime.Name}}'), store $(podman info --format '{{.Store.GraphRoot}}')${CONTAINERS_CONF:+, config $CONTAINERS_CONF}"
+# The Kubernetes schema validator for examples/kubernetes (PyPI's kubernetes-validate: it ships
+# the API's JSON schemas for 1.25-1.37, so validating needs no network).
+kv=$BCVK_BUILD/venv/bin/kubernetes-validate
+if ! [ -x "$kv" ] || [ "$("$kv" --version 2>/dev/null)" != "$BCVK_KUBE_VALIDATE_VERSION" ]; then
+  log "installing kubernetes-validate $BCVK_KUBE_VALIDATE_VERSION into $BCVK_BUILD/venv"
+  python3 -m venv "$BCVK_BUILD/venv"
+  "$BCVK_BUILD/venv/bin/pip" install -q "kubernetes-validate==$BCVK_KUBE_VALIDATE_VERSION" \
+    || die "pip install kubernetes-validate failed (PyPI unreachable?)"
+fi
 # A regular user with rootless podman and its own store, for the rootless tests.
 "$(dirname "$0")/rootless.sh" setup

@@ -371,23 +371,35 @@ fn of_this_run(pid: &str) -> bool {
     let Ok(cgroup) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
         return false;
     };
-    let Some(id) = cgroup
+    // A container in a pod (podman kube play, podman run --pod) sits in a cgroup named for the
+    // pod's id and then its own: judging by the first id alone took every pod's VM for an
+    // orphan, and other test runs on the machine SIGKILLed it.
+    let mut ids: Vec<&str> = cgroup
         .split(['/', '-', '\n', '.'])
-        .find(|part| part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit()))
-    else {
+        .filter(|part| part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    ids.dedup();
+    if ids.is_empty() {
         return false;
-    };
-    let r = podman(&[
-        "container",
-        "inspect",
-        "--format",
-        "{{index .Config.Labels \"bcvk.integration\"}}",
-        id,
-    ]);
-    if r.code != 0 {
-        return podman(&["container", "exists", id]).code == 1;
     }
-    format!("bcvk.integration={}", r.stdout.trim()) == test_label()
+    for id in &ids {
+        if podman(&["pod", "exists", id]).code == 0 {
+            continue;
+        }
+        let r = podman(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"bcvk.integration\"}}",
+            id,
+        ]);
+        if r.code == 0 {
+            return format!("bcvk.integration={}", r.stdout.trim()) == test_label();
+        }
+    }
+    // No container of these ids exists: an orphan, unless its pod still does.
+    !ids.iter()
+        .any(|id| podman(&["pod", "exists", id]).code == 0)
 }
 
 /// The stable identity of a `leaks()` entry: a container by name (its status text changes as
@@ -457,6 +469,7 @@ pub fn image_kernel_version(image: &str) -> Result<String, String> {
         .ok_or("no kernel in image".into())
 }
 pub mod examples;
+pub mod kube;
 
 /// `podman ARGS` on a real terminal (made by `script`), as a person at a shell runs it: what
 /// it prints is collected, bytes can be typed, and it is killed if still running when dropped.

@@ -274,3 +274,209 @@ fn quadlet_unit_timeouts_nest() {
     let start = seconds(one(&u, "Service", "TimeoutStartSec"));
     assert!(start > 600, "TimeoutStartSec={start}");
 }
+
+// ---------------------------------------------------------------- Kubernetes
+
+mod kubernetes {
+    use bcvk_integration::kube::*;
+    use serde_yaml::Value;
+
+    fn read(path: std::path::PathBuf) -> (String, Value) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v = serde_yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
+        (text, v)
+    }
+
+    fn spec(doc: &Value) -> &Value {
+        match doc["kind"].as_str() {
+            Some("Job") => &doc["spec"]["template"]["spec"],
+            _ => &doc["spec"],
+        }
+    }
+
+    fn strs(v: &Value) -> Vec<String> {
+        v.as_sequence()
+            .unwrap_or_else(|| panic!("not a list: {v:?}"))
+            .iter()
+            .map(|s| s.as_str().expect("a string").to_string())
+            .collect()
+    }
+
+    /// `--flag=VALUE` among a container's args.
+    fn flag(args: &[String], name: &str) -> Option<String> {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+    }
+
+    fn mib(q: &str) -> u64 {
+        if let Some(n) = q.strip_suffix("Mi") {
+            n.parse().unwrap()
+        } else if let Some(n) = q.strip_suffix("Gi") {
+            n.parse::<u64>().unwrap() * 1024
+        } else {
+            panic!("memory quantity {q}: use Mi or Gi")
+        }
+    }
+
+    /// What both examples must say: the target image is pulled by the kubelet and copied by
+    /// an init container of it into the volume bcvk boots with --rootfs (read-only there);
+    /// /dev/kvm through the device-plugin resource, no privileges; memory covers the guest;
+    /// the grace period outlasts bcvk's stop timeout.
+    fn common(doc: &Value) -> Vec<String> {
+        let s = spec(doc);
+        assert_eq!(s["automountServiceAccountToken"].as_bool(), Some(false));
+        let inits = s["initContainers"].as_sequence().expect("initContainers");
+        assert_eq!(inits.len(), 1);
+        let init = &inits[0];
+        assert_eq!(init["image"].as_str(), Some(EXAMPLE_TARGET));
+        let cp = strs(&init["command"]);
+        let volume = init["volumeMounts"][0]["name"].as_str().unwrap();
+        let copy_to = init["volumeMounts"][0]["mountPath"].as_str().unwrap();
+        assert_eq!(cp, ["cp", "-ax", "/.", &format!("{copy_to}/")]);
+        let containers = s["containers"].as_sequence().unwrap();
+        assert_eq!(containers.len(), 1);
+        let vm = &containers[0];
+        assert_eq!(vm["image"].as_str(), Some(EXAMPLE_BCVK));
+        let args = strs(&vm["args"]);
+        let mount = vm["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"].as_str() == Some(volume))
+            .expect("bcvk mounts the copied root");
+        assert_eq!(mount["readOnly"].as_bool(), Some(true));
+        assert_eq!(
+            flag(&args, "rootfs").as_deref(),
+            mount["mountPath"].as_str()
+        );
+        let volumes = s["volumes"].as_sequence().unwrap();
+        assert!(volumes
+            .iter()
+            .any(|v| v["name"].as_str() == Some(volume) && v["emptyDir"].is_mapping()));
+        let res = &vm["resources"];
+        assert_eq!(res["limits"][KVM_RESOURCE].as_str(), Some("1"));
+        let guest = mib(&(flag(&args, "memory").unwrap().replace('G', "Gi")));
+        let request = mib(res["requests"]["memory"].as_str().unwrap());
+        assert_eq!(res["limits"]["memory"], res["requests"]["memory"]);
+        assert!(
+            request >= guest + 384,
+            "requests {request} MiB cannot hold a {guest} MiB guest and its overhead"
+        );
+        let text = serde_yaml::to_string(doc).unwrap();
+        assert!(!text.contains("privileged"), "no privileged pods");
+        assert!(!text.contains("SYS_ADMIN"), "no added capabilities");
+        let sc = &vm["securityContext"];
+        assert_eq!(sc["seccompProfile"]["type"].as_str(), Some("Unconfined"));
+        assert_eq!(sc["appArmorProfile"]["type"].as_str(), Some("Unconfined"));
+        let grace = s["terminationGracePeriodSeconds"].as_u64().unwrap();
+        let stop = flag(&args, "stop-timeout").map_or(30, |t| t.parse().unwrap());
+        assert!(
+            grace >= stop + 10,
+            "grace {grace} s leaves no room after bcvk's {stop} s"
+        );
+        args
+    }
+
+    #[test]
+    fn pod_example_is_a_ready_probed_vm() {
+        let (_, doc) = read(pod_path());
+        assert_eq!(doc["kind"].as_str(), Some("Pod"));
+        let args = common(&doc);
+        assert!(!args.contains(&"--".to_string()), "a service, no command");
+        let vm = &doc["spec"]["containers"][0];
+        assert_eq!(readiness_command(vm).unwrap(), ["bcvk", "status"]);
+    }
+
+    #[test]
+    fn job_example_runs_one_command_and_fails_fast() {
+        let (_, doc) = read(job_path());
+        assert_eq!(doc["kind"].as_str(), Some("Job"));
+        assert_eq!(doc["spec"]["backoffLimit"].as_u64(), Some(0));
+        assert_eq!(
+            doc["spec"]["template"]["spec"]["restartPolicy"].as_str(),
+            Some("Never")
+        );
+        let args = common(&doc);
+        assert!(args.contains(&"--console-stderr".to_string()));
+        let dash = args.iter().position(|a| a == "--").expect("-- COMMAND");
+        assert!(dash + 1 < args.len());
+    }
+
+    /// The examples against the Kubernetes API's own schemas (strict: unknown fields fail), with
+    /// PyPI's kubernetes-validate, which ships them: from 1.30 (the first with appArmorProfile)
+    /// to the newest it knows.
+    #[test]
+    fn examples_validate_against_the_kubernetes_schema() {
+        let build = std::env::var("BCVK_BUILD")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| bcvk_integration::examples::repo_root().join("build"));
+        let kv = build.join("venv/bin/kubernetes-validate");
+        assert!(
+            kv.exists(),
+            "{} is missing: run integration/setup-host.sh",
+            kv.display()
+        );
+        for version in ["1.30.0", "1.37.0"] {
+            let out = std::process::Command::new(&kv)
+                .args(["--strict", "-k", version])
+                .arg(pod_path())
+                .arg(job_path())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{version}: {text}");
+            assert_eq!(text.matches("passed").count(), 2, "{version}: {text}");
+        }
+    }
+
+    #[test]
+    fn adapted_for_podman_a_job_is_its_pod_template() {
+        let (text, _) = read(job_path());
+        let a = Adapt {
+            name: "t-1",
+            target_image: "localhost/guest:latest",
+            bcvk_image: "localhost/bcvk:latest",
+            kvm: true,
+        };
+        let mut pod = for_podman(&text, &a).unwrap();
+        assert_eq!(pod["kind"].as_str(), Some("Pod"));
+        assert_eq!(pod["metadata"]["name"].as_str(), Some("t-1"));
+        assert_eq!(pod["spec"]["restartPolicy"].as_str(), Some("Never"));
+        let (pod_text, _) = read(pod_path());
+        let played = for_podman(&pod_text, &a).unwrap();
+        assert_eq!(played["spec"]["restartPolicy"].as_str(), Some("Never"));
+        let out = serde_yaml::to_string(&pod).unwrap();
+        assert!(
+            !out.contains("quay.io") && !out.contains(KVM_RESOURCE),
+            "{out}"
+        );
+        assert_eq!(
+            pod["spec"]["initContainers"][0]["image"].as_str(),
+            Some("localhost/guest:latest")
+        );
+        let vm = container(&mut pod, "vm").unwrap();
+        assert_eq!(vm["image"].as_str(), Some("localhost/bcvk:latest"));
+        assert!(vm["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"].as_str() == Some("/dev/kvm")));
+        set_guest_command(vm, &["sh", "-c", "exit 3"]).unwrap();
+        let args = strs(&vm["args"]);
+        assert_eq!(args[args.len() - 4..], ["--", "sh", "-c", "exit 3"]);
+        assert!(pod["spec"]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| v["hostPath"]["type"].as_str() == Some("CharDevice")));
+        // Without /dev/kvm on the host the resource is dropped and nothing is mapped.
+        let pod = for_podman(&text, &Adapt { kvm: false, ..a }).unwrap();
+        let out = serde_yaml::to_string(&pod).unwrap();
+        assert!(
+            !out.contains("/dev/kvm") && !out.contains(KVM_RESOURCE),
+            "{out}"
+        );
+    }
+}

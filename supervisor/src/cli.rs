@@ -143,7 +143,8 @@ pub struct RunArgs {
     /// The image: name[:tag], short name, image ID (or a unique prefix), or name@sha256:digest.
     /// A bootable container image (a kernel under /usr/lib/modules), or a containerDisk (one
     /// *.qcow2, *.raw or *.img under / or /disk/): bcvk tells them apart.
-    #[arg(required_unless_present = "disk_image")]
+    /// With --rootfs it is optional and only names the VM (status, logs).
+    #[arg(required_unless_present_any = ["disk_image", "rootfs"])]
     pub image: Option<String>,
 
     /// Boot this VM disk image (qcow2 or raw, told from the file) instead of an image from the
@@ -173,6 +174,15 @@ pub struct RunArgs {
     /// with --cloud-init).
     #[arg(long, value_name = "PASSWORD")]
     pub password: Option<String>,
+
+    /// Boot the root file system in this directory instead of an image from the store: a
+    /// plain tree holding the image's root (usr/, etc/, its kernel under usr/lib/modules), as
+    /// an init container of the image copies it into a shared volume on Kubernetes. It is
+    /// never written: the guest's writes go to the throwaway layer above it, as for a store
+    /// image. No store is read (except for --bind-storage-ro).
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath,
+          conflicts_with_all = ["persistent", "disk_image"])]
+    pub rootfs: Option<PathBuf>,
 
     /// Run this command in the guest once it is ready, then power off; its exit code becomes
     /// the container's.
@@ -242,6 +252,12 @@ pub struct RunArgs {
     /// Without it the console is streamed read-only to stdout (podman logs).
     #[arg(long)]
     pub console: bool,
+
+    /// Stream the read-only console to stderr instead of stdout, also with -- COMMAND or
+    /// --execute (where it is otherwise only kept in /run/bcvk/console.log): for logs that
+    /// keep both streams, such as `kubectl logs` of a Job. stdout stays the command's alone.
+    #[arg(long, conflicts_with = "console")]
+    pub console_stderr: bool,
 
     /// Share a container directory read-write: SRC[:NAME|:/guest/path]. Mounted at
     /// /run/virtiofs-mnt-NAME, or at the guest path. Use podman -v to bring host dirs in.
@@ -556,6 +572,24 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rootfs_makes_the_image_optional() {
+        let r = run_args(&["bcvk", "--rootfs", "/rootfs", "--", "true"]);
+        assert_eq!(
+            (r.image, r.rootfs, r.command),
+            (
+                None,
+                Some(PathBuf::from("/rootfs")),
+                vec!["true".to_string()]
+            )
+        );
+        let r = run_args(&["bcvk", "--rootfs", "/rootfs", "quay.io/x/y"]);
+        assert_eq!(r.image.as_deref(), Some("quay.io/x/y"));
+        // Without either there is nothing to boot; a directory has no state to keep.
+        assert!(parse(&["bcvk", "run"]).is_err());
+        assert!(parse(&["bcvk", "--rootfs", "/r", "--persistent"]).is_err());
     }
 
     #[test]

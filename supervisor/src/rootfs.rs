@@ -1,5 +1,5 @@
-//! The guest's root filesystem: the image's layers stacked read-only with
-//! overlayfs under a throwaway writable upper layer.
+//! The guest's root filesystem: the image's layers (or a directory holding the whole root,
+//! `--rootfs`) stacked read-only with overlayfs under a throwaway writable upper layer.
 //!
 //! Planning (paths and the mount option string) is pure and unit-tested;
 //! applying does the mounts and returns a guard that undoes them.
@@ -21,6 +21,10 @@ const MAX_MOUNT_DATA: usize = 4095;
 pub enum RootfsError {
     #[error("the image has no layers to mount: use a bootable container image")]
     NoLayers,
+    #[error("--rootfs {}: {reason}: pass a directory that holds the image's root file system (usr/, etc/, ...)", .path.display())]
+    RootDir { path: PathBuf, reason: String },
+    #[error("no image given: name an IMAGE from the store, or pass --rootfs DIR")]
+    NoSource,
     #[error("path {} {reason}, which overlayfs mount options cannot carry: use a store and --scratch dir at plain absolute paths", .path.display())]
     UnsafePath { path: PathBuf, reason: &'static str },
     #[error("overlay mount options for {layers} layers are {len} bytes (short layer links used where the store has them), over the {limit}-byte limit of mount(2), and this kernel lacks the new mount API's lowerdir+ (Linux 6.8+) that has no such limit: run on a host with Linux 6.8 or later, or squash the image to fewer layers (podman build --squash)")]
@@ -71,15 +75,104 @@ pub enum Scratch {
     Persistent { upper: PathBuf, work: PathBuf },
 }
 
+/// Where the guest's root comes from. Decided once, from IMAGE and `--rootfs`, by
+/// [`RootSource::decide`]: a store image is looked up in the store, a directory is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSource {
+    /// IMAGE, resolved in the podman store.
+    Store { image: String },
+    /// `--rootfs DIR`: a directory that already holds the image's root file system (copied
+    /// there by an init container of the image, say); `name` is IMAGE if given, else DIR.
+    Dir { dir: PathBuf, name: String },
+}
+
+impl RootSource {
+    /// `--rootfs` wins; IMAGE then only names the VM (status, logs, messages). The directory
+    /// must exist and look like a root (a `usr` directory), checked here so a typo fails
+    /// before anything is mounted.
+    pub fn decide(image: Option<&str>, rootfs: Option<&Path>) -> Result<RootSource, RootfsError> {
+        match (rootfs, image) {
+            (Some(dir), image) => {
+                let bad = |reason: String| RootfsError::RootDir {
+                    path: dir.to_path_buf(),
+                    reason,
+                };
+                match fs::metadata(dir) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(bad("not a directory".into())),
+                    Err(e) => return Err(bad(e.to_string())),
+                }
+                if !dir.join("usr").is_dir() {
+                    return Err(bad(
+                        "has no usr/ directory, so it is not a root file system".into(),
+                    ));
+                }
+                let dir = std::path::absolute(dir).map_err(|e| bad(e.to_string()))?;
+                let name = image.map_or_else(|| dir.display().to_string(), str::to_string);
+                Ok(RootSource::Dir { dir, name })
+            }
+            (None, Some(image)) => Ok(RootSource::Store {
+                image: image.to_string(),
+            }),
+            (None, None) => Err(RootfsError::NoSource),
+        }
+    }
+}
+
+impl RootSource {
+    /// What logs, messages and the status call the root.
+    pub fn name(&self) -> &str {
+        match self {
+            RootSource::Store { image } => image,
+            RootSource::Dir { name, .. } => name,
+        }
+    }
+}
+
+/// Files a container engine puts into a running container's root, which a `--rootfs` copied
+/// out of a container (`cp -ax /. DIR` in an init container) carries along: systemd reads them
+/// before it mounts /run and then believes it runs in a container ("Detected virtualization
+/// podman"), so it ignores the SMBIOS credentials (no SSH key, no hostname). podman and
+/// CRI-O write /run/.containerenv, docker /.dockerenv.
+pub const ENGINE_MARKERS: &[&str] = &["run/.containerenv", ".dockerenv"];
+
+/// Remove [`ENGINE_MARKERS`] from the mounted root (whiteouts in the upper layer: the
+/// `--rootfs` directory itself is not touched). Returns what was there.
+pub fn remove_engine_markers(root: &Path) -> Result<Vec<PathBuf>, RootfsError> {
+    let mut removed = Vec::new();
+    for rel in ENGINE_MARKERS {
+        let path = root.join(rel);
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(PathBuf::from(rel)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(RootfsError::RemoveDir { path, source }),
+        }
+    }
+    Ok(removed)
+}
+
+/// The read-only lower layers of the guest's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lower {
+    /// A store image's layers.
+    Layers {
+        /// Top layer first, synthetic opaque-directory layers in their places.
+        dirs: Vec<PathBuf>,
+        /// The same layers by their short `overlay/l/` links, when every layer
+        /// has one: the fallback when full paths overflow the mount data page.
+        short: Option<Vec<PathBuf>>,
+        /// Layers bcvk makes in the scratch before mounting (see `opaque`).
+        synthetic: Vec<SyntheticLayer>,
+    },
+    /// A directory holding the whole root (`--rootfs`): the one lower layer, never written
+    /// (the guest's writes go to the upper layer, as for an image). It has no whiteouts or
+    /// opaque marks to honour: it is a plain tree.
+    Dir(PathBuf),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootfsPlan {
-    /// Top layer first, synthetic opaque-directory layers in their places.
-    pub lowerdirs: Vec<PathBuf>,
-    /// The same layers by their short `overlay/l/` links, when every layer
-    /// has one: the fallback when full paths overflow the mount data page.
-    pub short_lowerdirs: Option<Vec<PathBuf>>,
-    /// Layers bcvk makes in the scratch before mounting (see `opaque`).
-    pub synthetic: Vec<SyntheticLayer>,
+    pub lower: Lower,
     pub scratch: Scratch,
     /// The tmpfs mount point, or the unique throwaway dir inside --scratch.
     pub scratch_mount: PathBuf,
@@ -97,6 +190,31 @@ pub struct SyntheticLayer {
     pub whiteouts: Vec<PathBuf>,
 }
 
+impl RootfsPlan {
+    /// Every lower dir, top first, as overlayfs stacks them.
+    pub fn lowerdirs(&self) -> &[PathBuf] {
+        match &self.lower {
+            Lower::Layers { dirs, .. } => dirs,
+            Lower::Dir(dir) => std::slice::from_ref(dir),
+        }
+    }
+
+    /// The short-link spelling of `lowerdirs`, where the store has one for every layer.
+    pub fn short_lowerdirs(&self) -> Option<&[PathBuf]> {
+        match &self.lower {
+            Lower::Layers { short, .. } => short.as_deref(),
+            Lower::Dir(_) => None,
+        }
+    }
+
+    pub fn synthetic(&self) -> &[SyntheticLayer] {
+        match &self.lower {
+            Lower::Layers { synthetic, .. } => synthetic,
+            Lower::Dir(_) => &[],
+        }
+    }
+}
+
 /// `userxattr`: the overlay reads and writes `user.overlay.*` xattrs instead of `trusted.*`,
 /// as it must in a user namespace and for a rootless store; `emulations` are the synthetic
 /// layers that then stand in for `trusted.*` opaque marks (`opaque::plan`).
@@ -112,14 +230,7 @@ pub fn plan_rootfs(
         Driver::Overlay => &image.layers[..],
         Driver::Vfs => &image.layers[..image.layers.len().min(1)],
     };
-    let scratch_mount = match &scratch {
-        Scratch::Tmpfs { .. } | Scratch::Persistent { .. } => run_dir.join("scratch"),
-        Scratch::Dir(dir) => dir.join(unique_name()),
-    };
-    let (upper, work) = match &scratch {
-        Scratch::Persistent { upper, work } => (upper.clone(), work.clone()),
-        _ => (scratch_mount.join("upper"), scratch_mount.join("work")),
-    };
+    let scratch_mount = scratch_mount(&scratch, run_dir);
     let mut lowerdirs = Vec::new();
     let mut short_lowerdirs = Some(Vec::new());
     let mut synthetic = Vec::new();
@@ -145,10 +256,52 @@ pub fn plan_rootfs(
             });
         }
     }
-    RootfsPlan {
-        lowerdirs,
-        short_lowerdirs,
+    let lower = Lower::Layers {
+        dirs: lowerdirs,
+        short: short_lowerdirs,
         synthetic,
+    };
+    plan_with(lower, run_dir, scratch, scratch_mount, userxattr)
+}
+
+/// The plan for a `--rootfs` directory: it is the single lower layer, as it is.
+pub fn plan_rootfs_dir(
+    dir: &Path,
+    run_dir: &Path,
+    scratch: Scratch,
+    userxattr: bool,
+) -> RootfsPlan {
+    let scratch_mount = scratch_mount(&scratch, run_dir);
+    plan_with(
+        Lower::Dir(dir.to_path_buf()),
+        run_dir,
+        scratch,
+        scratch_mount,
+        userxattr,
+    )
+}
+
+/// The tmpfs mount point, or a unique throwaway dir inside --scratch.
+fn scratch_mount(scratch: &Scratch, run_dir: &Path) -> PathBuf {
+    match scratch {
+        Scratch::Tmpfs { .. } | Scratch::Persistent { .. } => run_dir.join("scratch"),
+        Scratch::Dir(dir) => dir.join(unique_name()),
+    }
+}
+
+fn plan_with(
+    lower: Lower,
+    run_dir: &Path,
+    scratch: Scratch,
+    scratch_mount: PathBuf,
+    userxattr: bool,
+) -> RootfsPlan {
+    let (upper, work) = match &scratch {
+        Scratch::Persistent { upper, work } => (upper.clone(), work.clone()),
+        _ => (scratch_mount.join("upper"), scratch_mount.join("work")),
+    };
+    RootfsPlan {
+        lower,
         upper,
         work,
         scratch_mount,
@@ -201,7 +354,7 @@ fn lowerdir_option(dirs: &[PathBuf]) -> Result<String, RootfsError> {
 }
 
 pub fn overlay_options(plan: &RootfsPlan) -> Result<String, RootfsError> {
-    if plan.lowerdirs.is_empty() {
+    if plan.lowerdirs().is_empty() {
         return Err(RootfsError::NoLayers);
     }
     let mut rest = format!(
@@ -213,12 +366,12 @@ pub fn overlay_options(plan: &RootfsPlan) -> Result<String, RootfsError> {
         // The layers of a rootless store carry user.overlay.* xattrs.
         rest.push_str(",userxattr");
     }
-    let full = lowerdir_option(&plan.lowerdirs)? + &rest;
+    let full = lowerdir_option(plan.lowerdirs())? + &rest;
     if full.len() <= MAX_MOUNT_DATA {
         return Ok(full);
     }
     let mut len = full.len();
-    if let Some(short) = &plan.short_lowerdirs {
+    if let Some(short) = plan.short_lowerdirs() {
         let options = lowerdir_option(short)? + &rest;
         if options.len() <= MAX_MOUNT_DATA {
             return Ok(options);
@@ -228,7 +381,7 @@ pub fn overlay_options(plan: &RootfsPlan) -> Result<String, RootfsError> {
     // Paths relative to <store>/overlay (as podman does, via chdir) would
     // fit more layers, but chdir is process-wide and we are multi-threaded.
     Err(RootfsError::OptionsTooLong {
-        layers: plan.lowerdirs.len(),
+        layers: plan.lowerdirs().len(),
         len,
         limit: MAX_MOUNT_DATA,
     })
@@ -256,10 +409,10 @@ pub struct MountedRootfs {
 /// Checks that hold whichever way the overlay is mounted: something to stack, and paths an
 /// option string could carry (so the classic fallback never mis-parses one).
 fn check_paths(plan: &RootfsPlan) -> Result<(), RootfsError> {
-    if plan.lowerdirs.is_empty() {
+    if plan.lowerdirs().is_empty() {
         return Err(RootfsError::NoLayers);
     }
-    for p in plan.lowerdirs.iter().chain([&plan.upper, &plan.work]) {
+    for p in plan.lowerdirs().iter().chain([&plan.upper, &plan.work]) {
         option_path(p)?;
     }
     Ok(())
@@ -303,7 +456,7 @@ fn mount_with_fsconfig(plan: &RootfsPlan) -> Option<Result<(), RootfsError>> {
     };
     let configure = || -> rustix::io::Result<()> {
         fsconfig_set_string(&fs, "source", "bcvk-root")?;
-        for dir in &plan.lowerdirs {
+        for dir in plan.lowerdirs() {
             fsconfig_set_string(&fs, "lowerdir+", dir)?;
         }
         fsconfig_set_string(&fs, "upperdir", &plan.upper)?;
@@ -490,15 +643,15 @@ impl MountedRootfs {
             make_dir(&plan.upper)?;
             make_dir(&plan.work)?;
         }
-        for layer in &plan.synthetic {
+        for layer in plan.synthetic() {
             make_synthetic(layer)?;
         }
         self.mount_point(&plan.target)?;
         let api = mount_overlay(plan)?;
         tracing::debug!(
             ?api,
-            layers = plan.lowerdirs.len(),
-            synthetic = plan.synthetic.len(),
+            layers = plan.lowerdirs().len(),
+            synthetic = plan.synthetic().len(),
             userxattr = plan.userxattr,
             "guest root mounted"
         );
@@ -611,7 +764,7 @@ mod tests {
         assert_eq!(plan.scratch_mount, Path::new("/run/bcvk/scratch"));
         assert_eq!(plan.upper, Path::new("/run/bcvk/scratch/upper"));
         assert_eq!(plan.work, Path::new("/run/bcvk/scratch/work"));
-        assert_eq!(plan.short_lowerdirs.as_ref().map(Vec::len), Some(2));
+        assert_eq!(plan.short_lowerdirs().map(<[_]>::len), Some(2));
     }
 
     #[test]
@@ -672,7 +825,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            plan.lowerdirs,
+            plan.lowerdirs(),
             [PathBuf::from(format!("/store/overlay/{:0>64}/diff", 0))]
         );
         assert!(!overlay_options(&plan).unwrap().contains(':'));
@@ -734,13 +887,81 @@ mod tests {
             );
         }
         let mut plan = plan_rootfs(&img, Path::new("/r"), tmpfs(), false, &[]);
-        plan.lowerdirs = vec![PathBuf::from("/store/x:y/diff")];
+        plan.lower = Lower::Dir(PathBuf::from("/store/x:y/diff"));
         assert!(matches!(
             overlay_options(&plan),
             Err(RootfsError::UnsafePath { .. })
         ));
-        plan.lowerdirs.clear();
+        plan.lower = Lower::Layers {
+            dirs: vec![],
+            short: None,
+            synthetic: vec![],
+        };
         assert!(matches!(overlay_options(&plan), Err(RootfsError::NoLayers)));
+    }
+
+    #[test]
+    fn a_rootfs_dir_is_the_single_lower() {
+        let plan = plan_rootfs_dir(Path::new("/rootfs"), Path::new("/run/bcvk"), tmpfs(), true);
+        assert_eq!(plan.lower, Lower::Dir(PathBuf::from("/rootfs")));
+        assert_eq!(plan.lowerdirs(), [PathBuf::from("/rootfs")]);
+        assert_eq!(plan.short_lowerdirs(), None);
+        assert!(plan.synthetic().is_empty());
+        assert_eq!(plan.upper, Path::new("/run/bcvk/scratch/upper"));
+        assert_eq!(
+            overlay_options(&plan).unwrap(),
+            "lowerdir=/rootfs,upperdir=/run/bcvk/scratch/upper,workdir=/run/bcvk/scratch/work,userxattr"
+        );
+        let on_disk = plan_rootfs_dir(
+            Path::new("/rootfs"),
+            Path::new("/run/bcvk"),
+            Scratch::Dir("/vol".into()),
+            false,
+        );
+        assert!(on_disk.upper.to_str().unwrap().starts_with("/vol/bcvk-"));
+    }
+
+    #[test]
+    fn the_root_source_is_decided_from_image_and_rootfs() {
+        assert_eq!(
+            RootSource::decide(Some("localhost/x"), None).unwrap(),
+            RootSource::Store {
+                image: "localhost/x".into()
+            }
+        );
+        assert!(matches!(
+            RootSource::decide(None, None),
+            Err(RootfsError::NoSource)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let not_root =
+            |r: Result<RootSource, RootfsError>| matches!(r, Err(RootfsError::RootDir { .. }));
+        // Missing, a file, a directory without usr/.
+        assert!(not_root(RootSource::decide(None, Some(&root))));
+        fs::write(dir.path().join("file"), "").unwrap();
+        assert!(not_root(RootSource::decide(
+            None,
+            Some(&dir.path().join("file"))
+        )));
+        fs::create_dir(&root).unwrap();
+        assert!(not_root(RootSource::decide(None, Some(&root))));
+        fs::create_dir(root.join("usr")).unwrap();
+        assert_eq!(
+            RootSource::decide(None, Some(&root)).unwrap(),
+            RootSource::Dir {
+                dir: root.clone(),
+                name: root.display().to_string()
+            }
+        );
+        // IMAGE beside --rootfs only names it; the store is not consulted.
+        assert_eq!(
+            RootSource::decide(Some("quay.io/x/y:1"), Some(&root)).unwrap(),
+            RootSource::Dir {
+                dir: root.clone(),
+                name: "quay.io/x/y:1".into()
+            }
+        );
     }
 
     #[test]
@@ -753,7 +974,11 @@ mod tests {
             false,
             &[],
         );
-        plan.lowerdirs.clear();
+        plan.lower = Lower::Layers {
+            dirs: vec![],
+            short: None,
+            synthetic: vec![],
+        };
         assert!(apply_rootfs(&plan).is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -771,10 +996,20 @@ mod tests {
             fs::create_dir(d).unwrap();
         }
         fs::write(lower.join("hello"), "from the image").unwrap();
+        fs::create_dir(lower.join("run")).unwrap();
+        fs::write(lower.join("run/.containerenv"), "").unwrap();
         let mut img = image(1, false, Driver::Overlay, false);
         img.layers[0].diff_dir = lower.clone();
-        for choice in [tmpfs(), Scratch::Dir(scratch.clone())] {
-            let plan = plan_rootfs(&img, &run_dir, choice, false, &[]);
+        let plans = [tmpfs(), Scratch::Dir(scratch.clone())]
+            .into_iter()
+            .flat_map(|choice| {
+                [
+                    plan_rootfs(&img, &run_dir, choice.clone(), false, &[]),
+                    // A --rootfs directory mounts the same way, as the one lower.
+                    plan_rootfs_dir(&lower, &run_dir, choice, false),
+                ]
+            });
+        for plan in plans {
             let mounted = match apply_rootfs(&plan) {
                 Ok(mounted) => mounted,
                 Err(
@@ -790,6 +1025,12 @@ mod tests {
                 fs::read_to_string(root.join("hello")).unwrap(),
                 "from the image"
             );
+            // A marker the engine left goes from the guest's view only.
+            assert_eq!(
+                remove_engine_markers(&root).unwrap(),
+                [PathBuf::from("run/.containerenv")]
+            );
+            assert!(!root.join("run/.containerenv").exists());
             fs::write(root.join("hello"), "changed").unwrap();
             mounted.unmount().unwrap();
             // Writes are thrown away and the image is untouched.
@@ -797,6 +1038,7 @@ mod tests {
                 fs::read_to_string(lower.join("hello")).unwrap(),
                 "from the image"
             );
+            assert!(lower.join("run/.containerenv").exists());
             assert_eq!(fs::read_dir(&run_dir).unwrap().count(), 0);
             assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0);
         }
@@ -819,11 +1061,11 @@ mod tests {
             &emulations,
         );
         let synthetic = PathBuf::from("/r/scratch/opaque/0");
-        assert_eq!(plan.lowerdirs.len(), 4);
-        assert_eq!(plan.lowerdirs[2], synthetic);
-        assert_eq!(plan.short_lowerdirs.as_ref().unwrap()[2], synthetic);
+        assert_eq!(plan.lowerdirs().len(), 4);
+        assert_eq!(plan.lowerdirs()[2], synthetic);
+        assert_eq!(plan.short_lowerdirs().unwrap()[2], synthetic);
         assert_eq!(
-            plan.synthetic,
+            plan.synthetic(),
             [SyntheticLayer {
                 dir: synthetic,
                 whiteouts: vec![PathBuf::from("opt/d/old")],

@@ -40,6 +40,14 @@ pub struct Privileges {
     /// default seccomp profile refuses it even with CAP_SYS_ADMIN; virtiofsd then dies *after*
     /// it has created its socket, so this is settled before it starts, not after it fails.
     pub pivot_root: bool,
+    /// A new proc can be mounted in a new pid and mount namespace, as virtiofsd's namespace
+    /// sandbox does. Without CAP_SYS_ADMIN in the host's user namespace the kernel allows that
+    /// only where a proc mount is already fully visible, and a container's /proc is not (the
+    /// engine masks /proc/keys and others): it worked with a store mounted only because the
+    /// store's bind mount happened to carry another container's proc. Without a store (a
+    /// --rootfs directory, on Kubernetes) virtiofsd died after creating its socket, racing
+    /// QEMU. Settled before virtiofsd starts, like pivot_root.
+    pub proc_mount: bool,
 }
 
 impl Privileges {
@@ -173,6 +181,7 @@ pub fn acquire() -> Result<Privileges, UsernsError> {
             host_userns,
             many_ids,
             pivot_root: pivot_root_allowed(),
+            proc_mount: proc_mount_allowed(),
         });
     }
     let threads = thread_count(&status).unwrap_or(0);
@@ -186,6 +195,7 @@ pub fn acquire() -> Result<Privileges, UsernsError> {
         host_userns,
         many_ids,
         pivot_root: pivot_root_allowed(),
+        proc_mount: proc_mount_allowed(),
     })
 }
 
@@ -196,6 +206,55 @@ fn pivot_root_allowed() -> bool {
     match rustix::process::pivot_root("", "") {
         Err(e) => e != rustix::io::Errno::PERM,
         Ok(()) => true,
+    }
+}
+
+/// Try what virtiofsd's namespace sandbox does first: a new mount and pid namespace, and a
+/// new proc mounted over /proc there, in a throwaway child (pid 1 of that namespace) so that
+/// nothing changes here. Must run while the process has one thread (a forked child of a
+/// threaded process may only call async-signal-safe functions).
+fn proc_mount_allowed() -> bool {
+    use nix::mount::{mount, MsFlags};
+    let attempt = || -> nix::Result<()> {
+        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)?;
+        // Nothing of the attempt may propagate back.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )?;
+        // SAFETY: still single-threaded (the caller's contract, inherited by this child).
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                let flags = MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_RELATIME;
+                let code = i32::from(
+                    mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>).is_err(),
+                );
+                // SAFETY: _exit skips the parent's atexit handlers and buffered state.
+                unsafe { nix::libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => match wait_helper(child)? {
+                WaitStatus::Exited(_, 0) => Ok(()),
+                _ => Err(nix::Error::EPERM),
+            },
+        }
+    };
+    // SAFETY: the caller guarantees a single thread; the child only makes syscalls and exits.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let code = i32::from(attempt().is_err());
+            // SAFETY: as above.
+            unsafe { nix::libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            matches!(wait_helper(child), Ok(WaitStatus::Exited(_, 0)))
+        }
+        Err(_) => false,
     }
 }
 
@@ -323,6 +382,7 @@ mod tests {
             host_userns,
             many_ids: true,
             pivot_root: true,
+            proc_mount: true,
         };
         assert!(p(MountRights::Container, true).trusted_xattrs());
         assert!(!p(MountRights::Container, false).trusted_xattrs());

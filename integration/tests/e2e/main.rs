@@ -29,6 +29,7 @@ macro_rules! check {
 mod disk;
 mod faults;
 mod host_cli;
+mod kubernetes;
 mod persistent;
 mod privileges;
 
@@ -1256,6 +1257,14 @@ fn main() {
         t(
             "image::carries_only_what_bcvk_runs",
             host_cli::image_carries_only_what_bcvk_runs,
+        ),
+        t(
+            "kubernetes::job_exit_code_and_logs",
+            kubernetes::job_exit_code_and_logs,
+        ),
+        t(
+            "kubernetes::pod_ready_ssh_and_graceful_down",
+            kubernetes::pod_ready_ssh_and_graceful_down,
         ),
         Trial::test("docker::oneshot_under_docker", || {
             let r = attributed("docker::oneshot_under_docker", docker_oneshot);

@@ -99,7 +99,9 @@ impl RunError {
             | RunError::Qemu(_)
             | RunError::Store(StoreError::ParseReference { .. })
             | RunError::Rootfs(
-                rootfs::RootfsError::ScratchDir { .. } | rootfs::RootfsError::UnsafePath { .. },
+                rootfs::RootfsError::ScratchDir { .. }
+                | rootfs::RootfsError::UnsafePath { .. }
+                | rootfs::RootfsError::NoSource,
             )
             | RunError::GuestFs(
                 GuestFsError::MissingSource { .. }
@@ -123,6 +125,7 @@ impl RunError {
                 | StoreError::Ambiguous { .. }
                 | StoreError::Locate { .. },
             )
+            | RunError::Rootfs(rootfs::RootfsError::RootDir { .. })
             | RunError::Kernel(
                 KernelError::NoKernel { .. }
                 | KernelError::Ambiguous { .. }
@@ -463,10 +466,14 @@ fn prepare(
     }
     // virtiofsd's namespace sandbox needs pivot_root; where the engine forbids it, the
     // container already confines virtiofsd and its chroot sandbox is what remains.
-    let sandbox = if privileges.pivot_root {
+    // It needs a new /proc too, which an engine that masks parts of /proc refuses.
+    let sandbox = if privileges.pivot_root && privileges.proc_mount {
         Sandbox::Namespace
-    } else {
+    } else if !privileges.pivot_root {
         tracing::info!("pivot_root is refused here (docker's seccomp profile does): virtiofsd uses its chroot sandbox");
+        Sandbox::Chroot
+    } else {
+        tracing::info!("no new /proc can be mounted here (no fully visible proc mount: the engine masks parts of /proc): virtiofsd uses its chroot sandbox");
         Sandbox::Chroot
     };
     let share_spec = |tag: &str, dir: &Path, readonly: bool, cache: CacheMode| VirtiofsSpec {
@@ -674,7 +681,11 @@ fn prepare(
         shares,
         qemu: qemu_spec,
         // One-shot: stdout belongs to the command; interactive: QEMU owns the terminal.
-        echo: if args.console || one_shot {
+        echo: if args.console {
+            Echo::None
+        } else if args.console_stderr {
+            Echo::Stderr
+        } else if one_shot {
             Echo::None
         } else {
             Echo::Stdout

@@ -17,7 +17,7 @@ use crate::disk::{self, DiskError, FirmwareKind, Inspected, Writes};
 use crate::kernel::{self, BootFiles, KernelError};
 use crate::opaque;
 use crate::qemu::Firmware;
-use crate::rootfs::{self, MountedRootfs, Scratch};
+use crate::rootfs::{self, MountedRootfs, RootSource, Scratch};
 use crate::state::{self, PersistentState};
 use crate::store::{self, Store};
 use crate::userns::Privileges;
@@ -103,11 +103,49 @@ pub fn prepare(
                 store_root: None,
             })
         }
-        (Some(image), None) => from_store(image, args, privileges, run_dir, prepared),
-        (None, None) => Err(RunError::Usage(
-            "give an IMAGE from the store, or --disk-image FILE".into(),
-        )),
+        (_, None) => match RootSource::decide(args.image.as_deref(), args.rootfs.as_deref())? {
+            RootSource::Store { image } => from_store(&image, args, privileges, run_dir, prepared),
+            RootSource::Dir { dir, name } => {
+                from_dir(&dir, &name, args, privileges, run_dir, prepared)
+            }
+        },
     }
+}
+
+/// `--rootfs DIR`: a directory holding the image's root (copied there by an init container
+/// of the image, on Kubernetes), under the same throwaway layer as a store image.
+fn from_dir(
+    dir: &Path,
+    name: &str,
+    args: &RunArgs,
+    privileges: &Privileges,
+    run_dir: &Path,
+    prepared: &mut Prepared,
+) -> Result<Root, RunError> {
+    // No store is read, unless its share is asked for.
+    let store_root = if args.bind_storage_ro {
+        Some(store::locate_store(args.storage.as_deref())?)
+    } else {
+        None
+    };
+    tracing::info!(rootfs = %name, mode = privileges.describe(), "booting a root directory (--rootfs)");
+    let scratch = match &args.scratch {
+        Some(d) => Scratch::Dir(d.clone()),
+        None => Scratch::Tmpfs { size_bytes: None },
+    };
+    let plan = rootfs::plan_rootfs_dir(dir, run_dir, scratch, !privileges.trusted_xattrs());
+    let mounted = prepared.rootfs.insert(rootfs::apply_rootfs(&plan)?);
+    let root = mounted.root().to_path_buf();
+    for marker in rootfs::remove_engine_markers(&root)? {
+        tracing::info!(file = %marker.display(), from = %dir.display(), "hidden from the guest: a container engine's marker, copied with the root, would make systemd think it runs in a container");
+    }
+    let kind = tree_or_container_disk(root, name, args, run_dir, prepared)?;
+    Ok(Root {
+        kind,
+        name: name.to_string(),
+        id: String::new(),
+        store_root,
+    })
 }
 
 fn firmware_kind(arg: FirmwareArg) -> Option<FirmwareKind> {
@@ -208,14 +246,31 @@ fn from_store(
     let plan = rootfs::plan_rootfs(&image, run_dir, scratch, userxattr, &emulations);
     let mounted = prepared.rootfs.insert(rootfs::apply_rootfs(&plan)?);
     let dir = mounted.root().to_path_buf();
-    let kind = match kernel::find_boot_files(&dir, &image.name, &run_dir.join("boot")) {
-        Ok(boot) => RootKind::Tree {
-            boot: initrd_policy(boot, args.initrd, &dir, &image.name)?,
+    let kind = tree_or_container_disk(dir, &image.name, args, run_dir, prepared)?;
+    Ok(Root {
+        kind,
+        name: image.name.clone(),
+        id: image.id.clone(),
+        store_root: Some(store_root),
+    })
+}
+
+/// A mounted tree boots its kernel directly; a tree without one but with a sole disk image
+/// under / or /disk/ is a containerDisk, booted by firmware.
+fn tree_or_container_disk(
+    dir: PathBuf,
+    name: &str,
+    args: &RunArgs,
+    run_dir: &Path,
+    prepared: &mut Prepared,
+) -> Result<RootKind, RunError> {
+    match kernel::find_boot_files(&dir, name, &run_dir.join("boot")) {
+        Ok(boot) => Ok(RootKind::Tree {
+            boot: initrd_policy(boot, args.initrd, &dir, name)?,
             dir,
-        },
+        }),
         Err(no_kernel @ KernelError::NoKernel { .. }) => {
-            let Some(file) =
-                disk::container_disk_file(&disk::list_disk_candidates(&dir), &image.name)?
+            let Some(file) = disk::container_disk_file(&disk::list_disk_candidates(&dir), name)?
             else {
                 return Err(no_kernel.into());
             };
@@ -224,18 +279,12 @@ fn from_store(
                 if let Some(st) = prepared.state.take() {
                     st.discard();
                 }
-                return Err(DiskError::PersistentContainerDisk(image.name.clone()).into());
+                return Err(DiskError::PersistentContainerDisk(name.to_string()).into());
             }
-            disk_root(&dir.join(file), args, run_dir, prepared)?
+            disk_root(&dir.join(file), args, run_dir, prepared)
         }
-        Err(e) => return Err(e.into()),
-    };
-    Ok(Root {
-        kind,
-        name: image.name.clone(),
-        id: image.id.clone(),
-        store_root: Some(store_root),
-    })
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `--initrd`: boot through the image's initramfs, or straight into its init when the kernel
