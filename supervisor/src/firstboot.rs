@@ -209,7 +209,9 @@ pub fn user_data(fb: &FirstBoot, user: Option<&UserSeed>) -> Result<String, Firs
         let mut chpasswd = Mapping::new();
         chpasswd.insert(key("expire"), Yaml::Bool(false));
         m.insert(key("chpasswd"), Yaml::Mapping(chpasswd));
-        m.insert(key("ssh_pwauth"), Yaml::Bool(true));
+        // Not ssh_pwauth: cloud-init would rewrite sshd's configuration and restart it after
+        // sshd started, under a readiness probe or a command. The password is for the console
+        // (and for sudo); a user who wants password logins over SSH says so in --cloud-init.
     }
     if !fb.mounts.is_empty() {
         let rows = fb.mounts.iter().map(|row| {
