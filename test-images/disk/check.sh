@@ -63,7 +63,7 @@ if [ "${1:-}" = --inside ]; then
   root_ms=$(($(ms) - T0))
   poll debian sudo -n true
   debian_ms=$(($(ms) - T0))
-  guest root 'cloud-init status --wait >/dev/null; cloud-init status --long; echo "firmware: $(test -d /sys/firmware/efi && echo uefi || echo bios)"; findmnt -n -o SOURCE,FSTYPE /; findmnt -n -o SOURCE,FSTYPE /boot/efi; cat /proc/cmdline; systemd-analyze 2>/dev/null | head -1; ls /etc/ssh/ssh_host_*key' \
+  guest root 'cloud-init status --wait >/dev/null; cloud-init status --long; echo "firmware: $(test -d /sys/firmware/efi && echo uefi || echo bios)"; findmnt -n -o SOURCE,FSTYPE /; findmnt -n -o SOURCE,FSTYPE /boot/efi; cat /proc/cmdline; systemd-analyze 2>/dev/null | head -1; ls /etc/ssh/ssh_host_*key; systemd-analyze critical-chain --no-pager 2>/dev/null; systemd-analyze blame --no-pager 2>/dev/null | head -15' \
     > /out/$fw.guest.txt 2>&1 || true
   guest root systemctl poweroff --no-block >/dev/null 2>&1 || true
   wait $qemu || true
