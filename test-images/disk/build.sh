@@ -27,9 +27,12 @@ up_to_date() {
   [ "$(cat "$out/.recipe" 2>/dev/null)" = "$hash" ] || return 1
   local f i
   for f in "${outputs[@]}"; do [ -f "$out/$f" ] || return 1; done
-  for i in "$BCVK_TEST_CONTAINERDISK" "$BCVK_TEST_CONTAINERDISK_TWO" "$rootfs" "$tools"; do
+  # The containerDisks carry the hash in a LABEL line of their Containerfile. (A --label on the
+  # stage builds is not reliable: with every step cached, buildah 1.28 kept the old label.)
+  for i in "$BCVK_TEST_CONTAINERDISK" "$BCVK_TEST_CONTAINERDISK_TWO"; do
     [ "$(podman image inspect --format '{{index .Labels "bcvk.recipe"}}' "$i" 2>/dev/null)" = "$hash" ] || return 1
   done
+  podman image exists "$rootfs" && podman image exists "$tools"
 }
 if up_to_date; then
   log "disk images up to date ($hash): $out, $BCVK_TEST_CONTAINERDISK"
@@ -38,10 +41,11 @@ fi
 
 t0=$(date +%s)
 mkdir -p "$out"
+rm -f "$out/.recipe"
 logf=$BCVK_BUILD/build-disk.log
 for stage in rootfs tools; do
   tag=$rootfs; [ $stage = tools ] && tag=$tools
-  podman build --layers --target $stage --label "bcvk.recipe=$hash" --build-arg "BASE=$BCVK_BASE_IMAGE" \
+  podman build --layers --target $stage --build-arg "BASE=$BCVK_BASE_IMAGE" \
     -t "$tag" "$here" >"$logf" 2>&1 || { tail -30 "$logf" >&2; die "podman build of $tag failed: full log in $logf"; }
 done
 
