@@ -4,6 +4,8 @@
 #   localhost/bcvk:latest             the product: supervisor + QEMU + virtiofsd
 #   localhost/bcvk-test/debian:latest, .../layered:latest, .../nokernel:latest   test guests
 #   localhost/bcvk-test/semantics, bystander, layers200, layers450      privilege-mode tests
+#   build/disk/debian.{qcow2,raw} + bad disks, localhost/bcvk-test/containerdisk{,-two}:latest
+#                                     VM disk images (test-images/disk/build.sh, cached by hash)
 # Re-running is cheap: buildah's layer cache keeps the apt layers; only changed steps rebuild.
 # Usage: build-images.sh [bcvk|guests|all]   (default all)
 set -euo pipefail
@@ -41,6 +43,7 @@ if [ "$what" = all ] || [ "$what" = guests ]; then
       || die "building the $n-layer test image failed"
     log "${!var} ready in $(( $(date +%s) - t0 ))s"
   done
+  "$BCVK_ROOT/test-images/disk/build.sh"
 fi
 # Dangling images left by rebuilds only cost disk.
 podman image prune -f >/dev/null 2>&1 || true

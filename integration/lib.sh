@@ -14,6 +14,11 @@ export BCVK_TEST_LAYERS200=localhost/bcvk-test/layers200:latest
 export BCVK_TEST_LAYERS450=localhost/bcvk-test/layers450:latest
 # An image whose marker the guest must never see (it is not the guest's image).
 export BCVK_TEST_BYSTANDER=localhost/bcvk-test/bystander:latest
+# VM disk images (test-images/disk/build.sh): the files under $BCVK_TEST_DISK_DIR (debian.qcow2,
+# debian.raw, truncated.qcow2, garbage.qcow2, nobootloader.raw) and containerDisks in the store.
+export BCVK_TEST_DISK_DIR=$BCVK_BUILD/disk
+export BCVK_TEST_CONTAINERDISK=localhost/bcvk-test/containerdisk:latest
+export BCVK_TEST_CONTAINERDISK_TWO=localhost/bcvk-test/containerdisk-two:latest
 # The regular user rootless tests run podman as (integration/rootless.sh).
 export BCVK_ROOTLESS_USER=${BCVK_ROOTLESS_USER:-bcvk-rootless}
 export BCVK_HOST_STORE=${BCVK_HOST_STORE:-/var/lib/containers/storage}
