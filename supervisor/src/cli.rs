@@ -264,7 +264,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE[:NAME[:FMT]]")]
     pub mount_disk_file: Vec<DiskFileSpec>,
 
-    /// Install and enable the units in DIR/system/ in the guest.
+    /// Install and enable the units in DIR/system/ in the guest, with its *.wants/ and
+    /// *.requires/ links.
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub systemd_units: Option<PathBuf>,
 

@@ -210,8 +210,6 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
     Ok(plan)
 }
 
-/// `--systemd-units DIR`: every unit in DIR/system/ is installed and enabled per its
-/// [Install] section; drop-in directories (`UNIT.d/`) are copied as they are.
 /// The `--systemd-units` entries alone (for guests configured through cloud-init).
 pub fn unit_entries(dir: &Path) -> Result<Vec<Entry>, GuestFsError> {
     let mut entries = Vec::new();
@@ -219,6 +217,11 @@ pub fn unit_entries(dir: &Path) -> Result<Vec<Entry>, GuestFsError> {
     Ok(entries)
 }
 
+/// `--systemd-units DIR`: every unit in DIR/system/ is installed and enabled per its
+/// [Install] section; drop-in directories (`UNIT.d/`) are copied as they are, and so are the
+/// links of `TARGET.wants/` and `TARGET.requires/` (as upstream bcvk and `systemctl enable`
+/// leave them): a unit without an [Install] section, or one of the image's own units, is
+/// enabled by such a link alone.
 fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> {
     let err = |why: String| GuestFsError::Units {
         dir: dir.to_path_buf(),
@@ -254,6 +257,10 @@ fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> 
             }
             continue;
         }
+        if path.is_dir() && (name.ends_with(".wants") || name.ends_with(".requires")) {
+            units += plan_links(&path, &name, entries).map_err(err)?;
+            continue;
+        }
         const KINDS: &[&str] = &[
             ".service",
             ".socket",
@@ -281,6 +288,50 @@ fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> 
         return Err(err(format!("no unit files in {}", system.display())));
     }
     Ok(())
+}
+
+/// The entries of one `TARGET.wants/` or `TARGET.requires/` directory: a symlink is made again
+/// with its own target (systemd goes by the link's name; its target, relative like
+/// `../foo.service` or absolute, is read in the guest), a regular file is copied. Returns how
+/// many there were.
+fn plan_links(path: &Path, dir_name: &str, entries: &mut Vec<Entry>) -> Result<usize, String> {
+    let list = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut links: Vec<_> = list.flatten().collect();
+    links.sort_by_key(|e| e.file_name());
+    let mut n = 0;
+    for l in links {
+        let name = l.file_name();
+        let unit = name.to_string_lossy();
+        if unit.starts_with('.') {
+            continue;
+        }
+        let guest = unit_path(dir_name).join(&name);
+        let kind = l
+            .file_type()
+            .map_err(|e| format!("{}: {e}", l.path().display()))?;
+        if kind.is_symlink() {
+            let target =
+                std::fs::read_link(l.path()).map_err(|e| format!("{}: {e}", l.path().display()))?;
+            entries.push(Entry::Symlink {
+                path: guest,
+                target,
+            });
+        } else if kind.is_file() {
+            let contents =
+                std::fs::read(l.path()).map_err(|e| format!("{}: {e}", l.path().display()))?;
+            entries.push(Entry::File {
+                path: guest,
+                contents,
+            });
+        } else {
+            return Err(format!(
+                "{}: neither a link nor a unit file",
+                l.path().display()
+            ));
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Write the planned files into the mounted root (its throwaway upper layer).
@@ -586,6 +637,25 @@ mod tests {
         )
         .unwrap();
         std::fs::write(sys.join("README"), "not a unit").unwrap();
+        // Enabled by links alone, as `systemctl enable` or upstream's users leave them: a
+        // unit without [Install], relative and absolute links, a required unit of the image.
+        std::fs::write(
+            sys.join("linked.service"),
+            "[Service]\nExecStart=/bin/true\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(sys.join("default.target.wants")).unwrap();
+        std::fs::create_dir_all(sys.join("marker.service.requires")).unwrap();
+        std::os::unix::fs::symlink(
+            "../linked.service",
+            sys.join("default.target.wants/linked.service"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "/usr/lib/systemd/system/ssh.service",
+            sys.join("marker.service.requires/ssh.service"),
+        )
+        .unwrap();
         let plan = plan(&GuestConfig {
             systemd_units: Some(dir.path().into()),
             ..Default::default()
@@ -600,6 +670,30 @@ mod tests {
             .join("multi-user.target.wants/marker.service")
             .is_symlink());
         assert!(!etc.join("README").exists());
+        assert_eq!(
+            std::fs::read_link(etc.join("default.target.wants/linked.service")).unwrap(),
+            Path::new("../linked.service")
+        );
+        assert!(etc.join("default.target.wants/linked.service").is_file());
+        assert_eq!(
+            std::fs::read_link(etc.join("marker.service.requires/ssh.service")).unwrap(),
+            Path::new("/usr/lib/systemd/system/ssh.service")
+        );
+        // Links alone are enough to make DIR a unit directory.
+        let only_links = tempfile::tempdir().unwrap();
+        let wants = only_links.path().join("system/multi-user.target.wants");
+        std::fs::create_dir_all(&wants).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/systemd/system/x.service", wants.join("x.service"))
+            .unwrap();
+        let mut entries = Vec::new();
+        plan_units(only_links.path(), &mut entries).unwrap();
+        assert_eq!(
+            entries,
+            vec![Entry::Symlink {
+                path: "etc/systemd/system/multi-user.target.wants/x.service".into(),
+                target: "/usr/lib/systemd/system/x.service".into(),
+            }]
+        );
         let empty = tempfile::tempdir().unwrap();
         assert!(plan_units(empty.path(), &mut Vec::new())
             .unwrap_err()

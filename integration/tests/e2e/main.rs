@@ -287,6 +287,19 @@ fn start_main_vm() -> Result<MainVm, String> {
         "units/system/bcvk-it-marker.service",
         "[Unit]\nDescription=integration marker\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo unit-ran > /run/bcvk-it-marker'\n[Install]\nWantedBy=multi-user.target\n",
     )?;
+    // Enabled only by a link in DIR/system/*.wants/ (no [Install] section), as upstream allows.
+    w(
+        "units/system/bcvk-it-linked.service",
+        "[Unit]\nDescription=integration unit enabled by a link\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo link-ran > /run/bcvk-it-linked'\n",
+    )?;
+    std::fs::create_dir_all(dir.path().join("units/system/multi-user.target.wants"))
+        .map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(
+        "../bcvk-it-linked.service",
+        dir.path()
+            .join("units/system/multi-user.target.wants/bcvk-it-linked.service"),
+    )
+    .map_err(|e| e.to_string())?;
     // A guest "web server" without extra packages: systemd socket activation.
     w(
         "units/system/bcvk-it-echo.socket",
@@ -576,8 +589,12 @@ fn main_bind_rw_and_ro() -> R {
 
 fn main_units_swap_disk_serial() -> R {
     with_main(|m| {
-        let out = ssh_ok(m, "cat /run/bcvk-it-marker; swapon --show --noheadings; ls -l /dev/disk/by-id/virtio-extra; echo serial-data > /dev/virtio-ports/testport")?;
+        let out = ssh_ok(m, "cat /run/bcvk-it-marker /run/bcvk-it-linked; swapon --show --noheadings; ls -l /dev/disk/by-id/virtio-extra; echo serial-data > /dev/virtio-ports/testport")?;
         check!(out.contains("unit-ran"), "injected unit did not run: {out}");
+        check!(
+            out.contains("link-ran"),
+            "a unit enabled by a .wants/ link did not run: {out}"
+        );
         check!(
             out.contains("/dev/vd") || out.contains("partition") || out.contains("dm-"),
             "no swap listed: {out}"
