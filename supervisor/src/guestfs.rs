@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::beneath;
 use crate::config::{BindSpec, BindTarget, DiskFileSpec, DiskFormatOpt, PortSpec};
 use crate::qemu::{DiskFormat, DiskSpec};
 use crate::spawn;
@@ -334,7 +335,6 @@ fn plan_links(path: &Path, dir_name: &str, entries: &mut Vec<Entry>) -> Result<u
     Ok(n)
 }
 
-/// Write the planned files into the mounted root (its throwaway upper layer).
 impl GuestPlan {
     /// The files `apply` writes, relative to the guest's root.
     pub fn generated_paths(&self) -> Vec<PathBuf> {
@@ -348,42 +348,20 @@ impl GuestPlan {
 }
 
 /// Remove a file an earlier run wrote (a persistent state keeps them): only a file or a
-/// symlink, only beneath the root; anything else, or nothing there, is left as it is.
+/// symlink, only beneath the root and reached through no symlink (the guest wrote this tree);
+/// anything else, or nothing there, is left as it is.
 pub fn remove_generated(root: &Path, rel: &Path) {
-    use std::path::Component;
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return;
-    }
-    // The guest wrote this tree: resolve the parent without following any symlink of it.
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
-        return;
-    };
-    let Ok(base) = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) else {
-        return;
-    };
-    let dir = if parent.as_os_str().is_empty() {
-        Ok(base)
-    } else {
-        rustix::fs::openat2(
-            &base,
-            parent,
-            OFlags::PATH | OFlags::DIRECTORY,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-        )
-    };
-    if let Ok(dir) = dir {
-        // AT_REMOVEDIR is not given: a directory there stays.
-        let _ = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty());
-    }
+    let _ = beneath::remove(root, rel);
 }
 
+/// Write the planned files into the mounted root (its throwaway upper layer, or a persistent
+/// state). Nothing is written through a symlink of the image or of an earlier guest: a file or
+/// link at a planned path is replaced, a symlink on the way to it is refused.
 pub fn apply(plan: &GuestPlan, root: &Path) -> Result<(), GuestFsError> {
     for e in &plan.entries {
         let (rel, result) = match e {
-            Entry::File { path, contents } => (path, write_file(&root.join(path), contents)),
-            Entry::Symlink { path, target } => (path, make_symlink(&root.join(path), target)),
+            Entry::File { path, contents } => (path, beneath::write_file(root, path, contents)),
+            Entry::Symlink { path, target } => (path, beneath::symlink(root, path, target)),
         };
         result.map_err(|source| GuestFsError::Write {
             path: PathBuf::from("/").join(rel),
@@ -391,27 +369,15 @@ pub fn apply(plan: &GuestPlan, root: &Path) -> Result<(), GuestFsError> {
         })?;
     }
     for s in &plan.shares {
-        // The mount point may not exist in the image (a path under /run is created by systemd).
-        let _ = std::fs::create_dir_all(
-            root.join(s.guest_path.strip_prefix("/").unwrap_or(&s.guest_path)),
+        // The mount point may not exist in the image (a path under /run is created by systemd,
+        // and so is any other when the guest mounts it: a symlink of the image on the way, as
+        // bootc images' /mnt -> var/mnt, is left for the guest to follow).
+        let _ = beneath::create_dirs(
+            root,
+            s.guest_path.strip_prefix("/").unwrap_or(&s.guest_path),
         );
     }
     Ok(())
-}
-
-fn write_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(path, contents)
-}
-
-fn make_symlink(path: &Path, target: &Path) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let _ = std::fs::remove_file(path);
-    std::os::unix::fs::symlink(target, path)
 }
 
 /// Create the swap device and the requested disk images; returns the QEMU disks.
@@ -699,6 +665,43 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("DIR/system/"));
+    }
+
+    #[test]
+    fn writes_through_no_symlink_of_the_image() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, outside) = (d.path().join("root"), d.path().join("x"));
+        std::fs::create_dir_all(root.join("etc/systemd")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // The image's etc/systemd/system is a link to a directory of the container.
+        std::os::unix::fs::symlink(&outside, root.join("etc/systemd/system")).unwrap();
+        let plan = plan(&GuestConfig {
+            swap: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let err = apply(&plan, &root).unwrap_err();
+        assert!(matches!(err, GuestFsError::Write { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/etc/systemd/system is a symlink in the image"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // A unit file of the image that is a link (a masked unit, or a link out of the root)
+        // is replaced by bcvk's file; the link's target is untouched.
+        std::fs::remove_file(root.join("etc/systemd/system")).unwrap();
+        std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+        std::fs::write(outside.join("victim"), "container file").unwrap();
+        let unit = root.join("etc/systemd/system/dev-disk-by\\x2did-virtio\\x2dswap.swap");
+        std::os::unix::fs::symlink(outside.join("victim"), &unit).unwrap();
+        apply(&plan, &root).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "container file"
+        );
+        assert!(!unit.is_symlink());
+        assert!(std::fs::read_to_string(&unit).unwrap().contains("[Swap]"));
     }
 
     #[test]
