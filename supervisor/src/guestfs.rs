@@ -205,6 +205,9 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
             contents: b"[Unit]\nJobRunningTimeoutSec=infinity\n".to_vec(),
         });
     }
+    // Inert unless the run has --log-dir's port (see logdir).
+    plan.entries
+        .extend(crate::logdir::guest_entries(Path::new(UNIT_DIR)));
     if let Some(dir) = &cfg.systemd_units {
         plan_units(dir, &mut plan.entries)?;
     }

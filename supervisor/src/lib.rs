@@ -18,6 +18,7 @@ pub mod firstboot;
 pub mod guestfs;
 pub mod init;
 pub mod kernel;
+pub mod logdir;
 pub mod opaque;
 pub mod qemu;
 pub mod readiness;

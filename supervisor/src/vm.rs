@@ -535,6 +535,7 @@ impl Vm {
         if let Some(out) = sp.stdout {
             let tail = self.console_tail.clone();
             let log = self.l.console_log.clone();
+            let copy = crate::logdir::console_copy(&self.l.qemu.serial_outs);
             let echo = self.l.echo;
             let started = self.l.started;
             let tx = tx.clone();
@@ -549,6 +550,7 @@ impl Vm {
                     out,
                     echo,
                     &log,
+                    copy.as_deref(),
                     tail,
                     |p| {
                         let _ = tx.send(Event::Phase(p));
