@@ -1,24 +1,105 @@
 //! Paths beneath a directory whose contents an image or a guest wrote (a layer, the guest's
 //! root): resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so no symlink of
 //! theirs is followed and nothing outside the directory is reached, whatever they hold. Used
-//! to read layers (`opaque`) and to write bcvk's files into the guest's root (`guestfs`).
+//! to read the store (`store`) and layers (`opaque`), and to write bcvk's files into the
+//! guest's root (`guestfs`).
 //!
 //! A symlink in the way is refused, not resolved: unlike the kernel lookup (which follows the
 //! image's links the way the guest would, for reading), a write has no business going through
 //! the image's links, and an error naming the link says what is wrong.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
-const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
+/// Open `rel` beneath the directory `root` with no symbolic link at any component and no
+/// `..` (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`); on kernels without
+/// `openat2` (before 5.6) by [`open_walk`], which applies the same rule. A refusal is ELOOP
+/// (a link on the way) or EXDEV (an escape): see [`is_link_refusal`]. `mode` is for
+/// `O_CREAT`.
+pub fn open_beneath(
+    root: impl AsFd,
+    rel: &Path,
+    flags: OFlags,
+    mode: Mode,
+) -> Result<OwnedFd, Errno> {
+    // openat2 refuses flags O_PATH ignores (EINVAL), so O_NOCTTY only without it.
+    let flags = if flags.contains(OFlags::PATH) {
+        flags | OFlags::CLOEXEC
+    } else {
+        flags | OFlags::CLOEXEC | OFlags::NOCTTY
+    };
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    loop {
+        match rustix::fs::openat2(&root, rel, flags, mode, how) {
+            Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
+            Err(Errno::NOSYS) => return open_walk(&root, rel, flags, mode),
+            result => return result,
+        }
+    }
+}
 
-/// `rel` as plain names (no `/`, `.` or `..`): the only paths these functions take.
-fn names(rel: &Path) -> io::Result<Vec<&std::ffi::OsStr>> {
+/// The same rule for kernels without `openat2`: one component at a time, each opened with
+/// `O_NOFOLLOW`.
+pub(crate) fn open_walk(
+    root: impl AsFd,
+    rel: &Path,
+    flags: OFlags,
+    mode: Mode,
+) -> Result<OwnedFd, Errno> {
+    let parts: Vec<&OsStr> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(part) => Ok(part),
+            Component::CurDir => Ok(OsStr::new(".")),
+            _ => Err(Errno::XDEV),
+        })
+        .collect::<Result<_, _>>()?;
+    let Some((last, dirs)) = parts.split_last() else {
+        return Err(Errno::INVAL);
+    };
+    let mut dir: Option<OwnedFd> = None;
+    for part in dirs {
+        let next = match &dir {
+            Some(d) => rustix::fs::openat(d, *part, WALK, Mode::empty()),
+            None => rustix::fs::openat(&root, *part, WALK, Mode::empty()),
+        }
+        .map_err(symlink_errno)?;
+        dir = Some(next);
+    }
+    match &dir {
+        Some(d) => rustix::fs::openat(d, *last, flags | OFlags::NOFOLLOW, mode),
+        None => rustix::fs::openat(&root, *last, flags | OFlags::NOFOLLOW, mode),
+    }
+    .map_err(symlink_errno)
+}
+
+const WALK: OFlags = OFlags::PATH
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// With `O_NOFOLLOW`, a link as the last component gives ELOOP, or ENOTDIR with
+/// `O_DIRECTORY`; both are reported as the link they are.
+fn symlink_errno(e: Errno) -> Errno {
+    if e == Errno::NOTDIR {
+        Errno::LOOP
+    } else {
+        e
+    }
+}
+
+/// Whether resolution failed because of a link (or an escape from the root).
+pub fn is_link_refusal(e: Errno) -> bool {
+    e == Errno::LOOP || e == Errno::XDEV
+}
+
+/// `rel` as plain names (no `/`, `.` or `..`): the only paths the writers below take.
+fn names(rel: &Path) -> io::Result<Vec<&OsStr>> {
     rel.components()
         .map(|c| match c {
             Component::Normal(n) => Ok(n),
@@ -30,15 +111,9 @@ fn names(rel: &Path) -> io::Result<Vec<&std::ffi::OsStr>> {
         .collect()
 }
 
-/// Open `rel` beneath the directory `base` with `flags`, following no symlink.
+/// [`open_beneath`] for the writers: an io::Error.
 fn open_at(base: impl AsFd, rel: &Path, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat2(
-        base,
-        rel,
-        flags | OFlags::CLOEXEC,
-        mode,
-        RESOLVE,
-    )?)
+    Ok(open_beneath(base, rel, flags, mode)?)
 }
 
 fn open_root(root: &Path, flags: OFlags) -> io::Result<OwnedFd> {
@@ -66,12 +141,7 @@ pub fn open_dir(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
 
 /// The error for a name that exists but cannot be walked through: a symlink (named as such),
 /// or something else that is not a directory.
-fn in_the_way(
-    dir: impl AsFd,
-    rel_so_far: &Path,
-    name: &std::ffi::OsStr,
-    e: io::Error,
-) -> io::Error {
+fn in_the_way(dir: impl AsFd, rel_so_far: &Path, name: &OsStr, e: io::Error) -> io::Error {
     let is_link = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink());
     if is_link {
@@ -110,7 +180,7 @@ pub fn create_dirs(root: &Path, rel: &Path) -> io::Result<OwnedFd> {
 }
 
 /// The directory holding `rel` (created as needed) and `rel`'s last name.
-fn parent_of<'a>(root: &Path, rel: &'a Path) -> io::Result<(OwnedFd, &'a std::ffi::OsStr)> {
+fn parent_of<'a>(root: &Path, rel: &'a Path) -> io::Result<(OwnedFd, &'a OsStr)> {
     let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -122,7 +192,7 @@ fn parent_of<'a>(root: &Path, rel: &'a Path) -> io::Result<(OwnedFd, &'a std::ff
 }
 
 /// Remove whatever file or symlink is at `name` (a directory stays and makes the caller fail).
-fn clear(dir: impl AsFd, name: &std::ffi::OsStr) -> io::Result<()> {
+fn clear(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
         Err(e) => Err(e.into()),

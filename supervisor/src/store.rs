@@ -10,13 +10,15 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+
+use crate::beneath::{is_link_refusal, open_beneath};
 
 pub const DEFAULT_STORE_PATHS: &[&str] = &["/run/host-storage", "/var/lib/containers/storage"];
 
@@ -232,76 +234,10 @@ fn detect_driver(root: &Path) -> Result<Driver, StoreError> {
     }
 }
 
-/// Every path taken from the store is resolved beneath its root with no symbolic link at
-/// any component (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): a layer dir, a
-/// `diff` or a metadata directory replaced by a link would otherwise make bcvk read or
-/// boot files from outside the store. `rel` must be relative; `..` components are refused.
-fn open_beneath(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
-    // openat2 refuses flags O_PATH ignores (EINVAL), so O_NOCTTY only without it.
-    let flags = if flags.contains(OFlags::PATH) {
-        flags | OFlags::CLOEXEC
-    } else {
-        flags | OFlags::CLOEXEC | OFlags::NOCTTY
-    };
-    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    loop {
-        match rustix::fs::openat2(root, rel, flags, Mode::empty(), how) {
-            Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
-            Err(Errno::NOSYS) => return open_walk(root, rel, flags),
-            result => return result,
-        }
-    }
-}
-
-/// The same rule for kernels without `openat2` (before 5.6): one component at a time,
-/// each opened with `O_NOFOLLOW`.
-fn open_walk(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
-    let parts: Vec<&std::ffi::OsStr> = rel
-        .components()
-        .map(|c| match c {
-            Component::Normal(part) => Ok(part),
-            Component::CurDir => Ok(std::ffi::OsStr::new(".")),
-            _ => Err(Errno::XDEV),
-        })
-        .collect::<Result<_, _>>()?;
-    let Some((last, dirs)) = parts.split_last() else {
-        return Err(Errno::INVAL);
-    };
-    let mut dir: Option<OwnedFd> = None;
-    for part in dirs {
-        let at = dir.as_ref().unwrap_or(root);
-        let next = rustix::fs::openat(
-            at,
-            *part,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(symlink_errno)?;
-        dir = Some(next);
-    }
-    let at = dir.as_ref().unwrap_or(root);
-    rustix::fs::openat(at, *last, flags | OFlags::NOFOLLOW, Mode::empty()).map_err(symlink_errno)
-}
-
-/// With `O_NOFOLLOW`, a link as the last component gives ELOOP, or ENOTDIR with
-/// `O_DIRECTORY`; both are reported as the link they are.
-fn symlink_errno(e: Errno) -> Errno {
-    if e == Errno::NOTDIR {
-        Errno::LOOP
-    } else {
-        e
-    }
-}
-
-/// Whether resolution failed because of a link (or an escape from the store).
-fn is_link_refusal(e: Errno) -> bool {
-    e == Errno::LOOP || e == Errno::XDEV
-}
-
 /// Opens a store file beneath the root without blocking (a FIFO planted in the store would
 /// hang a plain open) and insists on a regular file.
 fn open_regular(root: &OwnedFd, rel: &Path) -> Result<fs::File, Errno> {
-    let fd = open_beneath(root, rel, OFlags::RDONLY | OFlags::NONBLOCK)?;
+    let fd = open_beneath(root, rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
     let file = fs::File::from(fd);
     match file.metadata() {
         Ok(m) if m.is_file() => Ok(file),
@@ -697,7 +633,12 @@ impl Store {
         let diff_dir = self.root.join(&rel);
         // Every component beneath the root, not only the last: a layer dir replaced by a
         // link to elsewhere would boot that directory's files.
-        match open_beneath(&self.root_fd, &rel, OFlags::PATH | OFlags::DIRECTORY) {
+        match open_beneath(
+            &self.root_fd,
+            &rel,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        ) {
             Ok(_) => {}
             Err(e) if is_link_refusal(e) => return Err(StoreError::Symlink { path: diff_dir }),
             Err(e) => {
@@ -745,7 +686,12 @@ impl Store {
             return Ok(None);
         }
         let links = Path::new("overlay/l");
-        let dir = match open_beneath(&self.root_fd, links, OFlags::PATH | OFlags::DIRECTORY) {
+        let dir = match open_beneath(
+            &self.root_fd,
+            links,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        ) {
             Ok(dir) => dir,
             Err(e) if is_link_refusal(e) => return Err(refuse(links)),
             Err(_) => return Ok(None),
@@ -1115,23 +1061,30 @@ mod tests {
         .unwrap();
         let rel = format!("overlay/{b}/diff");
         let dir = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        assert!(open_walk(&root, Path::new(&rel), dir).is_ok());
+        assert!(crate::beneath::open_walk(&root, Path::new(&rel), dir, Mode::empty()).is_ok());
         assert_eq!(
-            open_walk(&root, Path::new("overlay/../overlay"), dir).unwrap_err(),
+            crate::beneath::open_walk(&root, Path::new("overlay/../overlay"), dir, Mode::empty())
+                .unwrap_err(),
             Errno::XDEV
         );
         let outside = tempfile::tempdir().unwrap();
         move_out_and_link(&fx, outside.path(), &format!("overlay/{b}"));
         assert_eq!(
-            open_walk(&root, Path::new(&rel), dir).unwrap_err(),
+            crate::beneath::open_walk(&root, Path::new(&rel), dir, Mode::empty()).unwrap_err(),
             Errno::LOOP
         );
         assert_eq!(
-            open_walk(&root, Path::new(&format!("overlay/{b}")), dir).unwrap_err(),
+            crate::beneath::open_walk(
+                &root,
+                Path::new(&format!("overlay/{b}")),
+                dir,
+                Mode::empty()
+            )
+            .unwrap_err(),
             Errno::LOOP
         );
         assert_eq!(
-            open_beneath(&root, Path::new(&rel), dir).unwrap_err(),
+            open_beneath(&root, Path::new(&rel), dir, Mode::empty()).unwrap_err(),
             Errno::LOOP
         );
     }
