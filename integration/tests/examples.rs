@@ -127,6 +127,108 @@ fn workflow_marked_command_is_what_the_step_runs() {
     assert_eq!(marked_line(&script).unwrap(), line);
 }
 
+#[test]
+fn workflow_runs_without_edits_or_says_what_to_set_first() {
+    // No placeholder to edit: bcvk is found from the repository's owner or from repository
+    // variables, and the first step fails naming the variables when it cannot be had.
+    let text = std::fs::read_to_string(github_actions_workflow_path()).unwrap();
+    assert!(
+        !text.contains("ghcr.io/OWNER") && !text.contains(" OWNER/bcvk"),
+        "a placeholder is back"
+    );
+    let w = workflow();
+    let first = &steps(&w)[0];
+    assert_eq!(first["id"].as_str(), Some("bcvk"), "{first:?}");
+    let env = &first["env"];
+    assert_eq!(
+        env["OWNER"].as_str(),
+        Some("${{ github.repository_owner }}")
+    );
+    assert_eq!(env["BCVK_IMAGE"].as_str(), Some("${{ vars.BCVK_IMAGE }}"));
+    assert_eq!(env["BCVK_REPO"].as_str(), Some("${{ vars.BCVK_REPO }}"));
+    let script = first["run"].as_str().unwrap();
+    let error = script
+        .lines()
+        .find(|l| l.contains("::error"))
+        .expect("an ::error line");
+    assert!(
+        error.contains("BCVK_IMAGE") && error.contains("BCVK_REPO"),
+        "{error}"
+    );
+    // The later steps follow what it found.
+    let all = steps(&w);
+    let ifs: Vec<&str> = all.iter().filter_map(|s| s["if"].as_str()).collect();
+    assert_eq!(
+        ifs,
+        [
+            "steps.bcvk.outputs.from == 'source'",
+            "steps.bcvk.outputs.from == 'source'"
+        ]
+    );
+}
+
+fn project_workflow(name: &str) -> Value {
+    let path = repo_root().join(".github/workflows").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+}
+
+#[test]
+fn project_tests_with_the_readme_command_on_kvm() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("\n./integration/test\n"),
+        "the README's test command"
+    );
+    let w = project_workflow("test.yml");
+    assert!(
+        w["on"].get("workflow_call").is_some(),
+        "release.yml calls it"
+    );
+    let job = &w["jobs"]["integration"];
+    assert!(job["runs-on"].as_str().unwrap().starts_with("ubuntu-"));
+    let scripts: Vec<&str> = job["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect();
+    assert!(scripts
+        .iter()
+        .any(|s| s.contains(r#"MODE="0666""#) && s.contains("udevadm trigger --name-match=kvm")));
+    assert!(
+        scripts
+            .iter()
+            .any(|s| s.trim().ends_with(" ./integration/test")),
+        "{scripts:?}"
+    );
+}
+
+#[test]
+fn project_releases_a_labelled_image_on_a_tag() {
+    let w = project_workflow("release.yml");
+    assert_eq!(w["on"]["push"]["tags"][0].as_str(), Some("v*"));
+    assert_eq!(
+        w["jobs"]["test"]["uses"].as_str(),
+        Some("./.github/workflows/test.yml")
+    );
+    let job = &w["jobs"]["image"];
+    assert_eq!(job["needs"].as_str(), Some("test"));
+    assert_eq!(job["permissions"]["packages"].as_str(), Some("write"));
+    assert_eq!(
+        job["env"]["REGISTRY"].as_str(),
+        Some("${{ vars.REGISTRY || 'ghcr.io' }}")
+    );
+    let text = serde_yaml::to_string(job).unwrap();
+    for label in ["version", "revision", "source", "licenses"] {
+        assert!(
+            text.contains(&format!("--label \"org.opencontainers.image.{label}=")),
+            "{label}"
+        );
+    }
+    assert!(text.contains("podman push"));
+}
+
 /// A systemd-style unit: section -> key -> values (keys may repeat). Comments and blank lines
 /// are skipped; continuation lines are not used by the example and are refused.
 fn parse_unit(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {

@@ -587,9 +587,12 @@ fn run_host_paths_become_volumes() {
             "key.pub",
             "--scratch",
             "./scratch",
+            // Upstream's STREAMS=DIR; a missing directory is created.
+            "--log-dir=journal,console=logs/run-1",
             "localhost/img",
         ]);
         r.assert_code(0);
+        assert!(f.cwd.join("logs/run-1").is_dir(), "--log-dir not created");
         let v = |n: u32| format!("/run/bcvk-host/{n}");
         let vols: Vec<String> = vec![
             "-v".into(),
@@ -613,6 +616,8 @@ fn run_host_paths_become_volumes() {
             format!("{cwd}/key.pub:{}/key.pub:ro", v(9)),
             "-v".into(),
             format!("{cwd}/scratch:{}", v(10)),
+            "-v".into(),
+            format!("{cwd}/logs/run-1:{}", v(11)),
         ];
         let bcvk: Vec<String> = vec![
             "localhost/img".into(),
@@ -626,6 +631,7 @@ fn run_host_paths_become_volumes() {
             format!("--virtio-serial-out=log:{}/serial.txt", v(8)),
             format!("--ssh-key={}/key.pub", v(9)),
             format!("--scratch={}", v(10)),
+            format!("--log-dir={}", v(11)),
         ];
         let vols: Vec<&str> = vols.iter().map(String::as_str).collect();
         let bcvk: Vec<&str> = bcvk.iter().map(String::as_str).collect();

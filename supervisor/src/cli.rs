@@ -281,13 +281,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE[:NAME[:FMT]]")]
     pub mount_disk_file: Vec<DiskFileSpec>,
 
-    /// Install and enable the units in DIR/system/ in the guest.
+    /// Install and enable the units in DIR/system/ in the guest, with its *.wants/ and
+    /// *.requires/ links.
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub systemd_units: Option<PathBuf>,
 
     /// A guest port /dev/virtio-ports/NAME whose output lands in FILE: NAME:FILE.
     #[arg(long, value_name = "NAME:FILE")]
     pub virtio_serial_out: Vec<SerialOutSpec>,
+
+    /// Write the guest's journal (journal.log) and console (console.log) into DIR, created if
+    /// missing (upstream's STREAMS=DIR is accepted; both are always written).
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath,
+          value_parser = crate::logdir::parse_log_dir)]
+    pub log_dir: Option<PathBuf>,
 
     /// Guest networking.
     #[arg(long, value_enum, default_value = "user")]
@@ -376,6 +383,29 @@ pub struct StatusArgs {
 /// Upstream bcvk spellings that bcvk does not take, each with what to use instead. `bcvk run`
 /// and the host command (through [`host_option_table`]) refuse them with this one line,
 /// instead of clap's or the shell's guess at what went wrong.
+impl RunArgs {
+    /// `--log-dir DIR`: create DIR and add the journal's port ([`crate::logdir`]), which the
+    /// run then carries like any `--virtio-serial-out`.
+    pub fn apply_log_dir(&mut self) -> Result<(), String> {
+        let Some(dir) = &self.log_dir else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir).map_err(|e| format!("--log-dir {}: {e}", dir.display()))?;
+        if self
+            .virtio_serial_out
+            .iter()
+            .any(|s| s.name == crate::logdir::JOURNAL_PORT)
+        {
+            return Err(format!(
+                "--virtio-serial-out: the port name {} is --log-dir's",
+                crate::logdir::JOURNAL_PORT
+            ));
+        }
+        self.virtio_serial_out.push(crate::logdir::serial_out(dir));
+        Ok(())
+    }
+}
+
 pub const UPSTREAM_SPELLINGS: &[(&str, &str)] = &[
     (
         "--network",
@@ -388,10 +418,6 @@ pub const UPSTREAM_SPELLINGS: &[(&str, &str)] = &[
     (
         "--env",
         "use --execute SHELL or -- COMMAND to run a command in the guest, --systemd-units DIR to configure it",
-    ),
-    (
-        "--log-dir",
-        "use podman logs NAME for the console, and bcvk ephemeral ssh NAME journalctl -b for the guest's journal",
     ),
     (
         "--output",

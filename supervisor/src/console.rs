@@ -253,7 +253,8 @@ pub enum Echo {
     None,
 }
 
-/// Copy the console from QEMU's stdout: to `echo`, to `log_file`, into `tail`, reporting each
+/// Copy the console from QEMU's stdout: to `echo`, to `log_file` (and `copy`, `--log-dir`'s
+/// console.log), into `tail`, reporting each
 /// new phase through `on_phase` and each guest timestamp ([`guest_time`]) as soon as its line
 /// arrived through `on_guest_time`, with the line's [`Mark`] if it is one.
 /// Ends at EOF (QEMU exited).
@@ -261,6 +262,7 @@ pub async fn pump(
     source: impl tokio::io::AsyncRead + Unpin,
     echo: Echo,
     log_file: &Path,
+    copy: Option<&Path>,
     tail: Tail,
     on_phase: impl FnMut(Phase),
     on_guest_time: impl FnMut(std::time::Duration, Option<Mark>),
@@ -270,18 +272,27 @@ pub async fn pump(
         Echo::Stderr => Some(Box::new(tokio::io::stderr())),
         Echo::None => None,
     };
-    pump_into(source, out, log_file, tail, on_phase, on_guest_time).await
+    pump_into(source, out, log_file, copy, tail, on_phase, on_guest_time).await
 }
 
 async fn pump_into(
     source: impl tokio::io::AsyncRead + Unpin,
     mut echo: Option<impl tokio::io::AsyncWrite + Unpin>,
     log_file: &Path,
+    copy: Option<&Path>,
     tail: Tail,
     mut on_phase: impl FnMut(Phase),
     mut on_guest_time: impl FnMut(std::time::Duration, Option<Mark>),
 ) {
-    let mut log = tokio::fs::File::create(log_file).await.ok();
+    let mut logs = vec![tokio::fs::File::create(log_file).await.ok()];
+    if let Some(copy) = copy {
+        match tokio::fs::File::create(copy).await {
+            Ok(f) => logs.push(Some(f)),
+            Err(e) => {
+                tracing::warn!(path = %copy.display(), error = %e, "cannot write the console copy")
+            }
+        }
+    }
     let mut reader = BufReader::new(source);
     let mut raw = Vec::new();
     let mut last_phase = Phase::Firmware;
@@ -300,7 +311,7 @@ async fn pump_into(
             let _ = out.write_all(&raw).await;
             let _ = out.flush().await;
         }
-        if let Some(f) = log.as_mut() {
+        for f in logs.iter_mut().flatten() {
             let _ = f.write_all(&raw).await;
         }
         let line = clean(&String::from_utf8_lossy(&raw));
@@ -319,7 +330,7 @@ async fn pump_into(
         let _ = out.write_all(b"\n").await;
         let _ = out.flush().await;
     }
-    if let Some(mut f) = log {
+    for mut f in logs.into_iter().flatten() {
         let _ = f.flush().await;
     }
 }
@@ -473,6 +484,7 @@ mod tests {
             input,
             Echo::None,
             &log,
+            None,
             tail.clone(),
             |p| phases.push(p),
             |t, _| times.push(t),
@@ -492,16 +504,20 @@ mod tests {
         let input: &[u8] = b"Debian GNU/Linux 13 vm ttyS0\n\nvm login: ";
         let tail = Tail::default();
         let mut echoed = Vec::new();
+        let copy = dir.path().join("copy.log");
         pump_into(
             input,
             Some(&mut echoed),
             &log,
+            Some(&copy),
             tail.clone(),
             |_| {},
             |_, _| {},
         )
         .await;
         assert_eq!(std::fs::read(&log).unwrap(), input);
+        // --log-dir's console.log is the same bytes.
+        assert_eq!(std::fs::read(&copy).unwrap(), input);
         assert_eq!(tail.lines().last().unwrap(), "vm login: ");
         // What podman logs shows ends the line, so bcvk's next line starts on its own.
         assert_eq!(echoed, b"Debian GNU/Linux 13 vm ttyS0\n\nvm login: \n");
@@ -510,6 +526,7 @@ mod tests {
             &b"a\nb\n"[..],
             Some(&mut echoed),
             &log,
+            None,
             Tail::default(),
             |_| {},
             |_, _| {},

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::beneath;
 use crate::config::{BindSpec, BindTarget, DiskFileSpec, DiskFormatOpt, PortSpec};
 use crate::qemu::{DiskFormat, DiskSpec};
 use crate::spawn;
@@ -204,14 +205,15 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
             contents: b"[Unit]\nJobRunningTimeoutSec=infinity\n".to_vec(),
         });
     }
+    // Inert unless the run has --log-dir's port (see logdir).
+    plan.entries
+        .extend(crate::logdir::guest_entries(Path::new(UNIT_DIR)));
     if let Some(dir) = &cfg.systemd_units {
         plan_units(dir, &mut plan.entries)?;
     }
     Ok(plan)
 }
 
-/// `--systemd-units DIR`: every unit in DIR/system/ is installed and enabled per its
-/// [Install] section; drop-in directories (`UNIT.d/`) are copied as they are.
 /// The `--systemd-units` entries alone (for guests configured through cloud-init).
 pub fn unit_entries(dir: &Path) -> Result<Vec<Entry>, GuestFsError> {
     let mut entries = Vec::new();
@@ -219,6 +221,11 @@ pub fn unit_entries(dir: &Path) -> Result<Vec<Entry>, GuestFsError> {
     Ok(entries)
 }
 
+/// `--systemd-units DIR`: every unit in DIR/system/ is installed and enabled per its
+/// [Install] section; drop-in directories (`UNIT.d/`) are copied as they are, and so are the
+/// links of `TARGET.wants/` and `TARGET.requires/` (as upstream bcvk and `systemctl enable`
+/// leave them): a unit without an [Install] section, or one of the image's own units, is
+/// enabled by such a link alone.
 fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> {
     let err = |why: String| GuestFsError::Units {
         dir: dir.to_path_buf(),
@@ -254,6 +261,10 @@ fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> 
             }
             continue;
         }
+        if path.is_dir() && (name.ends_with(".wants") || name.ends_with(".requires")) {
+            units += plan_links(&path, &name, entries).map_err(err)?;
+            continue;
+        }
         const KINDS: &[&str] = &[
             ".service",
             ".socket",
@@ -283,7 +294,50 @@ fn plan_units(dir: &Path, entries: &mut Vec<Entry>) -> Result<(), GuestFsError> 
     Ok(())
 }
 
-/// Write the planned files into the mounted root (its throwaway upper layer).
+/// The entries of one `TARGET.wants/` or `TARGET.requires/` directory: a symlink is made again
+/// with its own target (systemd goes by the link's name; its target, relative like
+/// `../foo.service` or absolute, is read in the guest), a regular file is copied. Returns how
+/// many there were.
+fn plan_links(path: &Path, dir_name: &str, entries: &mut Vec<Entry>) -> Result<usize, String> {
+    let list = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut links: Vec<_> = list.flatten().collect();
+    links.sort_by_key(|e| e.file_name());
+    let mut n = 0;
+    for l in links {
+        let name = l.file_name();
+        let unit = name.to_string_lossy();
+        if unit.starts_with('.') {
+            continue;
+        }
+        let guest = unit_path(dir_name).join(&name);
+        let kind = l
+            .file_type()
+            .map_err(|e| format!("{}: {e}", l.path().display()))?;
+        if kind.is_symlink() {
+            let target =
+                std::fs::read_link(l.path()).map_err(|e| format!("{}: {e}", l.path().display()))?;
+            entries.push(Entry::Symlink {
+                path: guest,
+                target,
+            });
+        } else if kind.is_file() {
+            let contents =
+                std::fs::read(l.path()).map_err(|e| format!("{}: {e}", l.path().display()))?;
+            entries.push(Entry::File {
+                path: guest,
+                contents,
+            });
+        } else {
+            return Err(format!(
+                "{}: neither a link nor a unit file",
+                l.path().display()
+            ));
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
 impl GuestPlan {
     /// The files `apply` writes, relative to the guest's root.
     pub fn generated_paths(&self) -> Vec<PathBuf> {
@@ -297,42 +351,20 @@ impl GuestPlan {
 }
 
 /// Remove a file an earlier run wrote (a persistent state keeps them): only a file or a
-/// symlink, only beneath the root; anything else, or nothing there, is left as it is.
+/// symlink, only beneath the root and reached through no symlink (the guest wrote this tree);
+/// anything else, or nothing there, is left as it is.
 pub fn remove_generated(root: &Path, rel: &Path) {
-    use std::path::Component;
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return;
-    }
-    // The guest wrote this tree: resolve the parent without following any symlink of it.
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
-        return;
-    };
-    let Ok(base) = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) else {
-        return;
-    };
-    let dir = if parent.as_os_str().is_empty() {
-        Ok(base)
-    } else {
-        rustix::fs::openat2(
-            &base,
-            parent,
-            OFlags::PATH | OFlags::DIRECTORY,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-        )
-    };
-    if let Ok(dir) = dir {
-        // AT_REMOVEDIR is not given: a directory there stays.
-        let _ = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty());
-    }
+    let _ = beneath::remove(root, rel);
 }
 
+/// Write the planned files into the mounted root (its throwaway upper layer, or a persistent
+/// state). Nothing is written through a symlink of the image or of an earlier guest: a file or
+/// link at a planned path is replaced, a symlink on the way to it is refused.
 pub fn apply(plan: &GuestPlan, root: &Path) -> Result<(), GuestFsError> {
     for e in &plan.entries {
         let (rel, result) = match e {
-            Entry::File { path, contents } => (path, write_file(&root.join(path), contents)),
-            Entry::Symlink { path, target } => (path, make_symlink(&root.join(path), target)),
+            Entry::File { path, contents } => (path, beneath::write_file(root, path, contents)),
+            Entry::Symlink { path, target } => (path, beneath::symlink(root, path, target)),
         };
         result.map_err(|source| GuestFsError::Write {
             path: PathBuf::from("/").join(rel),
@@ -340,27 +372,15 @@ pub fn apply(plan: &GuestPlan, root: &Path) -> Result<(), GuestFsError> {
         })?;
     }
     for s in &plan.shares {
-        // The mount point may not exist in the image (a path under /run is created by systemd).
-        let _ = std::fs::create_dir_all(
-            root.join(s.guest_path.strip_prefix("/").unwrap_or(&s.guest_path)),
+        // The mount point may not exist in the image (a path under /run is created by systemd,
+        // and so is any other when the guest mounts it: a symlink of the image on the way, as
+        // bootc images' /mnt -> var/mnt, is left for the guest to follow).
+        let _ = beneath::create_dirs(
+            root,
+            s.guest_path.strip_prefix("/").unwrap_or(&s.guest_path),
         );
     }
     Ok(())
-}
-
-fn write_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(path, contents)
-}
-
-fn make_symlink(path: &Path, target: &Path) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let _ = std::fs::remove_file(path);
-    std::os::unix::fs::symlink(target, path)
 }
 
 /// Create the swap device and the requested disk images; returns the QEMU disks.
@@ -586,6 +606,25 @@ mod tests {
         )
         .unwrap();
         std::fs::write(sys.join("README"), "not a unit").unwrap();
+        // Enabled by links alone, as `systemctl enable` or upstream's users leave them: a
+        // unit without [Install], relative and absolute links, a required unit of the image.
+        std::fs::write(
+            sys.join("linked.service"),
+            "[Service]\nExecStart=/bin/true\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(sys.join("default.target.wants")).unwrap();
+        std::fs::create_dir_all(sys.join("marker.service.requires")).unwrap();
+        std::os::unix::fs::symlink(
+            "../linked.service",
+            sys.join("default.target.wants/linked.service"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "/usr/lib/systemd/system/ssh.service",
+            sys.join("marker.service.requires/ssh.service"),
+        )
+        .unwrap();
         let plan = plan(&GuestConfig {
             systemd_units: Some(dir.path().into()),
             ..Default::default()
@@ -600,11 +639,72 @@ mod tests {
             .join("multi-user.target.wants/marker.service")
             .is_symlink());
         assert!(!etc.join("README").exists());
+        assert_eq!(
+            std::fs::read_link(etc.join("default.target.wants/linked.service")).unwrap(),
+            Path::new("../linked.service")
+        );
+        assert!(etc.join("default.target.wants/linked.service").is_file());
+        assert_eq!(
+            std::fs::read_link(etc.join("marker.service.requires/ssh.service")).unwrap(),
+            Path::new("/usr/lib/systemd/system/ssh.service")
+        );
+        // Links alone are enough to make DIR a unit directory.
+        let only_links = tempfile::tempdir().unwrap();
+        let wants = only_links.path().join("system/multi-user.target.wants");
+        std::fs::create_dir_all(&wants).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/systemd/system/x.service", wants.join("x.service"))
+            .unwrap();
+        let mut entries = Vec::new();
+        plan_units(only_links.path(), &mut entries).unwrap();
+        assert_eq!(
+            entries,
+            vec![Entry::Symlink {
+                path: "etc/systemd/system/multi-user.target.wants/x.service".into(),
+                target: "/usr/lib/systemd/system/x.service".into(),
+            }]
+        );
         let empty = tempfile::tempdir().unwrap();
         assert!(plan_units(empty.path(), &mut Vec::new())
             .unwrap_err()
             .to_string()
             .contains("DIR/system/"));
+    }
+
+    #[test]
+    fn writes_through_no_symlink_of_the_image() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, outside) = (d.path().join("root"), d.path().join("x"));
+        std::fs::create_dir_all(root.join("etc/systemd")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // The image's etc/systemd/system is a link to a directory of the container.
+        std::os::unix::fs::symlink(&outside, root.join("etc/systemd/system")).unwrap();
+        let plan = plan(&GuestConfig {
+            swap: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let err = apply(&plan, &root).unwrap_err();
+        assert!(matches!(err, GuestFsError::Write { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("/etc/systemd/system is a symlink in the image"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // A unit file of the image that is a link (a masked unit, or a link out of the root)
+        // is replaced by bcvk's file; the link's target is untouched.
+        std::fs::remove_file(root.join("etc/systemd/system")).unwrap();
+        std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+        std::fs::write(outside.join("victim"), "container file").unwrap();
+        let unit = root.join("etc/systemd/system/dev-disk-by\\x2did-virtio\\x2dswap.swap");
+        std::os::unix::fs::symlink(outside.join("victim"), &unit).unwrap();
+        apply(&plan, &root).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.join("victim")).unwrap(),
+            "container file"
+        );
+        assert!(!unit.is_symlink());
+        assert!(std::fs::read_to_string(&unit).unwrap().contains("[Swap]"));
     }
 
     #[test]

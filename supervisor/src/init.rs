@@ -2,8 +2,9 @@
 //!
 //! As PID 1 of a container the supervisor receives no signal it has not installed a handler
 //! for, inherits every orphan of the container, and must reap them all. One reaper owns every
-//! `waitpid`: children started through `spawn` are registered with their role, and whoever
-//! needs a child's exit awaits it here (a second `wait` elsewhere would steal the status).
+//! `waitpid`: children started through `spawn` are registered with their role in the step that
+//! starts them, and whoever needs a child's exit awaits it here (a second `wait` elsewhere
+//! would steal the status).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,7 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::spawn::Role;
+use crate::spawn::{Role, Spawned};
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +64,21 @@ pub struct Children {
 }
 
 impl Children {
-    pub fn register(&self, pid: Pid, role: Role) {
-        self.lock().roles.insert(pid, role);
+    /// Start a child with `start` (which forks it) and register it in the same step: the
+    /// registry stays locked from before the fork until the pid is recorded, and the reaper
+    /// takes that lock before each `waitpid`. So no exit is reaped as an orphan's before its
+    /// role is known (a child may exit before `start` returns), whatever thread the reaper
+    /// runs on; and std's own wait for a child that failed to exec is never raced either.
+    /// `spawn::spawn` is the caller; tests may start stand-ins with it.
+    pub fn start_child<E>(
+        &self,
+        role: Role,
+        start: impl FnOnce() -> Result<Spawned, E>,
+    ) -> Result<Spawned, E> {
+        let mut reg = self.lock();
+        let sp = start()?;
+        reg.roles.insert(sp.pid, role);
+        Ok(sp)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -105,6 +119,8 @@ impl Children {
     pub fn reap(&self) -> Vec<(Pid, Role, ExitInfo)> {
         let mut done = Vec::new();
         loop {
+            // Locked before the waitpid: a child being started is registered first.
+            let mut reg = self.lock();
             let info = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, ExitInfo::Code(code)),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitInfo::Signaled(sig)),
@@ -117,7 +133,6 @@ impl Children {
                 }
             };
             let (pid, exit) = info;
-            let mut reg = self.lock();
             match reg.roles.remove(&pid) {
                 Some(role) => {
                     match reg.waiters.remove(&pid) {

@@ -4,8 +4,10 @@
 //! `kernel` finds the kernel, `credentials` and `guestfs` configure the guest, `qemu` and
 //! `virtiofsd` build command lines, `spawn` starts processes, `init` reaps them and takes
 //! signals, `vm` runs one VM's life, `readiness`, `ssh`, `console` and `status` serve it,
-//! `run` ties a `bcvk run` together, and `cli` and `config` read the options.
+//! `run` ties a `bcvk run` together, and `cli` and `config` read the options. `beneath`
+//! opens paths inside what an image or a guest wrote without following their symlinks.
 
+pub mod beneath;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -16,6 +18,7 @@ pub mod firstboot;
 pub mod guestfs;
 pub mod init;
 pub mod kernel;
+pub mod logdir;
 pub mod opaque;
 pub mod qemu;
 pub mod readiness;

@@ -49,20 +49,26 @@ fn main() -> ExitCode {
     };
     init_logging(&cli.log_level);
     let code = match cli.command {
-        Command::Run(args) => match run::run(*args) {
-            Ok(code) => code,
+        Command::Run(mut args) => match args.apply_log_dir() {
             Err(e) => {
-                let tail = e.console_tail();
-                if !tail.is_empty() {
-                    eprintln!("--- last {} lines of the guest console ---", tail.len());
-                    for l in tail {
-                        eprintln!("{l}");
-                    }
-                    eprintln!("---");
-                }
                 eprintln!("bcvk: error: {e}");
-                e.exit_code()
+                Exit::Usage.code()
             }
+            Ok(()) => match run::run(*args) {
+                Ok(code) => code,
+                Err(e) => {
+                    let tail = e.console_tail();
+                    if !tail.is_empty() {
+                        eprintln!("--- last {} lines of the guest console ---", tail.len());
+                        for l in tail {
+                            eprintln!("{l}");
+                        }
+                        eprintln!("---");
+                    }
+                    eprintln!("bcvk: error: {e}");
+                    e.exit_code()
+                }
+            },
         },
         Command::Ssh(args) => ssh::ssh_subcommand(&args),
         Command::Status(args) => status::status_subcommand(&args),

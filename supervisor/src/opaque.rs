@@ -14,11 +14,12 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use base64::Engine;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use crate::beneath;
 
 use crate::store::Layer;
 
@@ -121,29 +122,6 @@ pub struct Emulation {
     pub whiteouts: Vec<PathBuf>,
 }
 
-/// Open `rel` under `root` as a directory, following no symlink and never leaving `root`:
-/// overlayfs merges a directory only through directories, so a lower layer whose path goes
-/// through a symlink contributes nothing there, and must not be read through it.
-fn open_dir_beneath(root: &Path, rel: &Path) -> Option<OwnedFd> {
-    let base = rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )
-    .ok()?;
-    if rel.as_os_str().is_empty() {
-        return Some(base);
-    }
-    rustix::fs::openat2(
-        base.as_fd(),
-        rel,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()
-}
-
 /// Whether the directory carries the `user.overlay.opaque` mark the overlay honours itself.
 fn marked_for_userxattr(dir: &OwnedFd) -> bool {
     let mut value = [0u8; 8];
@@ -194,13 +172,16 @@ pub fn plan(store_root: &Path, layers: &[Layer]) -> Result<Vec<Emulation>, Opaqu
         )?;
         let mut whiteouts = BTreeSet::new();
         for dir in &dirs {
-            match open_dir_beneath(&layer.diff_dir, dir) {
-                Some(fd) if !marked_for_userxattr(&fd) => {}
+            match beneath::open_dir(&layer.diff_dir, dir) {
+                Ok(fd) if !marked_for_userxattr(&fd) => {}
                 // Marked for userxattr (a rootless store), or not a directory of this layer.
                 _ => continue,
             }
+            // Opened through directories only: overlayfs merges a directory only through
+            // directories, so a lower layer whose path goes through a symlink contributes
+            // nothing there, and must not be read through it.
             for lower in &layers[k + 1..] {
-                if let Some(fd) = open_dir_beneath(&lower.diff_dir, dir) {
+                if let Ok(fd) = beneath::open_dir(&lower.diff_dir, dir) {
                     whiteouts.extend(names_in(fd).into_iter().map(|n| dir.join(n)));
                 }
             }

@@ -12,6 +12,8 @@ use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 
 use nix::unistd::Pid;
 
+use crate::init::Children;
+
 /// Directories searched after `$PATH`: Debian installs virtiofsd in /usr/libexec.
 const EXTRA_DIRS: &[&str] = &["/usr/libexec", "/usr/lib/qemu", "/usr/local/libexec"];
 
@@ -121,8 +123,20 @@ pub fn shell_line(program: &Path, args: &[OsString]) -> String {
 /// terminal's Ctrl-C (SIGINT to the foreground process group) reaches the supervisor alone,
 /// which powers the guest off; QEMU and virtiofsd would die of it at once. A `foreground`
 /// child (see [`Stdios`]) takes the terminal itself, before exec, so it never reads the
-/// terminal from the background (which would stop it with SIGTTIN).
+/// terminal from the background (which would stop it with SIGTTIN). The child is registered
+/// with `children` (the reaper) under `role` in the same step ([`Children::start_child`]):
+/// there is no moment where its exit could be reaped unregistered.
 pub fn spawn(
+    children: &Children,
+    role: Role,
+    program: &Path,
+    args: &[OsString],
+    stdios: Stdios,
+) -> Result<Spawned, SpawnError> {
+    children.start_child(role.clone(), || start(role, program, args, stdios))
+}
+
+fn start(
     role: Role,
     program: &Path,
     args: &[OsString],
@@ -253,7 +267,7 @@ mod tests {
         // A terminal's SIGINT goes to the foreground process group: the supervisor's, never
         // its children's. Without a terminal, `foreground` changes nothing.
         for foreground in [false, true] {
-            let sp = spawn(
+            let sp = start(
                 Role::SshProbe,
                 &find_program("sleep").unwrap(),
                 &["5".into()],

@@ -431,8 +431,13 @@ impl Vm {
             stderr: Stdio::piped(),
             foreground: false,
         };
-        let sp = spawn::spawn(role.clone(), &self.l.virtiofsd_bin, &args, stdios)?;
-        self.children.register(sp.pid, role.clone());
+        let sp = spawn::spawn(
+            &self.children,
+            role.clone(),
+            &self.l.virtiofsd_bin,
+            &args,
+            stdios,
+        )?;
         let tail = Tail::default();
         if let Some(err) = sp.stderr {
             forward_lines(err, role.to_string(), tail.clone(), None);
@@ -508,8 +513,7 @@ impl Vm {
         } else {
             Stdios::piped()
         };
-        let sp = spawn::spawn(Role::Qemu, &self.l.qemu_bin, &args, stdios)?;
-        self.children.register(sp.pid, Role::Qemu);
+        let sp = spawn::spawn(&self.children, Role::Qemu, &self.l.qemu_bin, &args, stdios)?;
         self.qemu_pid = Some(sp.pid);
         self.l.status.timings.qemu_exec_ms = Some(self.elapsed_ms());
         tracing::info!(pid = sp.pid.as_raw(), accel = %self.l.status.accel, "QEMU started");
@@ -531,6 +535,7 @@ impl Vm {
         if let Some(out) = sp.stdout {
             let tail = self.console_tail.clone();
             let log = self.l.console_log.clone();
+            let copy = crate::logdir::console_copy(&self.l.qemu.serial_outs);
             let echo = self.l.echo;
             let started = self.l.started;
             let tx = tx.clone();
@@ -545,6 +550,7 @@ impl Vm {
                     out,
                     echo,
                     &log,
+                    copy.as_deref(),
                     tail,
                     |p| {
                         let _ = tx.send(Event::Phase(p));
@@ -728,9 +734,8 @@ impl Vm {
             stderr: Stdio::null(),
             foreground: false,
         };
-        if let Ok(sp) = spawn::spawn(Role::SshPoweroff, &ssh_bin(), &args, stdios) {
-            self.children.register(sp.pid, Role::SshPoweroff);
-        }
+        // Registered as it starts; nobody waits for it (the reaper logs its exit).
+        let _ = spawn::spawn(&self.children, Role::SshPoweroff, &ssh_bin(), &args, stdios);
     }
 
     /// Stop everything, in order. Never fails: it logs and goes on.
@@ -893,8 +898,7 @@ async fn probe_ready(
             foreground: false,
         };
         let t = Instant::now();
-        let sp = spawn::spawn(Role::SshProbe, &ssh, &args, stdios)?;
-        children.register(sp.pid, Role::SshProbe);
+        let sp = spawn::spawn(&children, Role::SshProbe, &ssh, &args, stdios)?;
         let exit = children.wait(sp.pid).await;
         let took = t.elapsed();
         tracing::debug!(attempt, %exit, ms = took.as_millis() as u64, "ssh probe: `ssh true` ended");
@@ -934,8 +938,7 @@ async fn run_command(
             stderr: Stdio::inherit(),
             foreground: true,
         };
-        let sp = spawn::spawn(Role::SshCommand, &ssh, &args, stdios)?;
-        children.register(sp.pid, Role::SshCommand);
+        let sp = spawn::spawn(&children, Role::SshCommand, &ssh, &args, stdios)?;
         let exit = children.wait(sp.pid).await;
         spawn::reclaim_terminal();
         if exit != ExitInfo::Code(255) {

@@ -281,7 +281,7 @@ fn start_main_vm() -> Result<MainVm, String> {
         std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string())?;
         std::fs::write(p, text).map_err(|e| e.to_string())
     };
-    for d in ["rw", "disks"] {
+    for d in ["rw", "disks", "logs"] {
         std::fs::create_dir_all(dir.path().join(d)).map_err(|e| e.to_string())?;
     }
     w("ro/readme", "read-only data\n")?;
@@ -289,6 +289,19 @@ fn start_main_vm() -> Result<MainVm, String> {
         "units/system/bcvk-it-marker.service",
         "[Unit]\nDescription=integration marker\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo unit-ran > /run/bcvk-it-marker'\n[Install]\nWantedBy=multi-user.target\n",
     )?;
+    // Enabled only by a link in DIR/system/*.wants/ (no [Install] section), as upstream allows.
+    w(
+        "units/system/bcvk-it-linked.service",
+        "[Unit]\nDescription=integration unit enabled by a link\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo link-ran > /run/bcvk-it-linked'\n",
+    )?;
+    std::fs::create_dir_all(dir.path().join("units/system/multi-user.target.wants"))
+        .map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(
+        "../bcvk-it-linked.service",
+        dir.path()
+            .join("units/system/multi-user.target.wants/bcvk-it-linked.service"),
+    )
+    .map_err(|e| e.to_string())?;
     // A guest "web server" without extra packages: systemd socket activation.
     w(
         "units/system/bcvk-it-echo.socket",
@@ -313,6 +326,8 @@ fn start_main_vm() -> Result<MainVm, String> {
         format!("{d}/units:/mnt/units:ro"),
         "-v".into(),
         format!("{d}/disks:/mnt/disks"),
+        "-v".into(),
+        format!("{d}/logs:/mnt/logs"),
     ]
     .to_vec();
     let bcvk_args: Vec<String> = [
@@ -337,6 +352,8 @@ fn start_main_vm() -> Result<MainVm, String> {
         "testport:/mnt/rw/serial.out",
         "--port",
         "8080:8080",
+        "--log-dir",
+        "/mnt/logs",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -578,8 +595,12 @@ fn main_bind_rw_and_ro() -> R {
 
 fn main_units_swap_disk_serial() -> R {
     with_main(|m| {
-        let out = ssh_ok(m, "cat /run/bcvk-it-marker; swapon --show --noheadings; ls -l /dev/disk/by-id/virtio-extra; echo serial-data > /dev/virtio-ports/testport")?;
+        let out = ssh_ok(m, "cat /run/bcvk-it-marker /run/bcvk-it-linked; swapon --show --noheadings; ls -l /dev/disk/by-id/virtio-extra; echo serial-data > /dev/virtio-ports/testport")?;
         check!(out.contains("unit-ran"), "injected unit did not run: {out}");
+        check!(
+            out.contains("link-ran"),
+            "a unit enabled by a .wants/ link did not run: {out}"
+        );
         check!(
             out.contains("/dev/vd") || out.contains("partition") || out.contains("dm-"),
             "no swap listed: {out}"
@@ -595,6 +616,50 @@ fn main_units_swap_disk_serial() -> R {
         check!(
             serial.contains("serial-data"),
             "virtio-serial output did not land in the file: {serial:?}"
+        );
+        Ok(())
+    })
+}
+
+/// --log-dir: the guest's journal (streamed by bcvk's unit over its port) and the console land
+/// in the directory, as the guest writes them.
+fn main_log_dir() -> R {
+    with_main(|m| {
+        let out = ssh_ok(
+            m,
+            "systemctl is-active bcvk-journal.service; echo bcvk-it-journal-marker | systemd-cat -t bcvk-it",
+        )?;
+        check!(
+            out.starts_with("active"),
+            "the journal stream is not running: {out}"
+        );
+        let logs = m.dir.path().join("logs");
+        let journal = logs.join("journal.log");
+        let mut text = String::new();
+        for _ in 0..60 {
+            text = std::fs::read_to_string(&journal).unwrap_or_default();
+            if text.contains("bcvk-it-journal-marker") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        check!(
+            text.contains("bcvk-it-journal-marker"),
+            "the guest's journal did not reach {}: {} bytes, ends {:?}",
+            journal.display(),
+            text.len(),
+            &text[text.len().saturating_sub(400)..]
+        );
+        // From the boot's start, not just the last lines: the kernel's first messages.
+        check!(
+            text.contains("Linux version"),
+            "journal.log lacks the boot's start"
+        );
+        let console = std::fs::read_to_string(logs.join("console.log")).unwrap_or_default();
+        check!(
+            console.contains("Linux version") || console.contains("Welcome to"),
+            "console.log is not the console: {} bytes",
+            console.len()
         );
         Ok(())
     })
@@ -1190,6 +1255,7 @@ fn main() {
         t("main::console_in_podman_logs", main_console_in_podman_logs),
         t("main::bind_rw_and_ro", main_bind_rw_and_ro),
         t("main::units_swap_disk_serial", main_units_swap_disk_serial),
+        t("main::log_dir", main_log_dir),
         t("main::port_forward", main_port_forward),
         t("main::dns_and_store_share", main_dns_and_store_share),
         t(
