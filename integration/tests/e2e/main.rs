@@ -786,7 +786,9 @@ fn main_ssh_not_exposed_outside_the_container() -> R {
     })
 }
 
-fn main_listed_by_label() -> R {
+/// The image carries no `bcvk.ephemeral` label: only the host command sets it on what it
+/// creates, so `bcvk ephemeral ps` and `rm-all` never see (or remove) a Quadlet unit's VM.
+fn main_not_listed_as_ephemeral() -> R {
     with_main(|m| {
         let r = podman(&[
             "ps",
@@ -796,8 +798,20 @@ fn main_listed_by_label() -> R {
             "{{.Names}}",
         ]);
         check!(
+            r.code == 0 && !r.stdout.lines().any(|l| l == m.vm.name),
+            "the Quadlet unit's VM is labelled ephemeral: {}",
+            r.show()
+        );
+        let r = podman(&[
+            "ps",
+            "--filter",
+            &format!("label={}", test_label()),
+            "--format",
+            "{{.Names}}",
+        ]);
+        check!(
             r.stdout.lines().any(|l| l == m.vm.name),
-            "podman ps --filter label=bcvk.ephemeral=1: {}",
+            "podman ps by its own label: {}",
             r.show()
         );
         Ok(())
@@ -1262,7 +1276,10 @@ fn main() {
             "main::ssh_not_exposed_outside_the_container",
             main_ssh_not_exposed_outside_the_container,
         ),
-        t("main::listed_by_label", main_listed_by_label),
+        t(
+            "main::not_listed_as_ephemeral",
+            main_not_listed_as_ephemeral,
+        ),
         t("main::stops_gracefully", main_stops_gracefully),
         t(
             "options::debug_prepares_and_cleans_up",
