@@ -306,14 +306,8 @@ async fn pump_into(
             Ok(_) => {}
         }
         mid_line = !raw.ends_with(b"\n");
-        // Console output is passed through untouched; only the tail and phases use clean text.
-        if let Some(out) = echo.as_mut() {
-            let _ = out.write_all(&raw).await;
-            let _ = out.flush().await;
-        }
-        for f in logs.iter_mut().flatten() {
-            let _ = f.write_all(&raw).await;
-        }
+        // The phase is told before the line is shown: whoever reacts to the line (a Ctrl-C
+        // once systemd says Welcome) finds bcvk already knowing the phase.
         let line = clean(&String::from_utf8_lossy(&raw));
         if let Some(t) = guest_time(&line) {
             on_guest_time(t, mark_of(&line));
@@ -323,6 +317,14 @@ async fn pump_into(
                 last_phase = p;
                 on_phase(p);
             }
+        }
+        // Console output is passed through untouched; only the tail and phases use clean text.
+        if let Some(out) = echo.as_mut() {
+            let _ = out.write_all(&raw).await;
+            let _ = out.flush().await;
+        }
+        for f in logs.iter_mut().flatten() {
+            let _ = f.write_all(&raw).await;
         }
         tail.push(&line);
     }

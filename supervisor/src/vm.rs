@@ -305,6 +305,13 @@ impl Vm {
                 Some(req) = requests.recv() => {
                     let Request::Stop(sig) = req;
                     progress.clear();
+                    // Phases the console already announced count: how the guest is stopped
+                    // depends on how far it got.
+                    while let Ok(ev) = events.try_recv() {
+                        if let Event::Phase(p) = ev {
+                            self.on_phase(p, &progress);
+                        }
+                    }
                     tracing::info!(signal = %sig, "stopping the VM");
                     return Ok(Outcome::Stopped(sig));
                 }
