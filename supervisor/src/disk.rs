@@ -300,7 +300,7 @@ pub fn inspect(path: &Path, scratch: &Path) -> Result<Inspected, DiskError> {
         // check could not finish (unreadable metadata, a truncated file).
         let argv = check_argv(path);
         match spawn::run_helper("qemu-img", &argv) {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(spawn::SpawnError::HelperFailed { status, stderr, .. })
                 if !status.contains("exit status: 3") =>
             {
@@ -353,17 +353,13 @@ fn first_line(s: &str) -> String {
 }
 
 fn qemu_img_json(args: &[&str], path: &Path) -> Result<serde_json::Value, String> {
-    let program = spawn::find_program("qemu-img").map_err(|e| e.to_string())?;
-    let out = std::process::Command::new(program)
-        .args(args)
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+    let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    argv.push(path.as_os_str());
+    let out = spawn::run_helper("qemu-img", &argv).map_err(|e| match e {
+        spawn::SpawnError::HelperFailed { stderr, .. } => stderr,
+        other => other.to_string(),
+    })?;
+    serde_json::from_slice(&out).map_err(|e| e.to_string())
 }
 
 /// Where the guest's writes to a disk image go.

@@ -216,9 +216,9 @@ pub fn reclaim_terminal() {
     }
 }
 
-/// Run a short helper (mkswap, qemu-img) to completion. Only valid BEFORE the reaper starts,
-/// since it waits for its own child.
-pub fn run_helper<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Result<(), SpawnError> {
+/// Run a short helper (mkswap, qemu-img) to completion; returns what it printed on stdout.
+/// Only valid BEFORE the reaper starts, since it waits for its own child.
+pub fn run_helper<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Result<Vec<u8>, SpawnError> {
     let program = find_program(name)?;
     let argv: Vec<OsString> = args.iter().map(|a| a.as_ref().to_os_string()).collect();
     tracing::debug!(argv = %shell_line(&program, &argv), "run helper");
@@ -232,7 +232,7 @@ pub fn run_helper<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Result<(), SpawnEr
             source,
         })?;
     if out.status.success() {
-        Ok(())
+        Ok(out.stdout)
     } else {
         Err(SpawnError::HelperFailed {
             program: name.to_string(),
