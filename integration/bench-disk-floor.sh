@@ -5,7 +5,7 @@
 # inside the bcvk image (same QEMU, OVMF, ssh) as PID 1, started by integration/bench:
 #
 #   podman run -v DISKDIR:/disk:ro -v SEEDDIR:/seed:ro -v .../bench-disk-floor.sh:/f.sh:ro \
-#     -e FLOOR_DISK=debian.qcow2 -e FLOOR_FIRMWARE=uefi -e FLOOR_ACCEL=tcg -e FLOOR_CPU=qemu64 \
+#     -e FLOOR_DISK=debian.qcow2 -e FLOOR_FIRMWARE=uefi -e FLOOR_ACCEL=tcg -e FLOOR_CPU=qemu64,-svm \
 #     -e FLOOR_MEMORY=4096 -e FLOOR_VCPUS=2 --entrypoint /bin/bash localhost/bcvk:latest /f.sh
 #
 # The seed (/seed/seed.img, a FAT volume labelled CIDATA holding a key for root and the default
@@ -50,7 +50,7 @@ READY_TIMEOUT_MS=$((${FLOOR_READY_TIMEOUT:-900} * 1000))
 
 mark qemu_exec_ms
 qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
-  -machine q35 -accel "$ACCEL" -cpu "${FLOOR_CPU:-qemu64}" -smp "${FLOOR_VCPUS:-2}" \
+  -machine q35 -accel "$ACCEL" -cpu "${FLOOR_CPU:-qemu64,-svm}" -smp "${FLOOR_VCPUS:-2}" \
   -m "${FLOOR_MEMORY:-4096}" "${FW[@]}" \
   -drive "if=none,id=disk0,file=/disk/$FLOOR_DISK,format=$FMT,snapshot=on" \
   -device virtio-blk-pci,drive=disk0,bootindex=0 \

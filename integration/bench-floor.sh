@@ -5,7 +5,7 @@
 #
 #   podman run --privileged -v STORE:/run/host-storage:ro -v .../bench-floor.sh:/bench-floor.sh:ro \
 #     -e FLOOR_LOWERDIRS=... -e FLOOR_MEMORY=4096 -e FLOOR_VCPUS=2 -e FLOOR_ACCEL=tcg \
-#     -e FLOOR_CPU=qemu64 --entrypoint /bin/sh localhost/bcvk:latest /bench-floor.sh
+#     -e FLOOR_CPU=qemu64,-svm --entrypoint /bin/sh localhost/bcvk:latest /bench-floor.sh
 #
 # FLOOR_LOWERDIRS is the image's layer dirs, top first, colon-separated, as paths inside the
 # container (the bench computes them on the host from `podman image inspect`: the same layer
@@ -39,7 +39,7 @@ mark() { echo "$1=$(($(ms) - T0))" >>$R/timings; }
 : "${FLOOR_LOWERDIRS:?FLOOR_LOWERDIRS (the image layer dirs, top first) is required}"
 MEMORY=${FLOOR_MEMORY:-4096}
 VCPUS=${FLOOR_VCPUS:-2}
-CPU=${FLOOR_CPU:-qemu64}
+CPU=${FLOOR_CPU:-qemu64,-svm}
 CACHE=${FLOOR_VIRTIOFS_CACHE:-always}
 case ${FLOOR_ACCEL:-tcg} in
   tcg) ACCEL=tcg,thread=multi ;;

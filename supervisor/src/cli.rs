@@ -243,8 +243,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelArg,
 
-    /// QEMU CPU model [default: host with KVM, qemu64 with TCG; use max for images built for
-    /// newer CPUs, e.g. x86-64-v3].
+    /// QEMU CPU model [default: host with KVM, qemu64,-svm with TCG; use max for images built
+    /// for newer CPUs, e.g. x86-64-v3].
     #[arg(long, value_name = "MODEL")]
     pub cpu: Option<String>,
 

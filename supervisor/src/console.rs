@@ -151,21 +151,19 @@ pub enum GuestEnd {
     Unknown,
 }
 
-/// Classify from the console tail: the kernel prints these at KERN_EMERG, so even `quiet`
-/// does not hide them.
-pub fn classify_end<'a>(tail: impl IntoIterator<Item = &'a str>) -> GuestEnd {
-    let mut end = GuestEnd::Unknown;
-    for line in tail {
-        if line.contains("Kernel panic - not syncing") {
-            // A panic is final whatever follows (the "Rebooting in" line).
-            return GuestEnd::Panic;
-        } else if line.contains("reboot: Power down") || line.contains("reboot: System halted") {
-            end = GuestEnd::PowerOff;
-        } else if line.contains("reboot: Restarting system") {
-            end = GuestEnd::Reboot;
-        }
+/// How the guest's end stands after `line`, given how it stood before: the kernel prints
+/// these at KERN_EMERG, so even `quiet` does not hide them. A panic is final whatever follows
+/// (its stack dump, the other CPUs' backtraces, a "Rebooting in" line).
+pub fn end_after(before: GuestEnd, line: &str) -> GuestEnd {
+    if before == GuestEnd::Panic || line.contains("Kernel panic - not syncing") {
+        GuestEnd::Panic
+    } else if line.contains("reboot: Power down") || line.contains("reboot: System halted") {
+        GuestEnd::PowerOff
+    } else if line.contains("reboot: Restarting system") {
+        GuestEnd::Reboot
+    } else {
+        before
     }
-    end
 }
 
 /// A hint for well-known guest failures, appended to the error message.
@@ -189,31 +187,44 @@ pub fn hint<'a>(tail: impl IntoIterator<Item = &'a str>) -> Option<&'static str>
     None
 }
 
-/// The last lines of console output, shared between the pump and error reporting.
+/// The last lines of console output, shared between the pump and error reporting, and how
+/// the guest's end stands over *all* lines seen: a panic's first line can scroll out of the
+/// tail under its own stack dumps.
 #[derive(Clone, Default)]
 pub struct Tail {
-    lines: Arc<Mutex<VecDeque<String>>>,
+    inner: Arc<Mutex<TailInner>>,
+}
+
+#[derive(Default)]
+struct TailInner {
+    lines: VecDeque<String>,
+    end: Option<GuestEnd>,
 }
 
 impl Tail {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TailInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
     pub fn push(&self, line: &str) {
-        let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        if l.len() == TAIL_LINES {
-            l.pop_front();
+        let mut t = self.lock();
+        if t.lines.len() == TAIL_LINES {
+            t.lines.pop_front();
         }
-        l.push_back(line.to_string());
+        t.lines.push_back(line.to_string());
+        t.end = Some(end_after(t.end.unwrap_or(GuestEnd::Unknown), line));
     }
     pub fn lines(&self) -> Vec<String> {
-        let l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        l.iter().cloned().collect()
+        self.lock().lines.iter().cloned().collect()
     }
-    /// Refill from a file's last lines (the interactive console logs through QEMU directly).
+    /// How the guest ended, from every line pushed.
+    pub fn end(&self) -> GuestEnd {
+        self.lock().end.unwrap_or(GuestEnd::Unknown)
+    }
+    /// Refill from a file (the interactive console logs through QEMU directly): every line
+    /// passes, so that [`Tail::end`] sees them all.
     pub fn load_file(&self, path: &Path) {
         if let Ok(bytes) = std::fs::read(path) {
-            let text = String::from_utf8_lossy(&bytes);
-            let all: Vec<&str> = text.lines().collect();
-            let start = all.len().saturating_sub(TAIL_LINES);
-            for line in &all[start..] {
+            for line in String::from_utf8_lossy(&bytes).lines() {
                 self.push(&clean(line));
             }
         }
@@ -437,6 +448,10 @@ mod tests {
         );
     }
 
+    fn classify_end<'a>(lines: impl IntoIterator<Item = &'a str>) -> GuestEnd {
+        lines.into_iter().fold(GuestEnd::Unknown, end_after)
+    }
+
     #[test]
     fn classifies_how_the_guest_ended() {
         assert_eq!(
@@ -460,6 +475,25 @@ mod tests {
                 .unwrap()
                 .contains("--cpu max")
         );
+    }
+
+    /// The flake of `faults::guest_panic_during_a_command`: the panic's first line scrolled
+    /// out of the 40-line tail under the stack dumps that follow it.
+    #[test]
+    fn a_panic_stays_known_after_it_scrolled_out_of_the_tail() {
+        let tail = Tail::default();
+        tail.push("[   9.0] sysrq: Trigger a crash");
+        tail.push("[   9.0] Kernel panic - not syncing: sysrq triggered crash");
+        for i in 0..TAIL_LINES * 2 {
+            tail.push(&format!("[   9.1]  ? frame_{i}+0x1/0x2"));
+        }
+        tail.push("[   9.2] reboot: Restarting system");
+        assert!(!tail.lines().iter().any(|l| l.contains("Kernel panic")));
+        assert_eq!(tail.end(), GuestEnd::Panic);
+        let clean = Tail::default();
+        clean.push("[  20.0] reboot: Power down");
+        assert_eq!(clean.end(), GuestEnd::PowerOff);
+        assert_eq!(Tail::default().end(), GuestEnd::Unknown);
     }
 
     #[test]

@@ -669,7 +669,8 @@ impl Vm {
     ) -> Result<Outcome, VmError> {
         // Let the console pump drain what QEMU wrote last.
         if let Some(done) = self.console_done.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+            // QEMU is gone, so EOF follows the last bytes; the wait bounds only a stalled pump.
+            let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
         } else {
             self.console_tail.load_file(&self.l.console_log);
         }
@@ -705,7 +706,7 @@ impl Vm {
                 });
             }
         }
-        match console::classify_end(tail.iter().map(String::as_str)) {
+        match self.console_tail.end() {
             GuestEnd::Panic => Err(VmError::GuestPanic { hint, tail }),
             GuestEnd::Reboot => Err(VmError::GuestRebooted { hint, tail }),
             _ if !exit.success() => Err(VmError::QemuDied {
