@@ -13,7 +13,7 @@ use crate::config::{self, DiskFileSpec, PortSpec, SerialOutSpec};
     version,
     about = "Boot a bootable container image as a throwaway VM, from inside a container",
     long_about = "Boot a bootable container image as a throwaway VM, from inside a container.\n\n\
-        podman run --rm -it --privileged --device /dev/kvm \\\n  \
+        podman run --rm -it --device /dev/kvm \\\n  \
         -v /var/lib/containers/storage:/run/host-storage:ro \\\n  \
         localhost/bcvk IMAGE [OPTIONS] [-- COMMAND...]\n\n\
         `bcvk IMAGE` is short for `bcvk run IMAGE`.",
