@@ -21,10 +21,21 @@ use crate::console::{self, Echo, GuestEnd, Phase, Tail};
 use crate::init::{Children, ExitInfo, Request};
 use crate::qemu::{self, Accel, BootSpec, QemuSpec, Qmp};
 use crate::readiness;
-use crate::spawn::{self, Role, SpawnError, Stdios};
+use crate::spawn::{self, Role, Stdios};
 use crate::ssh::{self, SshTarget, Tty};
 use crate::status::{self, State, Status};
 use crate::virtiofsd::{self, Sandbox, VirtiofsSpec};
+
+mod error;
+mod guest_ssh;
+mod progress;
+
+pub use error::VmError;
+use guest_ssh::{
+    may_be_guest_going_down, probe_ready, run_command, ssh_bin, CommandEnd, CommandFuture,
+    GUEST_GONE_WAIT,
+};
+use progress::ProgressLine;
 
 /// Everything needed to run the VM, prepared and validated by `run`.
 #[derive(Clone)]
@@ -61,120 +72,6 @@ pub enum Outcome {
     CommandExited(ExitInfo),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum VmError {
-    #[error(transparent)]
-    Spawn(#[from] SpawnError),
-    #[error("virtiofsd for '{tag}' exited ({exit}) {when}{}", said(.stderr))]
-    VirtiofsdDied {
-        tag: String,
-        exit: ExitInfo,
-        when: &'static str,
-        stderr: String,
-    },
-    #[error("virtiofsd for '{tag}' did not create its socket within {secs}s{}", said(.stderr))]
-    VirtiofsdSocket {
-        tag: String,
-        secs: u64,
-        stderr: String,
-    },
-    #[error("QEMU exited ({exit}) before the guest was done{}", said(.stderr))]
-    QemuDied {
-        exit: ExitInfo,
-        stderr: String,
-        tail: Vec<String>,
-    },
-    #[error("KVM cannot run this guest (QEMU: {detail}): run with --accel tcg, or fix KVM on the host (nested virtualization, /dev/kvm permissions)")]
-    Kvm {
-        detail: String,
-        /// Whether the guest had been ready (a command may have run): then no retry.
-        ready: bool,
-        tail: Vec<String>,
-    },
-    #[error("the guest kernel panicked{hint}")]
-    GuestPanic { hint: String, tail: Vec<String> },
-    #[error("the guest rebooted; bcvk VMs are throwaway and end on reboot (the command did not finish){hint}")]
-    GuestRebooted { hint: String, tail: Vec<String> },
-    #[error("the guest powered off before {what}")]
-    GuestEndedEarly {
-        what: &'static str,
-        tail: Vec<String>,
-    },
-    #[error("the guest was not reachable over SSH within {secs}s (last boot phase: {phase}): check that the image enables sshd, or raise --ready-timeout")]
-    ReadyTimeout {
-        secs: u64,
-        phase: &'static str,
-        tail: Vec<String>,
-    },
-    #[error("cannot run ssh in the guest: {0}")]
-    SshClient(String),
-    #[error("the {firmware} firmware found nothing to boot on the disk: it needs a bootloader for {firmware} (try the other --firmware, or install one)")]
-    NothingToBoot {
-        firmware: &'static str,
-        tail: Vec<String>,
-    },
-}
-
-/// A child's last words after a colon, or nothing: never a dangling `: `.
-fn said(stderr: &str) -> String {
-    let stderr = stderr.trim().trim_end_matches('|').trim();
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(": {stderr}")
-    }
-}
-
-impl VmError {
-    /// The documented exit code (README): 75 for readiness, 69 for KVM, 71 when a process
-    /// cannot be started, 70 for everything the guest or its helpers did.
-    pub fn exit_code(&self) -> i32 {
-        use crate::exit::Exit;
-        match self {
-            VmError::ReadyTimeout { .. } => Exit::NotReady,
-            VmError::NothingToBoot { .. } => Exit::NotFound,
-            VmError::Kvm { .. } => Exit::Unavailable,
-            VmError::Spawn(_) => Exit::Internal,
-            _ => Exit::GuestFailed,
-        }
-        .code()
-    }
-
-    /// The console lines that explain a guest-side failure.
-    pub fn console_tail(&self) -> &[String] {
-        match self {
-            VmError::QemuDied { tail, .. }
-            | VmError::Kvm { tail, .. }
-            | VmError::GuestPanic { tail, .. }
-            | VmError::GuestRebooted { tail, .. }
-            | VmError::NothingToBoot { tail, .. }
-            | VmError::GuestEndedEarly { tail, .. }
-            | VmError::ReadyTimeout { tail, .. } => tail,
-            _ => &[],
-        }
-    }
-}
-
-/// The running one-shot command.
-type CommandFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<CommandEnd, VmError>>>>;
-
-/// How the one-shot command's ssh ended, and what ssh itself said (shown only when its exit
-/// code stands: a guest that went down under the command is reported as such instead).
-struct CommandEnd {
-    exit: ExitInfo,
-    ssh_said: Vec<String>,
-}
-
-/// How long a command's end that may be the guest going down (ssh's 255, or a signal's
-/// 128+N) waits for QEMU to end, unless the guest answers SSH again first.
-const GUEST_GONE_WAIT: Duration = Duration::from_secs(60);
-
-/// Whether a command's exit may mean the guest went down under it: ssh's own 255 (the
-/// connection closed: a panic, a power-off), or death by a signal (a reboot's SIGTERM).
-fn may_be_guest_going_down(exit: ExitInfo) -> bool {
-    matches!(exit.code(), 129..=192 | 255)
-}
 /// Sees each line a child writes to stderr.
 type LineWatch = Box<dyn Fn(&str) + Send>;
 
@@ -868,119 +765,6 @@ fn run_dir_leftovers(l: &VmLaunch) -> Vec<PathBuf> {
     paths.push(l.run_dir.join("ssh-command.log"));
     paths
 }
-
-pub fn ssh_bin() -> PathBuf {
-    spawn::find_program("ssh").unwrap_or_else(|_| PathBuf::from("/usr/bin/ssh"))
-}
-
-/// Wait until a real `ssh true` round trip succeeds: started once a new connection reaches
-/// the guest at once (its network answers), then again every poll while the guest resets it
-/// (see `readiness`). Each attempt is logged at debug level with how it ended; ssh's own
-/// messages go to `ssh-probe.log` in the run directory. Returns when the attempt that
-/// succeeded started.
-async fn probe_ready(
-    children: Children,
-    target: SshTarget,
-    net_port: Option<u16>,
-    run_dir: PathBuf,
-) -> Result<Instant, VmError> {
-    let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
-    let log = run_dir.join("ssh-probe.log");
-    let mut network = net_port.is_none();
-    let mut quick_failures = 0u32;
-    let mut attempt = 0u32;
-    loop {
-        if !network {
-            // A banner instead (the network probe unanswered): sshd is there, try it.
-            let how = readiness::wait_for_network(target.port, net_port.expect("unset")).await;
-            network = how == readiness::Reached::Network;
-        } else if readiness::knock_first(quick_failures) {
-            readiness::wait_for_sshd(target.port).await;
-        }
-        attempt += 1;
-        let args = ssh::ssh_args(&target, Tty::No, 10, Some("true"), Some(&log));
-        let stdios = Stdios {
-            stdin: Stdio::null(),
-            stdout: Stdio::null(),
-            stderr: Stdio::null(),
-            foreground: false,
-        };
-        let t = Instant::now();
-        let sp = spawn::spawn(&children, Role::SshProbe, &ssh, &args, stdios)?;
-        let exit = children.wait(sp.pid).await;
-        let took = t.elapsed();
-        tracing::debug!(attempt, %exit, ms = took.as_millis() as u64, "ssh probe: `ssh true` ended");
-        if exit.success() {
-            return Ok(t);
-        }
-        quick_failures = if took < readiness::QUICK_FAILURE {
-            quick_failures + 1
-        } else {
-            0
-        };
-        tokio::time::sleep(readiness::retry_delay(took)).await;
-    }
-}
-
-/// Run the one-shot command with the container's stdio, returning its exit status.
-///
-/// Under heavy load a connection can still drop during key exchange right after the probe
-/// succeeded; ssh then exits 255 before the command ran. Its VERBOSE log (kept in a file, not
-/// on the command's stderr) tells that case apart from a command that itself exited 255, and
-/// only that case is retried.
-async fn run_command(
-    children: Children,
-    target: SshTarget,
-    remote: String,
-    tty: Tty,
-    log: PathBuf,
-) -> Result<CommandEnd, VmError> {
-    let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
-    let mut attempt = 1;
-    loop {
-        let _ = std::fs::remove_file(&log);
-        let args = ssh::ssh_args(&target, tty, 10, Some(&remote), Some(&log));
-        let stdios = Stdios {
-            stdin: Stdio::inherit(),
-            stdout: Stdio::inherit(),
-            stderr: Stdio::inherit(),
-            foreground: true,
-        };
-        let sp = spawn::spawn(&children, Role::SshCommand, &ssh, &args, stdios)?;
-        let exit = children.wait(sp.pid).await;
-        spawn::reclaim_terminal();
-        if exit != ExitInfo::Code(255) {
-            return Ok(CommandEnd {
-                exit,
-                ssh_said: Vec::new(),
-            });
-        }
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if ssh::authenticated(&text) || attempt == 3 {
-            // What ssh said went to the log, not to stderr; the caller shows it.
-            let ssh_said = text
-                .lines()
-                .filter(|l| ssh::noteworthy(l))
-                .map(str::to_string)
-                .collect();
-            return Ok(CommandEnd { exit, ssh_said });
-        }
-        let reason = text
-            .lines()
-            .rev()
-            .find(|l| ssh::noteworthy(l))
-            .unwrap_or("no message")
-            .to_string();
-        tracing::warn!(
-            attempt,
-            %reason,
-            "the SSH connection for the command failed before it started: retrying"
-        );
-        attempt += 1;
-        readiness::wait_for_sshd(target.port).await;
-    }
-}
-
 /// Log a child's stderr lines and keep them as a tail; `watch` sees each line.
 fn forward_lines(
     stream: std::process::ChildStderr,
@@ -1021,102 +805,9 @@ async fn futures_select_all<F: std::future::Future + Unpin>(mut futs: Vec<F>) ->
     .await
 }
 
-/// A single updating progress line on a terminal (elapsed time and boot phase).
-struct ProgressLine {
-    active: bool,
-}
-
-impl ProgressLine {
-    fn new(active: bool) -> ProgressLine {
-        ProgressLine { active }
-    }
-    fn show(&self, elapsed: Duration, phase: Phase) {
-        if self.active {
-            eprint!(
-                "\r\x1b[K[{:>4}s] booting: {}",
-                elapsed.as_secs(),
-                phase.label()
-            );
-        }
-    }
-    fn clear(&self) {
-        if self.active {
-            eprint!("\r\x1b[K");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errors_never_end_in_a_dangling_separator() {
-        let died = |stderr: &str| {
-            VmError::QemuDied {
-                exit: ExitInfo::Code(1),
-                stderr: stderr.into(),
-                tail: vec![],
-            }
-            .to_string()
-        };
-        assert_eq!(
-            died(""),
-            "QEMU exited (exit code 1) before the guest was done"
-        );
-        assert_eq!(
-            died("  | "),
-            "QEMU exited (exit code 1) before the guest was done"
-        );
-        assert_eq!(
-            died("qemu: boom"),
-            "QEMU exited (exit code 1) before the guest was done: qemu: boom"
-        );
-        let socket = VmError::VirtiofsdSocket {
-            tag: "rootfs".into(),
-            secs: 10,
-            stderr: String::new(),
-        };
-        assert!(!socket.to_string().ends_with(": "), "{socket}");
-    }
-
-    #[test]
-    fn exit_codes_are_the_documented_ones() {
-        let tail = Vec::new;
-        assert_eq!(
-            VmError::GuestPanic {
-                hint: String::new(),
-                tail: tail()
-            }
-            .exit_code(),
-            70
-        );
-        assert_eq!(
-            VmError::GuestRebooted {
-                hint: String::new(),
-                tail: tail()
-            }
-            .exit_code(),
-            70
-        );
-        let timeout = VmError::ReadyTimeout {
-            secs: 1,
-            phase: "kernel",
-            tail: tail(),
-        };
-        assert_eq!(timeout.exit_code(), 75);
-    }
-
-    #[test]
-    fn only_ssh_failures_and_signals_may_mean_the_guest_went_down() {
-        for code in [0, 1, 42, 127, 128] {
-            assert!(!may_be_guest_going_down(ExitInfo::Code(code)), "{code}");
-        }
-        for code in [130, 137, 143, 255] {
-            assert!(may_be_guest_going_down(ExitInfo::Code(code)), "{code}");
-        }
-        assert!(may_be_guest_going_down(ExitInfo::Signaled(Signal::SIGKILL)));
-    }
 
     #[test]
     fn only_a_guest_with_userspace_answers_acpi() {
