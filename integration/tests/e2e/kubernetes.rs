@@ -322,6 +322,7 @@ pub fn pod_ready_ssh_and_graceful_down() -> R {
     // the kubelet does, SIGTERM and up to the grace period, then kube down removes it.
     let stop_timeout = podman(&["inspect", "--format", "{{.Config.StopTimeout}}", &ctr]);
     let t = Instant::now();
+    let mut stopped_logs = None;
     if stop_timeout.stdout.trim() != grace.to_string() {
         eprintln!(
             "pod: podman set a {} s stop timeout, not the {grace} s grace period: pod stop -t {grace} first",
@@ -329,11 +330,17 @@ pub fn pod_ready_ssh_and_graceful_down() -> R {
         );
         let r = podman(&["pod", "stop", "-t", &grace.to_string(), &name]);
         check!(r.code == 0, "pod stop: {}", r.show());
+        // The stopped container's own log is complete; the `podman logs -f` follower may miss
+        // the last lines when the container goes (seen once with podman 4.3: "VM stopped").
+        stopped_logs = Some(podman(&["logs", &ctr]));
     }
     down(&file, &name, &ids, &before)?;
     let took = t.elapsed();
     let _ = follower.wait();
-    let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut logs = std::fs::read_to_string(&log_path).unwrap_or_default();
+    if let Some(r) = stopped_logs.filter(|r| r.code == 0) {
+        logs = format!("{}{}", r.stdout, r.stderr);
+    }
     eprintln!("pod: stopped and removed in {:.1}s", took.as_secs_f64());
     check!(
         took < Duration::from_secs(grace),
