@@ -141,6 +141,13 @@ impl RunError {
             | RunError::Rootfs(rootfs::RootfsError::Whiteout { .. }) => Exit::Refused,
             RunError::KvmUnavailable(_) => Exit::Unavailable,
             RunError::Disk(e) => e.exit(),
+            // beneath.rs refuses a symlink of the image on the way as InvalidData: the image's
+            // layout, not bcvk's fault.
+            RunError::GuestFs(GuestFsError::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                Exit::StoreCorrupt
+            }
             RunError::FirstBoot(firstboot::FirstBootError::Seed { .. }) => Exit::Internal,
             RunError::FirstBoot(_) => Exit::Usage,
             RunError::Rootfs(_)

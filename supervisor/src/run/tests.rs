@@ -74,6 +74,26 @@ fn refused_privileges_are_77_and_store_metadata_65() {
 }
 
 #[test]
+fn a_write_refused_by_the_images_symlink_is_65_other_write_errors_71() {
+    let write = |source| {
+        RunError::from(guestfs::GuestFsError::Write {
+            path: "/etc/systemd/system/x.service".into(),
+            source,
+        })
+        .exit_code()
+    };
+    let link = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "/etc/systemd/system is a symlink in the image: bcvk writes through no symlink of the image",
+    );
+    assert_eq!(write(link), 65);
+    assert_eq!(
+        write(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        71
+    );
+}
+
+#[test]
 fn detects_virtualization_flags() {
     assert!(cpu_has_virt_flags(
         "processor: 0\nflags\t\t: fpu vme vmx sse\n"
