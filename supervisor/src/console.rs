@@ -143,11 +143,12 @@ impl GuestClock {
 }
 
 /// Why the guest ended, read from the kernel's last words on the console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GuestEnd {
     PowerOff,
     Reboot,
     Panic,
+    #[default]
     Unknown,
 }
 
@@ -198,7 +199,7 @@ pub struct Tail {
 #[derive(Default)]
 struct TailInner {
     lines: VecDeque<String>,
-    end: Option<GuestEnd>,
+    end: GuestEnd,
 }
 
 impl Tail {
@@ -211,14 +212,14 @@ impl Tail {
             t.lines.pop_front();
         }
         t.lines.push_back(line.to_string());
-        t.end = Some(end_after(t.end.unwrap_or(GuestEnd::Unknown), line));
+        t.end = end_after(t.end, line);
     }
     pub fn lines(&self) -> Vec<String> {
         self.lock().lines.iter().cloned().collect()
     }
     /// How the guest ended, from every line pushed.
     pub fn end(&self) -> GuestEnd {
-        self.lock().end.unwrap_or(GuestEnd::Unknown)
+        self.lock().end
     }
     /// Refill from a file (the interactive console logs through QEMU directly): every line
     /// passes, so that [`Tail::end`] sees them all.
