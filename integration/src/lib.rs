@@ -294,6 +294,15 @@ pub fn store_fingerprint_at(store: &Path, images: &[String]) -> Result<String, S
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The paths of what a directory holds (for "nothing left behind" checks), the error naming it.
+pub fn dir_entries(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .collect())
+}
+
 fn hash_tree(dir: &Path, h: &mut Sha256) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let mut stack = vec![dir.to_path_buf()];

@@ -3,7 +3,7 @@
 //! (written in place, under a lock), then by UEFI thrown away (the file unchanged); and the
 //! bad inputs, each one line, a documented code, nothing left behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bcvk_integration::*;
@@ -193,11 +193,7 @@ pub fn raw_bios_persistent_then_uefi_throwaway() -> R {
         file_digest(&raw)? == written,
         "a throwaway run changed the disk image"
     );
-    let left: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let left = dir_entries(dir.path())?;
     check!(
         left == [raw.clone()],
         "left behind next to the disk: {left:?}"
@@ -312,11 +308,7 @@ pub fn bad_inputs() -> R {
         check!(file_digest(&d.join(&f))? == digest, "{f} changed");
     }
     let mount = podman(&["volume", "inspect", "--format", "{{.Mountpoint}}", state]);
-    let left: Vec<_> = std::fs::read_dir(mount.stdout.trim())
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let left = dir_entries(Path::new(mount.stdout.trim()))?;
     check!(
         left.is_empty(),
         "a refused --persistent left {left:?} in its volume"

@@ -1050,11 +1050,7 @@ fn layered_image_layers_and_whiteouts() -> R {
     let r = podman(&args);
     check!(r.code == 0, "{}", r.show());
     std::fs::remove_file(&cpuinfo).map_err(|e| e.to_string())?;
-    let left: Vec<_> = std::fs::read_dir(scratch.path())
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let left = dir_entries(scratch.path())?;
     check!(
         left.is_empty(),
         "the throwaway layer was left in --scratch: {left:?}"
