@@ -70,8 +70,15 @@ pub fn firmware_gave_up(line: &str) -> bool {
 /// The guest's own clock in a console line: the kernel's printk timestamp `[ 12.345678] `
 /// (CLOCK_MONOTONIC since the guest kernel started), which journald also puts in front of the
 /// messages it forwards to the console (`systemd.journald.forward_to_console=1`).
+/// The stamp need not start the line: a message that comes while agetty talks to the serial
+/// terminal follows its escape sequences or its `login:` prompt on the same line.
 pub fn guest_time(line: &str) -> Option<std::time::Duration> {
-    let rest = line.strip_prefix('[')?;
+    line.match_indices('[')
+        .find_map(|(i, _)| stamp_at(&line[i + 1..]))
+}
+
+/// The printk timestamp at the start of `rest` (just after its `[`).
+fn stamp_at(rest: &str) -> Option<std::time::Duration> {
     let (stamp, _) = rest.split_once(']')?;
     let (secs, frac) = stamp.trim_start().split_once('.')?;
     if secs.is_empty()
@@ -239,14 +246,27 @@ pub fn clean(line: &str) -> String {
     while let Some(c) = chars.next() {
         match c {
             '\u{1b}' => {
-                // CSI: ESC [ ... final byte in @..~
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    for c in chars.by_ref() {
-                        if ('@'..='~').contains(&c) {
-                            break;
+                match chars.peek() {
+                    // CSI: ESC [ ... final byte in @..~
+                    Some('[') => {
+                        chars.next();
+                        for c in chars.by_ref() {
+                            if ('@'..='~').contains(&c) {
+                                break;
+                            }
                         }
                     }
+                    // OSC (agetty resets the palette with one): ESC ] ... BEL or ESC \
+                    Some(']') => {
+                        chars.next();
+                        while let Some(c) = chars.next() {
+                            if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some())
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
             '\r' => {}
@@ -405,6 +425,15 @@ mod tests {
             guest_time("[12345.000001] x"),
             Some(Duration::from_micros(12_345_000_001))
         );
+        // What agetty's terminal queries and prompt leave in front of a forwarded message.
+        assert_eq!(
+            guest_time("\x1b[!p]104\x07\x1b[?7h\x1b[6n\x1b[32766;32766H\x1b[6n[   45.763015] systemd-networkd[225]: enp0s2: DHCPv4 address 10.0.2.15/24"),
+            Some(Duration::from_micros(45_763_015))
+        );
+        assert_eq!(
+            guest_time("382760bee658 login: [   47.404000] sshd-session[296]: Accepted publickey"),
+            Some(Duration::from_micros(47_404_000))
+        );
         for no in [
             "[  OK  ] Started ssh.service",
             "[    1.2] short fraction",
@@ -507,6 +536,11 @@ mod tests {
         assert_eq!(l.len(), TAIL_LINES);
         assert_eq!(l.last().unwrap(), "line 99");
         assert_eq!(clean("\u{1b}[0;32m  OK  \u{1b}[0m] done\r"), "  OK  ] done");
+        assert_eq!(
+            clean("\u{1b}[!p\u{1b}]104\u{7}\u{1b}[?7h\u{1b}[6n[   45.763015] x"),
+            "[   45.763015] x"
+        );
+        assert_eq!(clean("a\u{1b}]0;title\u{1b}\\b"), "ab");
     }
 
     #[tokio::test(flavor = "current_thread")]
