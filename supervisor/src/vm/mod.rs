@@ -97,9 +97,9 @@ struct Vm {
     vfs: Vec<(String, Pid, Tail)>,
     qmp: Option<Qmp>,
     ready: bool,
-    /// The boot phase the console showed last; the readiness probes watch it (it paces their
-    /// network knocks).
-    phase: tokio::sync::watch::Sender<Phase>,
+    phase: Phase,
+    /// The same phase for the readiness probes (it paces their network knocks).
+    phase_tx: tokio::sync::watch::Sender<Phase>,
     /// The guest's clock, from the console, and the marks on it (ms).
     clock: console::GuestClock,
     sshd_listening: Option<u64>,
@@ -122,7 +122,8 @@ pub async fn run(
         vfs: Vec::new(),
         qmp: None,
         ready: false,
-        phase: tokio::sync::watch::Sender::new(Phase::Firmware),
+        phase: Phase::Firmware,
+        phase_tx: tokio::sync::watch::Sender::new(Phase::Firmware),
         clock: console::GuestClock::default(),
         sshd_listening: None,
         guest_address: None,
@@ -282,12 +283,12 @@ impl Vm {
                     progress.clear();
                     return Err(VmError::ReadyTimeout {
                         secs: self.l.ready_timeout.as_secs(),
-                        phase: self.phase().label(),
+                        phase: self.phase.label(),
                         tail: self.console_tail.lines(),
                     });
                 }
                 _ = ticker.tick(), if !self.ready => {
-                    progress.show(self.l.started.elapsed(), self.phase());
+                    progress.show(self.l.started.elapsed(), self.phase);
                     if let Some(err) = self.firmware_gave_up() {
                         progress.clear();
                         return Err(err);
@@ -303,7 +304,7 @@ impl Vm {
         let BootSpec::Firmware(fw) = &self.l.qemu.boot else {
             return None;
         };
-        if self.phase() != Phase::Firmware {
+        if self.phase != Phase::Firmware {
             return None;
         }
         let tail = self.console_tail.lines();
@@ -315,11 +316,6 @@ impl Vm {
             })
     }
 
-    /// The boot phase the console showed last.
-    fn phase(&self) -> Phase {
-        *self.phase.borrow()
-    }
-
     /// A readiness probe of this VM's guest (see `probe_ready`); owns what it needs.
     fn probe(&self) -> impl std::future::Future<Output = Result<Instant, VmError>> {
         probe_ready(
@@ -327,7 +323,7 @@ impl Vm {
             self.l.ssh.clone(),
             self.l.net_probe_port,
             self.l.run_dir.clone(),
-            self.phase.subscribe(),
+            self.phase_tx.subscribe(),
         )
     }
 
@@ -507,7 +503,8 @@ impl Vm {
     }
 
     fn on_phase(&mut self, p: Phase, progress: &ProgressLine) {
-        self.phase.send_replace(p);
+        self.phase = p;
+        self.phase_tx.send_replace(p);
         if !self.ready {
             // `bcvk status` shows it; written now, not only at the next state change.
             self.l.status.phase = p.label().into();
@@ -600,7 +597,7 @@ impl Vm {
             .unwrap_or_default();
         // A firmware that finds nothing to boot resets the machine, which ends QEMU.
         if matches!(self.l.qemu.boot, BootSpec::Firmware(_))
-            && self.phase() == Phase::Firmware
+            && self.phase == Phase::Firmware
             && !self.ready
             && exit.success()
         {
@@ -663,9 +660,9 @@ impl Vm {
             }
             // The power button is answered by systemd-logind: before the guest's userspace
             // runs, nothing in it would act on the request, and waiting only delays the end.
-            if graceful && !answers_acpi(self.ready, self.phase()) {
+            if graceful && !answers_acpi(self.ready, self.phase) {
                 tracing::info!(
-                    phase = self.phase().label(),
+                    phase = self.phase.label(),
                     "the guest has not booted far enough to power off by itself: stopping QEMU"
                 );
             } else if graceful {
