@@ -71,17 +71,13 @@ late() { [ $(($(ms) - T0)) -lt $READY_TIMEOUT_MS ] || { echo "bench-disk-floor: 
 
 # The guest's network answers when port 1's forward is closed at once (the guest's reset)
 # rather than held; read's status: 0 data, 1 end of file, > 128 timeout (held). One knock in
-# the background every 0.1 s, every 0.025 s once the console shows sshd starting, whether the
-# held ones before it have ended or not (as bcvk's probe does).
+# the background every 0.1 s, whether the held ones before it have ended or not.
 net_knock() {
   bash -c 'exec 3<>/dev/tcp/127.0.0.1/2221 || exit 1; read -r -t 0.3 -n 1 <&3; [ $? -le 128 ]' \
     2>/dev/null && : >$R/net-up
 }
-period=0.1
 until [ -e $R/net-up ]; do
-  alive; late; net_knock &
-  [ $period = 0.1 ] && grep -q -e sshd -e ssh.service -e OpenSSH $R/console.log 2>/dev/null && period=0.025
-  sleep $period
+  alive; late; net_knock & sleep 0.1
 done
 mark network_ms
 until guest true 2>/dev/null; do

@@ -102,7 +102,7 @@ qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
   -chardev socket,id=vfs0,path=$R/vfs.sock -device vhost-user-fs-pci,chardev=vfs0,tag=rootfs,queue-size=1024 \
   -netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2221-:1 -device virtio-net-pci,netdev=net0,romfile= \
   -smbios "type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root=$KEYCRED" \
-  -chardev stdio,id=console,signal=off,logfile=$R/console.log -serial chardev:console \
+  -chardev stdio,id=console,signal=off -serial chardev:console \
   -device virtio-rng-pci </dev/null &
 QEMU=$!
 
@@ -117,19 +117,16 @@ alive() {
 }
 # One knock, in the background: read's status 0 (data) or 1 (end of file: the guest reset it)
 # leaves $R/net-up; > 128 is a timeout (slirp held it: no guest network yet). A knock starts
-# every 0.1 s, every 0.025 s once the console shows sshd starting, whether the held ones
-# before it have ended or not (as bcvk's probe does).
+# every 0.1 s whether the held ones before it have ended or not (as bcvk's probe does).
 net_knock() {
   bash -c 'exec 3<>/dev/tcp/127.0.0.1/2221 || exit 1; read -r -t 0.3 -n 1 <&3; [ $? -le 128 ]' \
     2>/dev/null && : >$R/net-up
 }
 if [ "${FLOOR_NET_WAIT:-1}" = 1 ]; then
-  period=0.1
   until [ -e $R/net-up ]; do
     alive
     net_knock &
-    [ $period = 0.1 ] && grep -q -e sshd -e ssh.service -e OpenSSH $R/console.log 2>/dev/null && period=0.025
-    sleep $period
+    sleep 0.1
   done
   mark network_ms
 fi

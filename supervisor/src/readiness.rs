@@ -23,31 +23,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-
-use crate::console::Phase;
 
 /// How often the knocks are repeated: the guest's network and then sshd are noticed within
 /// this much (plus a knock's own time) of answering.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How often the guest's network is knocked at once the console shows sshd starting: the
-/// network follows within a second or two there (sshd usually listens before the guest's
-/// DHCP lease), and the knocks' period is what bcvk adds to noticing it (half of it on
-/// average). Earlier, [`POLL_INTERVAL`]: a knock the guest cannot answer yet stays in slirp,
-/// with a QEMU file descriptor, until the guest answers its SYN (measured: 332 descriptors
-/// 24 s into a TCG boot, 35 a few seconds after its network came up), so knocking this fast
-/// through all of a boot would pile up four times as many.
-pub const NET_POLL_NEAR: Duration = Duration::from_millis(25);
-
-/// The period of the network knocks in boot phase `phase` (see [`NET_POLL_NEAR`]).
-pub fn net_knock_interval(phase: Phase) -> Duration {
-    if phase >= Phase::Sshd {
-        NET_POLL_NEAR
-    } else {
-        POLL_INTERVAL
-    }
-}
 
 /// The guest port the network probe is forwarded to: `tcpmux`, where nothing listens on any
 /// image bcvk knows, so the guest resets connections to it as soon as its network is up.
@@ -137,22 +116,22 @@ pub fn sshd_verdict(k: Knock) -> Verdict {
 }
 
 /// Wait until the guest's network answers on `net_port` (the forward to
-/// [`NET_PROBE_GUEST_PORT`]). A knock starts every [`net_knock_interval`] of the boot phase
-/// the console shows, whether the ones before have ended or not: while the guest cannot
-/// answer, slirp holds each for its whole [`NET_HOLD`], and knocking only after that (one
-/// every 400 ms) noticed the network up to 300 ms late. Held knocks are closed after
-/// [`NET_HOLD`]; their late SYNs reach only that port, where the guest resets them.
-async fn network_answers(net_port: u16, phase: &watch::Receiver<Phase>) {
+/// [`NET_PROBE_GUEST_PORT`]). A knock starts every [`POLL_INTERVAL`], whether the ones before
+/// have ended or not: while the guest cannot answer, slirp holds each for its whole
+/// [`NET_HOLD`], and knocking only after that (one every 400 ms) noticed the network up to
+/// 300 ms late. Held knocks are closed after [`NET_HOLD`]; their late SYNs reach only that
+/// port, where the guest resets them.
+async fn network_answers(net_port: u16) {
     let t0 = std::time::Instant::now();
     let mut knocks = 0u32;
     let mut inflight = tokio::task::JoinSet::new();
-    let mut next = tokio::time::Instant::now();
+    let mut every = tokio::time::interval(POLL_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(next) => {
+            _ = every.tick() => {
                 knocks += 1;
                 inflight.spawn(knock(net_port, Some(NET_HOLD)));
-                next = tokio::time::Instant::now() + net_knock_interval(*phase.borrow());
             }
             Some(Ok(k)) = inflight.join_next() => {
                 if network_verdict(k) == Verdict::Next {
@@ -195,16 +174,11 @@ pub enum Reached {
 /// QEMU's user network every connection comes from the same 10.0.2.2; a connection slirp holds
 /// and the probe closes still reaches sshd later. So, until the guest's network answers on
 /// `net_port`, the SSH port gets exactly one connection, which waits for the banner (the
-/// fallback, should the network probe never be answered). `phase` is the boot phase the
-/// console shows, which paces the network knocks.
-pub async fn wait_for_network(
-    ssh_port: u16,
-    net_port: u16,
-    phase: &watch::Receiver<Phase>,
-) -> Reached {
+/// fallback, should the network probe never be answered).
+pub async fn wait_for_network(ssh_port: u16, net_port: u16) -> Reached {
     tokio::select! {
         _ = banner_on_one_connection(ssh_port) => Reached::Banner,
-        _ = network_answers(net_port, phase) => Reached::Network,
+        _ = network_answers(net_port) => Reached::Network,
     }
 }
 
@@ -389,52 +363,11 @@ mod tests {
     async fn a_guest_without_network_gets_one_ssh_connection_and_no_verdict() {
         let net = guest::port(false, None).await;
         let ssh = guest::port(false, None).await;
-        let r = tokio::time::timeout(
-            Duration::from_secs(2),
-            wait_for_network(ssh.port, net.port, &booting(Phase::Userspace)),
-        )
-        .await;
+        let r = tokio::time::timeout(Duration::from_secs(2), wait_for_network(ssh.port, net.port))
+            .await;
         assert!(r.is_err(), "held connections say nothing");
         assert_eq!(ssh.count(), 1);
         assert!(net.count() >= 2, "the network probe is retried");
-    }
-
-    /// A phase's receiver, as the VM's console reader would hold it.
-    fn booting(phase: Phase) -> watch::Receiver<Phase> {
-        watch::channel(phase).1
-    }
-
-    #[test]
-    fn the_network_is_knocked_at_fast_only_once_sshd_is_starting() {
-        for p in [
-            Phase::Firmware,
-            Phase::Kernel,
-            Phase::Initrd,
-            Phase::SwitchRoot,
-            Phase::Userspace,
-        ] {
-            assert_eq!(net_knock_interval(p), POLL_INTERVAL, "{p:?}");
-        }
-        assert_eq!(net_knock_interval(Phase::Sshd), NET_POLL_NEAR);
-        assert!(NET_POLL_NEAR * 3 < POLL_INTERVAL);
-    }
-
-    /// The console's phase paces the knocks, also while they run: sshd starting speeds them up.
-    #[tokio::test(flavor = "current_thread")]
-    async fn knocks_speed_up_when_the_console_shows_sshd() {
-        let net = guest::port(false, None).await;
-        let ssh = guest::port(false, None).await;
-        let (tx, rx) = watch::channel(Phase::Userspace);
-        let wait = Duration::from_millis(500);
-        let probe = wait_for_network(ssh.port, net.port, &rx);
-        tokio::pin!(probe);
-        let _ = tokio::time::timeout(wait, &mut probe).await;
-        let slow = net.count();
-        tx.send_replace(Phase::Sshd);
-        let _ = tokio::time::timeout(wait, &mut probe).await;
-        let fast = net.count() - slow;
-        assert!(slow <= 7, "{slow} knocks in {wait:?} in userspace");
-        assert!(fast >= 12, "{fast} knocks in {wait:?} once sshd starts");
     }
 
     /// Knocks that slirp holds do not slow the next ones down: a knock starts every poll.
@@ -443,11 +376,7 @@ mod tests {
         let net = guest::port(false, None).await;
         let ssh = guest::port(false, None).await;
         let wait = Duration::from_millis(1000);
-        let _ = tokio::time::timeout(
-            wait,
-            wait_for_network(ssh.port, net.port, &booting(Phase::Userspace)),
-        )
-        .await;
+        let _ = tokio::time::timeout(wait, wait_for_network(ssh.port, net.port)).await;
         // One knock per NET_HOLD + POLL_INTERVAL would be 3 in a second; one per poll is ~10.
         assert!(net.count() >= 8, "{} knocks in {wait:?}", net.count());
     }
@@ -457,12 +386,9 @@ mod tests {
     async fn a_reset_on_the_probe_port_is_the_network() {
         let net = guest::port(true, None).await;
         let ssh = guest::port(false, Some(Duration::from_secs(10))).await;
-        let r = tokio::time::timeout(
-            Duration::from_secs(2),
-            wait_for_network(ssh.port, net.port, &booting(Phase::Userspace)),
-        )
-        .await
-        .expect("the network answers");
+        let r = tokio::time::timeout(Duration::from_secs(2), wait_for_network(ssh.port, net.port))
+            .await
+            .expect("the network answers");
         assert_eq!(r, Reached::Network);
         assert!(ssh.count() <= 1, "{}", ssh.count());
     }
@@ -473,12 +399,9 @@ mod tests {
     async fn a_silent_probe_port_falls_back_to_the_banner() {
         let net = guest::port(false, None).await;
         let ssh = guest::port(false, Some(Duration::from_millis(300))).await;
-        let r = tokio::time::timeout(
-            Duration::from_secs(3),
-            wait_for_network(ssh.port, net.port, &booting(Phase::Userspace)),
-        )
-        .await
-        .expect("the banner ends the wait");
+        let r = tokio::time::timeout(Duration::from_secs(3), wait_for_network(ssh.port, net.port))
+            .await
+            .expect("the banner ends the wait");
         assert_eq!(r, Reached::Banner);
         assert_eq!(ssh.count(), 1);
     }

@@ -5,7 +5,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::error::VmError;
-use crate::console::Phase;
 use crate::init::{Children, ExitInfo};
 use crate::readiness;
 use crate::spawn::{self, Role, Stdios};
@@ -38,8 +37,7 @@ pub(super) fn ssh_bin() -> PathBuf {
 
 /// Wait until a real `ssh true` round trip succeeds: started once a new connection reaches
 /// the guest at once (its network answers), then again every poll while the guest resets it
-/// (see `readiness`; `phase`, the boot phase the console shows, paces the network knocks).
-/// Each attempt is logged at debug level with how it ended; ssh's own
+/// (see `readiness`). Each attempt is logged at debug level with how it ended; ssh's own
 /// messages go to `ssh-probe.log` in the run directory. Returns when the attempt that
 /// succeeded started.
 pub(super) async fn probe_ready(
@@ -47,7 +45,6 @@ pub(super) async fn probe_ready(
     target: SshTarget,
     net_port: Option<u16>,
     run_dir: PathBuf,
-    phase: tokio::sync::watch::Receiver<Phase>,
 ) -> Result<Instant, VmError> {
     let ssh = spawn::find_program("ssh").map_err(|e| VmError::SshClient(e.to_string()))?;
     let log = run_dir.join("ssh-probe.log");
@@ -57,8 +54,7 @@ pub(super) async fn probe_ready(
     loop {
         if !network {
             // A banner instead (the network probe unanswered): sshd is there, try it.
-            let how =
-                readiness::wait_for_network(target.port, net_port.expect("unset"), &phase).await;
+            let how = readiness::wait_for_network(target.port, net_port.expect("unset")).await;
             network = how == readiness::Reached::Network;
         } else if readiness::knock_first(quick_failures) {
             readiness::wait_for_sshd(target.port).await;

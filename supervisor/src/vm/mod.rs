@@ -98,8 +98,6 @@ struct Vm {
     qmp: Option<Qmp>,
     ready: bool,
     phase: Phase,
-    /// The same phase for the readiness probes (it paces their network knocks).
-    phase_tx: tokio::sync::watch::Sender<Phase>,
     /// The guest's clock, from the console, and the marks on it (ms).
     clock: console::GuestClock,
     sshd_listening: Option<u64>,
@@ -123,7 +121,6 @@ pub async fn run(
         qmp: None,
         ready: false,
         phase: Phase::Firmware,
-        phase_tx: tokio::sync::watch::Sender::new(Phase::Firmware),
         clock: console::GuestClock::default(),
         sshd_listening: None,
         guest_address: None,
@@ -323,7 +320,6 @@ impl Vm {
             self.l.ssh.clone(),
             self.l.net_probe_port,
             self.l.run_dir.clone(),
-            self.phase_tx.subscribe(),
         )
     }
 
@@ -504,7 +500,6 @@ impl Vm {
 
     fn on_phase(&mut self, p: Phase, progress: &ProgressLine) {
         self.phase = p;
-        self.phase_tx.send_replace(p);
         if !self.ready {
             // `bcvk status` shows it; written now, not only at the next state change.
             self.l.status.phase = p.label().into();
