@@ -1,6 +1,7 @@
 //! How a VM's run fails: each way named once, with its exit code and the console lines that
 //! explain it.
 
+use crate::console::Phase;
 use crate::init::ExitInfo;
 use crate::spawn::SpawnError;
 
@@ -43,10 +44,10 @@ pub enum VmError {
         what: &'static str,
         tail: Vec<String>,
     },
-    #[error("the guest was not reachable over SSH within {secs}s (last boot phase: {phase}): check that the image enables sshd, or raise --ready-timeout")]
+    #[error("the guest was not reachable over SSH within {secs}s (last boot phase: {}): {}", .phase.label(), ready_timeout_hint(*.phase))]
     ReadyTimeout {
         secs: u64,
-        phase: &'static str,
+        phase: Phase,
         tail: Vec<String>,
     },
     #[error("cannot run ssh in the guest: {0}")]
@@ -56,6 +57,16 @@ pub enum VmError {
         firmware: &'static str,
         tail: Vec<String>,
     },
+}
+
+/// What to do about a guest that never answered SSH, by how far its boot came: one that never
+/// reached its userspace is stuck before sshd could matter (its console tail shows where).
+fn ready_timeout_hint(phase: Phase) -> &'static str {
+    if phase >= Phase::Userspace {
+        "check that the image enables sshd, or raise --ready-timeout"
+    } else {
+        "it never reached its userspace (the console lines above show where it stopped): check the image's kernel and boot, or raise --ready-timeout on a slow machine"
+    }
 }
 
 /// A child's last words after a colon, or nothing: never a dangling `: `.
@@ -153,9 +164,40 @@ mod tests {
         );
         let timeout = VmError::ReadyTimeout {
             secs: 1,
-            phase: "kernel",
+            phase: Phase::Kernel,
             tail: tail(),
         };
         assert_eq!(timeout.exit_code(), 75);
+    }
+
+    #[test]
+    fn a_ready_timeout_points_at_sshd_only_once_the_userspace_runs() {
+        let msg = |phase| {
+            VmError::ReadyTimeout {
+                secs: 600,
+                phase,
+                tail: Vec::new(),
+            }
+            .to_string()
+        };
+        for p in [Phase::Userspace, Phase::Sshd] {
+            let m = msg(p);
+            assert!(m.contains("enables sshd"), "{m}");
+            assert!(
+                m.contains(&format!("last boot phase: {}", p.label())),
+                "{m}"
+            );
+        }
+        for p in [
+            Phase::Firmware,
+            Phase::Kernel,
+            Phase::Initrd,
+            Phase::SwitchRoot,
+        ] {
+            let m = msg(p);
+            assert!(!m.contains("sshd"), "{m}");
+            assert!(m.contains("never reached its userspace"), "{m}");
+            assert!(m.contains("--ready-timeout"), "{m}");
+        }
     }
 }

@@ -280,7 +280,7 @@ impl Vm {
                     progress.clear();
                     return Err(VmError::ReadyTimeout {
                         secs: self.l.ready_timeout.as_secs(),
-                        phase: self.phase.label(),
+                        phase: self.phase,
                         tail: self.console_tail.lines(),
                     });
                 }
