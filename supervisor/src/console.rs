@@ -33,6 +33,11 @@ impl Phase {
             Phase::Sshd => "sshd",
         }
     }
+    /// Whether the guest's own userspace (systemd, after the switch to the real root) runs:
+    /// before that, nothing in the guest can answer a power button or start sshd.
+    pub fn in_userspace(self) -> bool {
+        self >= Phase::Userspace
+    }
 }
 
 /// The phase a console line announces, if any. Matches what Linux 6.x and systemd 252..257

@@ -62,7 +62,7 @@ pub enum VmError {
 /// What to do about a guest that never answered SSH, by how far its boot came: one that never
 /// reached its userspace is stuck before sshd could matter (its console tail shows where).
 fn ready_timeout_hint(phase: Phase) -> &'static str {
-    if phase >= Phase::Userspace {
+    if phase.in_userspace() {
         "check that the image enables sshd, or raise --ready-timeout"
     } else {
         "it never reached its userspace (the console lines above show where it stopped): check the image's kernel and boot, or raise --ready-timeout on a slow machine"

@@ -748,7 +748,7 @@ const ACPI_REPEAT: Duration = Duration::from_secs(3);
 /// Whether the guest can act on an ACPI power-off request: its userspace (systemd, logind)
 /// runs. In the firmware, kernel or initramfs phases the request would go unanswered.
 fn answers_acpi(ready: bool, phase: Phase) -> bool {
-    ready || phase >= Phase::Userspace
+    ready || phase.in_userspace()
 }
 
 /// What a run leaves in the run directory besides the status file and the console log: the
