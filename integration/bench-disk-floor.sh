@@ -50,7 +50,7 @@ READY_TIMEOUT_MS=$((${FLOOR_READY_TIMEOUT:-900} * 1000))
 
 mark qemu_exec_ms
 qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
-  -machine q35 -accel "$ACCEL" -cpu "${FLOOR_CPU:-qemu64,-svm}" -smp "${FLOOR_VCPUS:-2}" \
+  -machine q35,sata=off,smbus=off -accel "$ACCEL" -cpu "${FLOOR_CPU:-qemu64,-svm}" -smp "${FLOOR_VCPUS:-2}" \
   -m "${FLOOR_MEMORY:-4096}" "${FW[@]}" \
   -drive "if=none,id=disk0,file=/disk/$FLOOR_DISK,format=$FMT,snapshot=on" \
   -device virtio-blk-pci,drive=disk0,bootindex=0 \

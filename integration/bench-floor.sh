@@ -95,7 +95,7 @@ while [ ! -S $R/vfs.sock ]; do sleep 0.005; done
 
 mark qemu_exec_ms
 qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none \
-  -machine q35,memory-backend=mem -object memory-backend-memfd,id=mem,size="$MEMORY"M,share=on \
+  -machine q35,memory-backend=mem,sata=off,smbus=off -object memory-backend-memfd,id=mem,size="$MEMORY"M,share=on \
   -accel $ACCEL -cpu "$CPU" -smp "$VCPUS" -m "$MEMORY"M \
   -kernel "$KERNEL" $INITRD_ARGS \
   -append "root=rootfs rootfstype=virtiofs rw console=ttyS0 panic=-1 selinux=0$INIT_KARG${FLOOR_KARGS:+ $FLOOR_KARGS}" \
