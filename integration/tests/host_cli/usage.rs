@@ -1,0 +1,259 @@
+//! Usage errors, help, a missing podman, terminal flags and Ctrl-C.
+
+use std::fs;
+use std::process::{Command, Stdio};
+
+use super::harness::*;
+use super::ps_rm::three_vms;
+
+#[test]
+fn usage_errors_exit_64() {
+    each_shell(|f| {
+        let cases: &[(&[&str], &str)] = &[
+            (&["libvirt", "run"], "unknown command 'libvirt'"),
+            (&["--bogus"], "unknown option '--bogus'"),
+            (
+                &["ephemeral", "bogus"],
+                "unknown subcommand 'ephemeral bogus'",
+            ),
+            (&["ephemeral", "run"], "missing IMAGE"),
+            (&["ephemeral", "run", "--rm", "-d"], "missing IMAGE"),
+            (
+                &["ephemeral", "run", "img", "--memory"],
+                "--memory needs a value",
+            ),
+            (&["ephemeral", "run", "-dx", "img"], "unknown option -x"),
+            (
+                &["ephemeral", "run", "img", "extra"],
+                "unexpected argument 'extra'",
+            ),
+            (
+                &["ephemeral", "run", "--", "ls"],
+                "IMAGE must come before '--'",
+            ),
+            (&["ephemeral", "run", "--name=", "img"], "--name"),
+            (
+                &["ephemeral", "run", "--virtio-serial-out", "nofile", "img"],
+                "NAME:FILE",
+            ),
+            (
+                &["ephemeral", "run", "--bind", ":x", "img"],
+                "--bind needs a host directory",
+            ),
+            (
+                &["ephemeral", "run-ssh", "--vcpus"],
+                "--vcpus needs a value",
+            ),
+            (&["ephemeral", "run-ssh"], "missing IMAGE"),
+            (&["ephemeral", "ssh"], "missing NAME"),
+            (&["ephemeral", "ssh", "-x"], "unknown option '-x'"),
+            (&["ephemeral", "ps", "-a"], "unexpected argument '-a'"),
+            (
+                &["ephemeral", "rm-all", "--all"],
+                "unexpected argument '--all'",
+            ),
+            (&["ephemeral", "status"], "missing NAME"),
+        ];
+        for (args, needle) in cases {
+            let r = f.run(args);
+            r.assert_usage_error(needle);
+        }
+        // No arguments at all: the usage on stderr.
+        for args in [&[][..], &["ephemeral"][..]] {
+            let r = f.run(args);
+            r.assert_code(64);
+            assert!(r.stderr.contains("Usage"), "{}", r.show());
+        }
+    });
+}
+
+#[test]
+fn missing_podman_is_a_clear_error() {
+    each_shell(|f| {
+        let empty = f.dir.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        f.path = Some(empty.display().to_string());
+        for args in [
+            &["ephemeral", "run", "img"][..],
+            &["ephemeral", "ps"][..],
+            &["ephemeral", "ssh", "vm"][..],
+        ] {
+            let r = f.run(args);
+            r.assert_code(127);
+            assert_eq!(
+                r.stderr.trim_end(),
+                "bcvk: error: podman not found in PATH: install podman (bcvk runs its VMs in podman containers)",
+                "{}",
+                r.show()
+            );
+        }
+    });
+}
+
+#[test]
+fn help_and_version() {
+    each_shell(|f| {
+        for args in [
+            &["--help"][..],
+            &["help"][..],
+            &["ephemeral", "--help"][..],
+            &["ephemeral", "ps", "--help"][..],
+            &["ephemeral", "rm-all", "-h"][..],
+            &["ephemeral", "ssh", "--help"][..],
+            &["ephemeral", "run-ssh", "--help"][..],
+            &["ephemeral", "status", "--help"][..],
+        ] {
+            let r = f.run(args);
+            r.assert_code(0);
+            assert!(
+                r.stdout.starts_with("Usage") || r.stdout.starts_with("bcvk"),
+                "{}",
+                r.show()
+            );
+            assert!(r.calls.is_empty(), "{}", r.show());
+        }
+        // run --help: the host side, then bcvk run's own options from the image.
+        let r = f.run(&["ephemeral", "run", "--memory", "2G", "--help"]);
+        r.assert_code(0);
+        r.assert_calls(&[argv(&["run", "--rm", IMAGE, "run", "--help"])]);
+        let host = r.stdout.find("-p HOST:HOST").expect("--port documented");
+        let image = r.stdout.find("Usage: bcvk run").expect("image help");
+        assert!(host < image, "{}", r.show());
+
+        let r = f.run(&["--version"]);
+        r.assert_code(0);
+        assert_eq!(
+            r.stdout,
+            format!(
+                "bcvk host command {}\n{IMAGE}: bcvk 0.1.0\n",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "{}",
+            r.show()
+        );
+        r.assert_calls(&[argv(&["run", "--rm", IMAGE, "--version"])]);
+    });
+}
+
+#[test]
+fn terminal_stdin_decides_the_terminal_flags() {
+    each_shell(|f| {
+        f.vm("aaa", "vm1", "Up 1 second ago", "running", &["run", "img"]);
+        // run: -it when stdin is a terminal and there is no command...
+        let Some(r) = f.run_tty(&["ephemeral", "run", "img"], "") else {
+            return;
+        };
+        r.assert_code(0);
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &["-i", "-t"], &[], &["img"]),
+            "{}",
+            r.show()
+        );
+        // ...but not with one, nor detached.
+        let r = f
+            .run_tty(&["ephemeral", "run", "img", "--execute=true"], "")
+            .unwrap();
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &[], &[], &["img", "--execute=true"]),
+            "{}",
+            r.show()
+        );
+        let r = f.run_tty(&["ephemeral", "run", "-d", "img"], "").unwrap();
+        assert_eq!(
+            r.calls[1],
+            run_call(f, &["-d"], &[], &["img"]),
+            "{}",
+            r.show()
+        );
+        // ssh: a terminal for a login shell, none for a command.
+        let r = f.run_tty(&["ephemeral", "ssh", "vm1"], "").unwrap();
+        r.assert_code(0);
+        assert_eq!(r.joined()[1], "exec -it vm1 bcvk ssh", "{}", r.show());
+        let r = f
+            .run_tty(&["ephemeral", "ssh", "vm1", "uptime"], "")
+            .unwrap();
+        assert_eq!(r.joined()[1], "exec vm1 bcvk ssh uptime", "{}", r.show());
+    });
+}
+
+#[test]
+fn rm_all_asks_on_a_terminal() {
+    each_shell(|f| {
+        three_vms(f);
+        let Some(r) = f.run_tty(&["ephemeral", "rm-all"], "n\n") else {
+            return;
+        };
+        r.assert_code(1);
+        assert!(
+            r.stdout.contains("Remove 3 bcvk VMs? [y/N]"),
+            "{}",
+            r.show()
+        );
+        assert_eq!(r.calls.len(), 1, "nothing removed: {}", r.show());
+        let r = f.run_tty(&["ephemeral", "rm-all"], "y\n").unwrap();
+        r.assert_code(0);
+        assert_eq!(
+            r.joined()[1..],
+            ["rm -f 1111", "rm -f 2222", "rm -f 3333"],
+            "{}",
+            r.show()
+        );
+    });
+}
+
+#[test]
+fn run_ssh_stops_the_vm_on_ctrl_c() {
+    each_shell(|f| {
+        f.set("status-sleep", "");
+        // SIGINT at its default, as in a terminal: a harness started in the background by a
+        // shell (`cmd &`) inherits it ignored, and a shell cannot trap what it starts ignoring.
+        let mut child = Command::new("env")
+            .arg("--default-signal=INT")
+            .arg(&f.shell)
+            .arg(script())
+            .args(["ephemeral", "run-ssh", "--name", "vm", "img"])
+            .current_dir(&f.cwd)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    f.dir.path().join("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("FAKE_DIR", f.dir.path())
+            .env("BCVK_KVM_DEVICE", f.kvm())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !fs::read_to_string(f.dir.path().join("log"))
+            .unwrap_or_default()
+            .contains("--wait")
+        {
+            assert!(std::time::Instant::now() < deadline, "no status call");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{}", f.shell.display());
+        let calls = f.calls();
+        assert_eq!(
+            calls[calls.len() - 2..],
+            [argv(&["stop", "vm"]), argv(&["rm", "-f", "vm"])],
+            "{}: {calls:?}",
+            f.shell.display()
+        );
+        assert!(
+            !calls.iter().any(|c| c.contains(&"ssh".to_string())),
+            "{calls:?}"
+        );
+    });
+}
