@@ -498,7 +498,11 @@ static BASELINE: Mutex<Option<BTreeSet<String>>> = Mutex::new(None);
 fn attributed(name: &str, f: fn() -> R) -> R {
     let mut baseline = BASELINE.lock().unwrap_or_else(|e| e.into_inner());
     let before = baseline.get_or_insert_with(leak_keys).clone();
+    // Each trial's own time, so the suite's ~30 min budget can be followed trial by trial.
+    let t0 = Instant::now();
     let r = f();
+    // On the trial's own line: "test NAME ... (12.3 s) ok".
+    eprint!("({:.1} s) ", t0.elapsed().as_secs_f64());
     if name.starts_with("main::") && name != "main::stops_gracefully" {
         return r;
     }
