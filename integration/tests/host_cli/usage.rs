@@ -257,3 +257,71 @@ fn run_ssh_stops_the_vm_on_ctrl_c() {
         );
     });
 }
+
+/// The README's install block, run as written by a fresh account whose PATH lacks
+/// `~/.local/bin` (root's, on Debian and Ubuntu): the directory is made, the host command
+/// installed, and `bcvk` found in that shell and in a later login's.
+#[test]
+fn readme_install_block_works_on_a_fresh_account() {
+    let readme = include_str!("../../../README.md");
+    let block: String = readme
+        .split_once("Install the host command once")
+        .and_then(|(_, rest)| rest.split_once("```sh\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block.to_string())
+        .expect("README has the install block");
+    assert!(block.contains("install-host-cli"), "{block}");
+    for shell in shells() {
+        let home = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        // A podman that answers `run --rm IMAGE install-host-cli` as the image does.
+        let cli = bin.path().join("host-cli");
+        fs::write(&cli, bcvk::host_cli()).unwrap();
+        fs::write(
+            bin.path().join("podman"),
+            format!(
+                "#!/bin/sh\n[ \"$*\" = 'run --rm {IMAGE} install-host-cli' ] || exit 125\nexec cat '{}'\n",
+                cli.display()
+            ),
+        )
+        .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let p = bin.path().join("podman");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = format!("{}:/usr/bin:/bin", bin.path().display());
+        let run = |script: &str| {
+            Command::new(&shell)
+                .args(["-c", script])
+                .current_dir(home.path())
+                .env_clear()
+                .env("HOME", home.path())
+                .env("PATH", &path)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let out = run(&format!("set -e\n{block}\ncommand -v bcvk"));
+        let installed = home.path().join(".local/bin/bcvk");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            shell.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            installed.display().to_string()
+        );
+        assert_eq!(fs::read_to_string(&installed).unwrap(), bcvk::host_cli());
+        // A later login reads ~/.profile.
+        let later = run(". ./.profile; command -v bcvk && bcvk --help >/dev/null");
+        assert!(
+            later.status.success(),
+            "{}: {}",
+            shell.display(),
+            String::from_utf8_lossy(&later.stderr)
+        );
+    }
+}
