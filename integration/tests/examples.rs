@@ -74,6 +74,17 @@ fn workflow_enables_kvm_with_udev() {
 }
 
 #[test]
+fn workflow_lifts_ubuntus_userns_restriction() {
+    let w = workflow();
+    assert!(
+        run_scripts(&w).iter().any(|s| s
+            .lines()
+            .any(|l| l.trim() == "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")),
+        "a step lifting kernel.apparmor_restrict_unprivileged_userns"
+    );
+}
+
+#[test]
 fn workflow_builds_the_image_into_roots_store() {
     let w = workflow();
     assert!(
@@ -90,9 +101,14 @@ fn workflow_marked_command_is_a_bcvk_podman_run() {
     assert_eq!(argv[..2], ["podman", "run"], "{argv:?}");
     assert!(has_words(&argv, &["--device", "/dev/kvm"]), "{argv:?}");
     assert!(has_words(&argv, &["-v", STORE_VOLUME]), "{argv:?}");
-    // No added privileges: podman's default capabilities are enough.
+    // No added privileges: podman's default capabilities are enough; only AppArmor's mount
+    // rule is lifted (Ubuntu runners: podman's profile denies mount).
     assert!(
         !argv.iter().any(|a| a == "--privileged" || a == "--cap-add"),
+        "{argv:?}"
+    );
+    assert!(
+        has_words(&argv, &["--security-opt", "apparmor=unconfined"]),
         "{argv:?}"
     );
     assert!(argv.contains(&"--rm".to_string()), "{argv:?}");
