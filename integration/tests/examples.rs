@@ -243,6 +243,57 @@ fn project_releases_a_labelled_image_on_a_tag() {
         );
     }
     assert!(text.contains("podman push"));
+    // Signed keyless by digest, with its SBOM attached as a signed attestation.
+    assert_eq!(job["permissions"]["id-token"].as_str(), Some("write"));
+    assert!(text.contains("cosign sign --yes \"$REF\""), "{text}");
+    assert!(
+        text.contains("cosign attest --yes --type spdxjson"),
+        "{text}"
+    );
+    assert!(text.contains("anchore/sbom-action@"), "{text}");
+}
+
+/// The release's tags, from its own "Names and labels" script run as GitHub would: a final
+/// release moves :X.Y and :latest, a pre-release only gets its own tag.
+#[test]
+fn release_tags_latest_only_for_final_releases() {
+    let w = project_workflow("release.yml");
+    let script = w["jobs"]["image"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str() == Some("Names and labels"))
+        .and_then(|s| s["run"].as_str())
+        .expect("a Names and labels step")
+        .to_string();
+    let tags = |tag: &str| -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let r = std::process::Command::new("bash")
+            .args(["-e", "-c", &script])
+            .current_dir(repo_root())
+            .env("REGISTRY", "ghcr.io")
+            .env("IMAGE_NAME", "Owner/bcvk")
+            .env("GITHUB_REF_NAME", tag)
+            .env("GITHUB_OUTPUT", &out)
+            .env("GITHUB_SERVER_URL", "https://github.com")
+            .env("GITHUB_REPOSITORY", "Owner/bcvk")
+            .env("GITHUB_SHA", "0123abc")
+            .output()
+            .unwrap();
+        if !r.status.success() {
+            return None;
+        }
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("image=ghcr.io/owner/bcvk\n"), "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix("tags="))
+            .map(str::to_string)
+    };
+    assert_eq!(tags("v1.2.3").as_deref(), Some("1.2.3 1.2 latest"));
+    assert_eq!(tags("v1.3.0-rc.1").as_deref(), Some("1.3.0-rc.1"));
+    assert_eq!(tags("v2.0.0-beta").as_deref(), Some("2.0.0-beta"));
+    assert_eq!(tags("nightly"), None, "a tag that is no version is refused");
 }
 
 /// A systemd-style unit: section -> key -> values (keys may repeat). Comments and blank lines
