@@ -68,6 +68,45 @@ fn usage_errors_exit_64() {
 }
 
 #[test]
+fn typos_get_did_you_mean() {
+    each_shell(|f| {
+        let cases: &[(&[&str], &str)] = &[
+            (&["ephmeral", "ps"], "did you mean 'ephemeral'?"),
+            (&["--hepl"], "did you mean '--help'?"),
+            (&["ephemeral", "rnu", "img"], "did you mean 'run'?"),
+            (&["ephemeral", "run-shs", "img"], "did you mean 'run-ssh'?"),
+            (&["vm", "strat", "dev"], "did you mean 'start'?"),
+            (&["vm", "lsit"], "did you mean 'list'?"),
+            // bcvk run's own options, from its clap definitions.
+            (
+                &["ephemeral", "run", "--memroy", "2G", "img"],
+                "unknown option --memroy: did you mean '--memory'?",
+            ),
+            (
+                &["ephemeral", "run-ssh", "--vcpu=2", "img"],
+                "unknown option --vcpu: did you mean '--vcpus'?",
+            ),
+            (
+                &["vm", "run", "--ssh-keygne", "img"],
+                "did you mean '--ssh-keygen'?",
+            ),
+        ];
+        for (args, needle) in cases {
+            f.run(args).assert_usage_error(needle);
+        }
+        // Nothing close: no guess.
+        for args in [
+            &["libvirt", "run"][..],
+            &["ephemeral", "run", "--frobnicate", "x"][..],
+        ] {
+            let r = f.run(args);
+            r.assert_code(64);
+            assert!(!r.stderr.contains("did you mean"), "{}", r.show());
+        }
+    });
+}
+
+#[test]
 fn missing_podman_is_a_clear_error() {
     each_shell(|f| {
         let empty = f.dir.path().join("empty");
