@@ -40,12 +40,16 @@ pub enum Command {
     /// Print the host-side `bcvk` command (a POSIX sh script needing only podman).
     #[command(name = "install-host-cli")]
     InstallHostCli,
-    /// Write man pages (bcvk.1, bcvk-run.1, ...) generated from these definitions into DIR.
-    #[command(hide = true)]
+    /// Write man pages (bcvk.1, bcvk-run.1, ...) generated from these definitions into DIR;
+    /// with --host, the host command's (bcvk.8, bcvk-ephemeral-run.8, ...): podman run --rm
+    /// -v ~/.local/share/man/man8:/out localhost/bcvk:latest man --host /out
     Man {
         /// Output directory (created if missing).
         #[arg(default_value = ".")]
         dir: std::path::PathBuf,
+        /// The host command's pages (section 8) instead of this container's (section 1).
+        #[arg(long)]
+        host: bool,
     },
 }
 
@@ -571,7 +575,8 @@ mod tests {
                 "bcvk-run.1",
                 "bcvk-ssh.1",
                 "bcvk-status.1",
-                "bcvk-install-host-cli.1"
+                "bcvk-install-host-cli.1",
+                "bcvk-man.1"
             ]
         );
         let run = String::from_utf8_lossy(&pages[1].1).to_string();

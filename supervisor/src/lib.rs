@@ -16,6 +16,7 @@ pub mod disk;
 pub mod exit;
 pub mod firstboot;
 pub mod guestfs;
+pub mod host_cmd;
 pub mod init;
 pub mod kernel;
 pub mod logdir;

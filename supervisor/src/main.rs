@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         },
         Command::Ssh(args) => ssh::ssh_subcommand(&args),
         Command::Status(args) => status::status_subcommand(&args),
-        Command::Man { dir } => match write_man_pages(&dir) {
+        Command::Man { dir, host } => match write_man_pages(&dir, host) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!(
@@ -90,9 +90,14 @@ fn main() -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+fn write_man_pages(dir: &std::path::Path, host: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for (name, page) in cli::man_pages()? {
+    let pages = if host {
+        bcvk::host_cmd::man_pages()?
+    } else {
+        cli::man_pages()?
+    };
+    for (name, page) in pages {
         std::fs::write(dir.join(name), page)?;
     }
     Ok(())
