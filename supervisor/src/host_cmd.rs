@@ -53,7 +53,7 @@ pub enum Ephemeral {
     /// mounted into the container (relative paths are relative to the current directory);
     /// --port HOST:GUEST is also published on the host. The container gets podman's default
     /// capabilities (no --privileged) and --device /dev/kvm when the host has it.
-    Run(EphemeralRun),
+    Run(Box<EphemeralRun>),
     /// Boot IMAGE in the background, wait until it is ready, open an ssh session (or run
     /// COMMAND) in it, then stop and remove it, also when ssh fails or on Ctrl-C.
     ///
@@ -61,7 +61,7 @@ pub enum Ephemeral {
     /// supervisor's own code (see bcvk run's exit codes), or 255. OPTIONS are those of
     /// `bcvk ephemeral run`, before IMAGE; everything after IMAGE is the COMMAND.
     #[command(name = "run-ssh")]
-    RunSsh(EphemeralRun),
+    RunSsh(Box<EphemeralRun>),
     /// Open a shell, or run COMMAND, in the running VM NAME (podman exec NAME bcvk ssh).
     Ssh(SshTarget),
     /// List the ephemeral VMs: the containers labelled bcvk.ephemeral=1, running or not.
@@ -83,7 +83,7 @@ pub enum Vm {
     /// `bcvk ephemeral run`; -d is implied; --rm, -i, -t, -- COMMAND and --execute are
     /// refused (run commands with `bcvk vm ssh NAME COMMAND`). Like `podman-bootc run` and
     /// upstream `bcvk libvirt run`.
-    Run(VmRun),
+    Run(Box<VmRun>),
     /// Open a shell, or run COMMAND, in the running VM NAME (its exit code is kept).
     Ssh(SshTarget),
     /// List the persistent VMs: NAME, IMAGE, STATE and the SIZE of each state volume.
