@@ -38,6 +38,9 @@ pub(crate) const HEALTH: &[&str] = &[
 ///   status-rcs           exit codes of successive `exec ... bcvk status --wait`, one a line
 ///   ssh-rc, run-rc, start-rc  exit codes of `exec ... bcvk ssh`, `run` and `start`
 ///   status-sleep         when present, `exec ... bcvk status --wait` takes 2 s
+///   progress             what `exec ... bcvk status --wait --progress plain` prints on stderr
+///                        before its status
+///   no-progress          when present, that command is refused as an older bcvk refuses it
 pub(crate) const FAKE_PODMAN: &str = r#"#!/bin/sh
 d=$FAKE_DIR
 { echo '--- podman'; for a in "$@"; do printf '%s\n' "$a"; done; } >>"$d/log"
@@ -126,6 +129,15 @@ exec)
     case " $* " in
     *" bcvk status --wait "*)
         [ -f "$d/status-sleep" ] && sleep 2
+        case " $* " in
+        *" --progress plain "*)
+            if [ -f "$d/no-progress" ]; then
+                echo "bcvk: error: unexpected argument '--progress' found" >&2
+                exit 64
+            fi
+            [ -f "$d/progress" ] && cat "$d/progress" >&2
+            ;;
+        esac
         rc=0
         if [ -s "$d/status-rcs" ]; then
             rc=$(head -n 1 "$d/status-rcs")

@@ -103,7 +103,15 @@ fn run_ssh_man_page_example() {
                 &[],
                 &["localhost/mybootc", "--memory=8G", "--vcpus=4"],
             ),
-            argv(&["exec", &name, "bcvk", "status", "--wait"]),
+            argv(&[
+                "exec",
+                &name,
+                "bcvk",
+                "status",
+                "--wait",
+                "--progress",
+                "plain",
+            ]),
             argv(&["exec", "-i", &name, "bcvk", "ssh"]),
             argv(&["stop", &name]),
             argv(&["rm", "-f", &name]),
@@ -159,8 +167,8 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
         r.assert_code(0);
         let j = r.joined();
         assert_eq!(j.len(), 7, "{}", r.show());
-        assert_eq!(j[2], "exec vm bcvk status --wait");
-        assert_eq!(j[3], "exec vm bcvk status --wait");
+        assert_eq!(j[2], "exec vm bcvk status --wait --progress plain");
+        assert_eq!(j[3], "exec vm bcvk status --wait --progress plain");
         assert_eq!(j[4], "exec -i vm bcvk ssh true");
         assert_eq!(j[5], "stop vm");
         assert_eq!(j[6], "rm -f vm");
@@ -175,7 +183,7 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
         assert_eq!(
             j[2..],
             [
-                "exec vm bcvk status --wait".to_string(),
+                "exec vm bcvk status --wait --progress plain".to_string(),
                 "logs --tail 30 vm".to_string(),
                 "container inspect --format {{.State.Status}}\t{{.State.ExitCode}} vm".to_string(),
                 "logs vm".to_string(),

@@ -79,7 +79,7 @@ fn vm_run_creates_the_state_volume_and_a_labelled_container_then_waits() {
                         "--memory=4G"
                     ]
                 ),
-                "exec dev bcvk status --wait".into(),
+                "exec dev bcvk status --wait --progress plain".into(),
             ],
             "{}",
             r.show()
@@ -255,7 +255,7 @@ fn vm_run_that_fails_cleans_up_and_keeps_the_exit_code() {
         assert_eq!(
             r.joined()[5..],
             [
-                "exec dev bcvk status --wait".to_string(),
+                "exec dev bcvk status --wait --progress plain".to_string(),
                 "logs --tail 30 dev".into(),
                 exit_inspect("dev"),
                 "rm dev".into(),
@@ -601,7 +601,7 @@ fn vm_start_starts_then_waits_until_ready() {
             [
                 vm_inspect("old"),
                 "start old".into(),
-                "exec old bcvk status --wait".into()
+                "exec old bcvk status --wait --progress plain".into()
             ],
             "{}",
             r.show()
@@ -622,9 +622,9 @@ fn vm_start_starts_then_waits_until_ready() {
         assert_eq!(
             r.joined()[2..],
             [
-                "exec old bcvk status --wait".to_string(),
+                "exec old bcvk status --wait --progress plain".to_string(),
                 "container inspect --format {{.State.Status}} old".into(),
-                "exec old bcvk status --wait".into()
+                "exec old bcvk status --wait --progress plain".into()
             ],
             "{}",
             r.show()
@@ -635,7 +635,10 @@ fn vm_start_starts_then_waits_until_ready() {
         r.assert_code(0);
         assert_eq!(
             r.joined(),
-            [vm_inspect("dev"), "exec dev bcvk status --wait".into()],
+            [
+                vm_inspect("dev"),
+                "exec dev bcvk status --wait --progress plain".into()
+            ],
             "{}",
             r.show()
         );
@@ -799,5 +802,56 @@ fn vm_help_maps_each_verb_to_podman_bootc_and_upstream_bcvk() {
         assert!(r.stderr.contains("Usage: bcvk vm"), "{}", r.show());
         f.run(&["vm", "bogus"])
             .assert_usage_error("unknown subcommand 'vm bogus'");
+    });
+}
+
+/// While it waits, the host command shows the supervisor's boot phases (plain lines here,
+/// where stderr is no terminal), never twice, and falls back to a plain wait with a bcvk image
+/// that predates --progress.
+#[test]
+fn the_wait_shows_the_boot_progress() {
+    each_shell(|f| {
+        f.pvm("2222", "old", "Exited (0) 1 hour ago", "exited", "img");
+        f.set(
+            "progress",
+            "bcvk: booting (3s): kernel\nbcvk: booting (9s): systemd\n",
+        );
+        let r = f.run(&["vm", "start", "old"]);
+        r.assert_code(0);
+        assert_eq!(
+            r.stderr,
+            "bcvk: waiting for VM old to be ready...\n\
+             bcvk: booting (3s): kernel\n\
+             bcvk: booting (9s): systemd\n\
+             bcvk: VM old is ready: bcvk vm ssh old\n",
+            "{}",
+            r.show()
+        );
+        assert_eq!(r.stdout, "old\n", "{}", r.show());
+        // Not ready: the status is shown once, without the progress lines again.
+        f.set("status-rcs", "75\n");
+        let r = f.run(&["vm", "start", "old"]);
+        assert_eq!(
+            r.stderr.matches("booting (9s): systemd").count(),
+            1,
+            "{}",
+            r.show()
+        );
+        assert!(r.stderr.contains("state: fake"), "{}", r.show());
+        // An older bcvk image: asked again without --progress.
+        f.set("no-progress", "");
+        f.set("status-rcs", "0\n");
+        let r = f.run(&["vm", "start", "old"]);
+        r.assert_code(0);
+        assert_eq!(
+            r.joined()[2..],
+            [
+                "exec old bcvk status --wait --progress plain".to_string(),
+                "exec old bcvk status --wait".into()
+            ],
+            "{}",
+            r.show()
+        );
+        assert!(!r.stderr.contains("--progress"), "{}", r.show());
     });
 }
