@@ -385,6 +385,10 @@ pub struct StatusArgs {
     /// Wait until the VM is ready (or has exited).
     #[arg(long)]
     pub wait: bool,
+    /// The VM's name to show (the host command passes the container's name, which the
+    /// container cannot see); by default the guest's host name.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// With --wait, show the boot's progress on stderr while waiting: `tty`, one line
     /// rewritten in place (time since the VM started, boot phase); `plain`, a line each time
     /// the phase changes (for logs). The host command passes it.
@@ -392,7 +396,7 @@ pub struct StatusArgs {
     pub progress: Option<ProgressArg>,
     /// A health check (podman run --health-cmd 'bcvk status --health'): exit 0 when the VM
     /// is ready, else 1 with one line saying why.
-    #[arg(long, conflicts_with_all = ["json", "wait", "progress"])]
+    #[arg(long, conflicts_with_all = ["json", "wait", "progress", "name"])]
     pub health: bool,
 }
 
@@ -562,6 +566,26 @@ mod tests {
             Command::Run(r) => *r,
             other => panic!("not run: {other:?}"),
         }
+    }
+
+    #[test]
+    fn status_takes_the_name_to_show_and_progress_with_wait() {
+        let Command::Status(a) = parse(&["bcvk", "status", "--name", "dev", "--json"])
+            .unwrap()
+            .command
+        else {
+            panic!("not status")
+        };
+        assert_eq!(a.name.as_deref(), Some("dev"));
+        assert!(parse(&["bcvk", "status", "--health", "--name", "dev"]).is_err());
+        assert!(parse(&["bcvk", "status", "--progress", "plain"]).is_err());
+        let Command::Status(a) = parse(&["bcvk", "status", "--wait", "--progress", "tty"])
+            .unwrap()
+            .command
+        else {
+            panic!("not status")
+        };
+        assert_eq!(a.progress, Some(ProgressArg::Tty));
     }
 
     #[test]

@@ -267,7 +267,10 @@ pub fn status_subcommand(args: &crate::cli::StatusArgs) -> i32 {
         read(run_dir)
     };
     match res {
-        Ok(st) => {
+        Ok(mut st) => {
+            if let Some(name) = &args.name {
+                st.name = Some(name.clone());
+            }
             if args.json {
                 println!(
                     "{}",

@@ -192,7 +192,7 @@ fn status_execs_bcvk_status() {
         r.assert_code(0);
         assert_eq!(
             r.joined().last().unwrap(),
-            "exec vm1 bcvk status --json --wait",
+            "exec vm1 bcvk status --name vm1 --json --wait",
             "{}",
             r.show()
         );

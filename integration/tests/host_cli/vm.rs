@@ -374,7 +374,7 @@ fn vm_ssh_keeps_the_exit_code_and_refuses_what_is_not_a_running_vm() {
         r.assert_code(0);
         assert_eq!(
             r.joined().last().unwrap(),
-            "exec dev bcvk status --json",
+            "exec dev bcvk status --name dev --json",
             "{}",
             r.show()
         );
