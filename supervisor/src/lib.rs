@@ -29,6 +29,7 @@ pub mod ssh;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod usage;
 pub mod userns;
 pub mod virtiofsd;
 pub mod vm;
