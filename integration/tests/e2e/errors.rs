@@ -90,6 +90,18 @@ pub(crate) fn bad_option_values() -> R {
         );
         check!(l.len() < 1000, "{args:?}: a {}-character line", l.len());
     }
+    // A missing --ssh-key file is a mistake in an option too (64), refused before the boot.
+    let r = bcvk_oneshot(&[], &[&debian(), "--ssh-key", "/nonexistent/key.pub"]);
+    check!(
+        r.code == 64,
+        "--ssh-key missing: want exit 64: {}",
+        r.show()
+    );
+    let l = error_line(&r)?;
+    check!(
+        l.contains("--ssh-key") && l.contains("/nonexistent/key.pub"),
+        "{l}"
+    );
     Ok(())
 }
 
