@@ -20,6 +20,7 @@ pub mod init;
 pub mod kernel;
 pub mod logdir;
 pub mod opaque;
+pub mod partitions;
 pub mod qemu;
 pub mod readiness;
 pub mod rootfs;
