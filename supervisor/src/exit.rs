@@ -84,6 +84,7 @@ impl From<Exit> for i32 {
 const OK: &str =
     "the guest powered off, or the VM was stopped cleanly (`podman stop`); `bcvk status`: ready";
 const COMMAND: &str = "with `-- COMMAND`/`--execute`: the command's exit code, 128+N when a signal N killed it in the guest, as a shell reports it (255: ssh could not run it); `bcvk status`: 1 while not ready";
+const PODMAN: &str = "the host command, passing podman's own code on (the supervisor never exits so): 125 podman itself failed, with its message above (an option of podman's, an image it cannot pull); 126 the container's command could not be run; 127 podman is not installed (the host command says so), or the container's command was not found";
 const SIGNALS: &str = "a one-shot command interrupted by SIGINT / SIGTERM: `podman kill`, `podman stop`, or Ctrl-C in a `podman run -it` session (the command dies of it in the guest)";
 
 /// Every row of the documented table: (code, meaning), in order.
@@ -94,6 +95,7 @@ pub fn table() -> Vec<(String, &'static str)> {
             .iter()
             .map(|e| (e.code().to_string(), e.meaning())),
     );
+    rows.push(("125, 126, 127".to_string(), PODMAN));
     rows.push(("130, 143".to_string(), SIGNALS));
     rows
 }

@@ -457,6 +457,17 @@ pub(crate) fn info_call() -> Vec<String> {
     argv(&["info", "--format", "{{.Store.GraphRoot}}"])
 }
 
+/// The look-up of a `--name` before `podman run`: a name in use is refused first.
+pub(crate) fn name_call(name: &str) -> Vec<String> {
+    argv(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"bcvk.ephemeral\"}}\t{{.State.Status}}",
+        name,
+    ])
+}
+
 /// `podman run` with PRE (-d, --name...), the fixed flags, EXTRA (volumes, -p), then the
 /// bcvk image and its `run TARGET` arguments.
 pub(crate) fn run_call(fake: &Fake, pre: &[&str], extra: &[&str], bcvk: &[&str]) -> Vec<String> {
