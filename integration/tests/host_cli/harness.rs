@@ -7,7 +7,8 @@ use std::process::{Command, Output, Stdio};
 pub(crate) const IMAGE: &str = "localhost/bcvk:latest";
 pub(crate) const STORE: &str = "/var/lib/containers/storage";
 pub(crate) const LABEL: &str = "bcvk.ephemeral=1";
-/// The health check the host command gives every VM container.
+/// The health check the host command gives every VM container where podman can run it
+/// (`BCVK_HEALTHCHECK=on`, as the fake's runs set).
 pub(crate) const HEALTH: &[&str] = &[
     "--health-cmd",
     "bcvk status --health",
@@ -347,6 +348,8 @@ impl Fake {
             .env("PWD", &self.cwd)
             .env("FAKE_DIR", self.dir.path())
             .env("BCVK_KVM_DEVICE", self.kvm())
+            // As where podman runs health checks (a systemd host): the tests' host may not be.
+            .env("BCVK_HEALTHCHECK", "on")
             .env_remove("BCVK_IMAGE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -403,6 +406,8 @@ impl Fake {
             .env("PWD", &self.cwd)
             .env("FAKE_DIR", self.dir.path())
             .env("BCVK_KVM_DEVICE", self.kvm())
+            // As where podman runs health checks (a systemd host): the tests' host may not be.
+            .env("BCVK_HEALTHCHECK", "on")
             .env_remove("BCVK_IMAGE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -378,3 +378,33 @@ fn run_with_a_name_in_use_says_so() {
         assert_eq!(r.stderr.lines().count(), 1, "{}", r.show());
     });
 }
+
+/// Health checks only where podman can run them (systemd's manager socket there, or
+/// BCVK_HEALTHCHECK=on): elsewhere every podman run/start/rm would log an error and
+/// `podman ps` would show "(starting)" for good.
+#[test]
+fn health_checks_only_where_podman_runs_them() {
+    each_shell(|f| {
+        let has_health = |r: &Res| {
+            r.calls
+                .iter()
+                .any(|c| c.iter().any(|a| a == "--health-cmd"))
+        };
+        let r = f.run(&["ephemeral", "run", "-d", "img"]);
+        r.assert_code(0);
+        assert!(has_health(&r), "{}", r.show());
+        f.env = vec![("BCVK_HEALTHCHECK".into(), "off".into())];
+        let r = f.run(&["ephemeral", "run", "-d", "img"]);
+        r.assert_code(0);
+        assert!(!has_health(&r), "{}", r.show());
+        assert_eq!(r.stderr, "", "{}", r.show());
+        // auto: as the manager's socket says (root runs these tests).
+        f.env = vec![("BCVK_HEALTHCHECK".into(), "auto".into())];
+        let r = f.run(&["vm", "run", "--name", "v", "img"]);
+        let systemd = std::path::Path::new("/run/systemd/private").exists();
+        assert_eq!(has_health(&r), systemd, "{}", r.show());
+        f.env = vec![("BCVK_HEALTHCHECK".into(), "sometimes".into())];
+        f.run(&["ephemeral", "run", "-d", "img"])
+            .assert_usage_error("BCVK_HEALTHCHECK=sometimes: use auto, on or off");
+    });
+}
