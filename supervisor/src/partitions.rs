@@ -104,7 +104,7 @@ pub fn table_end(head: &[u8]) -> Option<TableEnd> {
 
 /// `bytes` for a message: MiB when it is a whole number of them, else bytes.
 pub fn size_text(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")
