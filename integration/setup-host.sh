@@ -11,6 +11,12 @@ set -euo pipefail
 
 need=()
 for pkg in podman runc debootstrap conmon openssh-client jq docker.io uidmap python3 python3-venv; do
+  # GitHub's Ubuntu runners bring Docker's own packages (moby-runc, containerd.io, docker-ce),
+  # which conflict with Debian's runc and docker.io: a runc or a dockerd already there will do.
+  case $pkg in
+    runc) command -v runc >/dev/null && continue ;;
+    docker.io) command -v dockerd >/dev/null && command -v docker >/dev/null && continue ;;
+  esac
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -35,11 +41,31 @@ clamp=""
 if ! capsh --has-p=cap_sys_resource >/dev/null 2>&1 && { [ "$nofile" -lt 1048576 ] || [ "$nproc" -lt 4194304 ]; }; then
   clamp=yes
 fi
-if [ -n "$runtime$clamp" ]; then
+# AppArmor hosts (Ubuntu, GitHub's ubuntu-24.04 runners): podman's default profile
+# (containers-default, from containers/common) says `deny mount`, which AppArmor enforces inside
+# user namespaces too, and bcvk mounts the guest's root (in its own namespaces, never on the
+# host). The tests' containers run unconfined, as the README tells Ubuntu users to run bcvk.
+apparmor=""
+if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]; then apparmor=yes; fi
+# Ubuntu 23.10+ confines an unconfined process that creates a user namespace without
+# CAP_SYS_ADMIN to a profile without capabilities (kernel.apparmor_restrict_unprivileged_userns),
+# so bcvk's user namespace could mount nothing. On a CI runner (a throwaway machine) it is
+# lifted; elsewhere the user decides.
+restrict=/proc/sys/kernel/apparmor_restrict_unprivileged_userns
+if [ "$(cat "$restrict" 2>/dev/null)" = 1 ]; then
+  if [ "${CI:-}" = true ] || [ "${GITHUB_ACTIONS:-}" = true ]; then
+    log "CI runner: lifting kernel.apparmor_restrict_unprivileged_userns (bcvk builds the guest's root in a user namespace)"
+    sysctl -qw kernel.apparmor_restrict_unprivileged_userns=0
+  else
+    die "kernel.apparmor_restrict_unprivileged_userns=1: bcvk's tests run it without added capabilities, in a user namespace this setting leaves without any: run 'sysctl -w kernel.apparmor_restrict_unprivileged_userns=0' (CI=true does it), or see README 'Troubleshooting'"
+  fi
+fi
+if [ -n "$runtime$clamp$apparmor" ]; then
   {
     echo "# written by integration/setup-host.sh for this machine; used through CONTAINERS_CONF"
     echo "[containers]"
     [ -n "$clamp" ] && echo "default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"
+    [ -n "$apparmor" ] && echo "apparmor_profile = \"unconfined\""
     echo "[engine]"
     [ -n "$runtime" ] && echo "runtime = \"$runtime\""
   } > "$conf.tmp"

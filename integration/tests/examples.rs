@@ -74,6 +74,17 @@ fn workflow_enables_kvm_with_udev() {
 }
 
 #[test]
+fn workflow_lifts_ubuntus_userns_restriction() {
+    let w = workflow();
+    assert!(
+        run_scripts(&w).iter().any(|s| s
+            .lines()
+            .any(|l| l.trim() == "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")),
+        "a step lifting kernel.apparmor_restrict_unprivileged_userns"
+    );
+}
+
+#[test]
 fn workflow_builds_the_image_into_roots_store() {
     let w = workflow();
     assert!(
@@ -90,9 +101,14 @@ fn workflow_marked_command_is_a_bcvk_podman_run() {
     assert_eq!(argv[..2], ["podman", "run"], "{argv:?}");
     assert!(has_words(&argv, &["--device", "/dev/kvm"]), "{argv:?}");
     assert!(has_words(&argv, &["-v", STORE_VOLUME]), "{argv:?}");
-    // No added privileges: podman's default capabilities are enough.
+    // No added privileges: podman's default capabilities are enough; only AppArmor's mount
+    // rule is lifted (Ubuntu runners: podman's profile denies mount).
     assert!(
         !argv.iter().any(|a| a == "--privileged" || a == "--cap-add"),
+        "{argv:?}"
+    );
+    assert!(
+        has_words(&argv, &["--security-opt", "apparmor=unconfined"]),
         "{argv:?}"
     );
     assert!(argv.contains(&"--rm".to_string()), "{argv:?}");
@@ -227,6 +243,57 @@ fn project_releases_a_labelled_image_on_a_tag() {
         );
     }
     assert!(text.contains("podman push"));
+    // Signed keyless by digest, with its SBOM attached as a signed attestation.
+    assert_eq!(job["permissions"]["id-token"].as_str(), Some("write"));
+    assert!(text.contains("cosign sign --yes \"$REF\""), "{text}");
+    assert!(
+        text.contains("cosign attest --yes --type spdxjson"),
+        "{text}"
+    );
+    assert!(text.contains("anchore/sbom-action@"), "{text}");
+}
+
+/// The release's tags, from its own "Names and labels" script run as GitHub would: a final
+/// release moves :X.Y and :latest, a pre-release only gets its own tag.
+#[test]
+fn release_tags_latest_only_for_final_releases() {
+    let w = project_workflow("release.yml");
+    let script = w["jobs"]["image"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str() == Some("Names and labels"))
+        .and_then(|s| s["run"].as_str())
+        .expect("a Names and labels step")
+        .to_string();
+    let tags = |tag: &str| -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let r = std::process::Command::new("bash")
+            .args(["-e", "-c", &script])
+            .current_dir(repo_root())
+            .env("REGISTRY", "ghcr.io")
+            .env("IMAGE_NAME", "Owner/bcvk")
+            .env("GITHUB_REF_NAME", tag)
+            .env("GITHUB_OUTPUT", &out)
+            .env("GITHUB_SERVER_URL", "https://github.com")
+            .env("GITHUB_REPOSITORY", "Owner/bcvk")
+            .env("GITHUB_SHA", "0123abc")
+            .output()
+            .unwrap();
+        if !r.status.success() {
+            return None;
+        }
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("image=ghcr.io/owner/bcvk\n"), "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix("tags="))
+            .map(str::to_string)
+    };
+    assert_eq!(tags("v1.2.3").as_deref(), Some("1.2.3 1.2 latest"));
+    assert_eq!(tags("v1.3.0-rc.1").as_deref(), Some("1.3.0-rc.1"));
+    assert_eq!(tags("v2.0.0-beta").as_deref(), Some("2.0.0-beta"));
+    assert_eq!(tags("nightly"), None, "a tag that is no version is refused");
 }
 
 /// A systemd-style unit: section -> key -> values (keys may repeat). Comments and blank lines
@@ -285,7 +352,8 @@ fn quadlet_unit_has_what_bcvk_needs() {
     let u = parse_unit(&text);
     assert_eq!(one(&u, "Container", "Image"), "localhost/bcvk:latest");
     assert_eq!(one(&u, "Container", "Notify"), "true");
-    assert_eq!(one(&u, "Container", "AddDevice"), "/dev/kvm");
+    // Only where the host has it (Podman 4.5+): without KVM bcvk boots under TCG.
+    assert_eq!(one(&u, "Container", "AddDevice"), "-/dev/kvm");
     assert_eq!(one(&u, "Container", "Volume"), STORE_VOLUME);
     // No added privileges: podman's default capabilities are enough. Only keys Quadlet 4.4
     // knows (StopTimeout= and Health*= are newer: their options go through PodmanArgs=).
@@ -329,13 +397,13 @@ fn quadlet_unit_has_what_bcvk_needs() {
     assert_eq!(one(&u, "Install", "WantedBy"), "default.target");
     assert_eq!(one(&u, "Service", "Restart"), "on-failure");
     // No restart for what a restart cannot fix: exactly the documented codes of mistakes and
-    // refusals; bcvk's own faults (71), guest failures (70) and timeouts (75) are restarted.
+    // refusals, and podman's; bcvk's own faults (71), guest failures (70) and timeouts (75) are restarted.
     use bcvk::exit::Exit;
     let prevent: Vec<i32> = one(&u, "Service", "RestartPreventExitStatus")
         .split_whitespace()
         .map(|c| c.parse().unwrap())
         .collect();
-    let want: Vec<i32> = [
+    let mut want: Vec<i32> = [
         Exit::Usage,
         Exit::StoreCorrupt,
         Exit::NotFound,
@@ -345,6 +413,9 @@ fn quadlet_unit_has_what_bcvk_needs() {
     .iter()
     .map(|e| e.code())
     .collect();
+    // And podman's own failures before bcvk runs (podman run(1)'s exit codes): 125 podman
+    // itself, 126 the entrypoint cannot be invoked, 127 it is not found.
+    want.extend([125, 126, 127]);
     assert_eq!(prevent, want);
 }
 

@@ -377,6 +377,13 @@ pub struct SshArgs {
     pub command: Vec<String>,
 }
 
+/// How `bcvk status --wait --progress` shows the boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    Tty,
+    Plain,
+}
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print the status file as JSON.
@@ -385,9 +392,14 @@ pub struct StatusArgs {
     /// Wait until the VM is ready (or has exited).
     #[arg(long)]
     pub wait: bool,
+    /// With --wait, show the boot's progress on stderr while waiting: `tty`, one line
+    /// rewritten in place (time since the VM started, boot phase); `plain`, a line each time
+    /// the phase changes (for logs). The host command passes it.
+    #[arg(long, value_enum, requires = "wait", value_name = "tty|plain")]
+    pub progress: Option<ProgressArg>,
     /// A health check (podman run --health-cmd 'bcvk status --health'): exit 0 when the VM
     /// is ready, else 1 with one line saying why.
-    #[arg(long, conflicts_with_all = ["json", "wait"])]
+    #[arg(long, conflicts_with_all = ["json", "wait", "progress"])]
     pub health: bool,
 }
 

@@ -188,6 +188,15 @@ pub fn render(status: &Status) -> String {
 
 /// Wait until the VM is ready or has exited, polling the status file.
 pub fn wait_ready(run_dir: &Path, timeout: std::time::Duration) -> Result<Status, StatusError> {
+    wait_ready_watching(run_dir, timeout, |_| {})
+}
+
+/// [`wait_ready`], handing every status read while waiting (not the last) to `watch`.
+pub fn wait_ready_watching(
+    run_dir: &Path,
+    timeout: std::time::Duration,
+    mut watch: impl FnMut(&Status),
+) -> Result<Status, StatusError> {
     // None: no deadline a clock can reach (an overflowing Instant would panic).
     let deadline = std::time::Instant::now().checked_add(timeout);
     let before_deadline = || deadline.is_none_or(|d| std::time::Instant::now() < d);
@@ -205,7 +214,32 @@ pub fn wait_ready(run_dir: &Path, timeout: std::time::Duration) -> Result<Status
         {
             return Ok(st);
         }
+        watch(&st);
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// What `bcvk status --wait --progress` shows while the VM boots, on stderr: for a terminal
+/// one line, rewritten in place, with the time since the VM started and its boot phase; for
+/// a log, a line each time the phase changes. `None`: nothing to print now.
+pub fn progress_text(
+    st: &Status,
+    mode: crate::cli::ProgressArg,
+    last_phase: &mut String,
+    now_unix: u64,
+) -> Option<String> {
+    let elapsed = now_unix.saturating_sub(st.started_at);
+    let phase = if st.phase.is_empty() { "-" } else { &st.phase };
+    match mode {
+        crate::cli::ProgressArg::Tty => {
+            *last_phase = phase.to_string();
+            Some(format!("\r\x1b[K[{elapsed:>4}s] booting: {phase}"))
+        }
+        crate::cli::ProgressArg::Plain if last_phase.as_str() != phase => {
+            *last_phase = phase.to_string();
+            Some(format!("bcvk: booting ({elapsed}s): {phase}\n"))
+        }
+        crate::cli::ProgressArg::Plain => None,
     }
 }
 
@@ -216,7 +250,19 @@ pub fn status_subcommand(args: &crate::cli::StatusArgs) -> i32 {
         return health(run_dir);
     }
     let res = if args.wait {
-        wait_ready(run_dir, std::time::Duration::from_secs(3600))
+        let mut last = String::new();
+        let res = wait_ready_watching(run_dir, std::time::Duration::from_secs(3600), |st| {
+            if let Some(text) = args
+                .progress
+                .and_then(|mode| progress_text(st, mode, &mut last, now_unix()))
+            {
+                eprint!("{text}");
+            }
+        });
+        if args.progress == Some(crate::cli::ProgressArg::Tty) && !last.is_empty() {
+            eprint!("\r\x1b[K");
+        }
+        res
     } else {
         read(run_dir)
     };
@@ -266,6 +312,39 @@ fn health(run_dir: &Path) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_tty_rewrites_one_line_plain_prints_phase_changes() {
+        use crate::cli::ProgressArg;
+        let mut st = sample();
+        st.state = State::Starting;
+        st.started_at = 1000;
+        st.phase = "kernel".into();
+        let mut last = String::new();
+        assert_eq!(
+            progress_text(&st, ProgressArg::Tty, &mut last, 1012).as_deref(),
+            Some("\r\x1b[K[  12s] booting: kernel")
+        );
+        let mut last = String::new();
+        assert_eq!(
+            progress_text(&st, ProgressArg::Plain, &mut last, 1012).as_deref(),
+            Some("bcvk: booting (12s): kernel\n")
+        );
+        assert_eq!(
+            progress_text(&st, ProgressArg::Plain, &mut last, 1013),
+            None
+        );
+        st.phase = "systemd".into();
+        assert_eq!(
+            progress_text(&st, ProgressArg::Plain, &mut last, 1020).as_deref(),
+            Some("bcvk: booting (20s): systemd\n")
+        );
+        // A clock behind the start (another host's) shows 0, never wraps.
+        assert_eq!(
+            progress_text(&st, ProgressArg::Tty, &mut last, 10).as_deref(),
+            Some("\r\x1b[K[   0s] booting: systemd")
+        );
+    }
 
     fn sample() -> Status {
         Status {

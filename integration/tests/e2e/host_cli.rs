@@ -324,7 +324,8 @@ pub fn image_carries_only_what_bcvk_runs() -> R {
         "sh",
         &bcvk_image(),
         "-c",
-        "ls /usr/bin /usr/sbin /usr/libexec /usr/share/qemu /usr/share/seabios",
+        "ls /usr/bin /usr/sbin /usr/libexec /usr/share/qemu /usr/share/seabios /usr/share/OVMF; \
+         ls -d /usr/share/ovmf /usr/share/perl5 /usr/lib/apt /var/lib/dpkg/status 2>/dev/null; true",
     ]);
     crate::check!(list.code == 0, "{}", list.show());
     let have: std::collections::BTreeSet<&str> = list.stdout.lines().collect();
@@ -339,6 +340,10 @@ pub fn image_carries_only_what_bcvk_runs() -> R {
         "kvmvapic.bin",
         "linuxboot_dma.bin",
         "efi-virtio.rom",
+        "OVMF_CODE_4M.fd",
+        "OVMF_VARS_4M.fd",
+        // Image scanners and SBOM tools read the package database.
+        "/var/lib/dpkg/status",
     ] {
         crate::check!(have.contains(want), "{want} is missing: {}", list.stdout);
     }
@@ -355,6 +360,15 @@ pub fn image_carries_only_what_bcvk_runs() -> R {
         "openbios-ppc",
         "slof.bin",
         "s390-ccw.img",
+        "OVMF_CODE_4M.secboot.fd",
+        "OVMF_CODE_4M.ms.fd",
+        "OVMF_VARS_4M.ms.fd",
+        "/usr/share/ovmf",
+        "perl",
+        "/usr/share/perl5",
+        "apt-get",
+        "dpkg-reconfigure",
+        "/usr/lib/apt",
     ] {
         crate::check!(!have.contains(gone), "{gone} is still in the image");
     }

@@ -68,6 +68,45 @@ fn usage_errors_exit_64() {
 }
 
 #[test]
+fn typos_get_did_you_mean() {
+    each_shell(|f| {
+        let cases: &[(&[&str], &str)] = &[
+            (&["ephmeral", "ps"], "did you mean 'ephemeral'?"),
+            (&["--hepl"], "did you mean '--help'?"),
+            (&["ephemeral", "rnu", "img"], "did you mean 'run'?"),
+            (&["ephemeral", "run-shs", "img"], "did you mean 'run-ssh'?"),
+            (&["vm", "strat", "dev"], "did you mean 'start'?"),
+            (&["vm", "lsit"], "did you mean 'list'?"),
+            // bcvk run's own options, from its clap definitions.
+            (
+                &["ephemeral", "run", "--memroy", "2G", "img"],
+                "unknown option --memroy: did you mean '--memory'?",
+            ),
+            (
+                &["ephemeral", "run-ssh", "--vcpu=2", "img"],
+                "unknown option --vcpu: did you mean '--vcpus'?",
+            ),
+            (
+                &["vm", "run", "--ssh-keygne", "img"],
+                "did you mean '--ssh-keygen'?",
+            ),
+        ];
+        for (args, needle) in cases {
+            f.run(args).assert_usage_error(needle);
+        }
+        // Nothing close: no guess.
+        for args in [
+            &["libvirt", "run"][..],
+            &["ephemeral", "run", "--frobnicate", "x"][..],
+        ] {
+            let r = f.run(args);
+            r.assert_code(64);
+            assert!(!r.stderr.contains("did you mean"), "{}", r.show());
+        }
+    });
+}
+
+#[test]
 fn missing_podman_is_a_clear_error() {
     each_shell(|f| {
         let empty = f.dir.path().join("empty");
@@ -256,4 +295,72 @@ fn run_ssh_stops_the_vm_on_ctrl_c() {
             "{calls:?}"
         );
     });
+}
+
+/// The README's install block, run as written by a fresh account whose PATH lacks
+/// `~/.local/bin` (root's, on Debian and Ubuntu): the directory is made, the host command
+/// installed, and `bcvk` found in that shell and in a later login's.
+#[test]
+fn readme_install_block_works_on_a_fresh_account() {
+    let readme = include_str!("../../../README.md");
+    let block: String = readme
+        .split_once("Install the host command once")
+        .and_then(|(_, rest)| rest.split_once("```sh\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block.to_string())
+        .expect("README has the install block");
+    assert!(block.contains("install-host-cli"), "{block}");
+    for shell in shells() {
+        let home = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        // A podman that answers `run --rm IMAGE install-host-cli` as the image does.
+        let cli = bin.path().join("host-cli");
+        fs::write(&cli, bcvk::host_cli()).unwrap();
+        fs::write(
+            bin.path().join("podman"),
+            format!(
+                "#!/bin/sh\n[ \"$*\" = 'run --rm {IMAGE} install-host-cli' ] || exit 125\nexec cat '{}'\n",
+                cli.display()
+            ),
+        )
+        .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let p = bin.path().join("podman");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = format!("{}:/usr/bin:/bin", bin.path().display());
+        let run = |script: &str| {
+            Command::new(&shell)
+                .args(["-c", script])
+                .current_dir(home.path())
+                .env_clear()
+                .env("HOME", home.path())
+                .env("PATH", &path)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let out = run(&format!("set -e\n{block}\ncommand -v bcvk"));
+        let installed = home.path().join(".local/bin/bcvk");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            shell.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            installed.display().to_string()
+        );
+        assert_eq!(fs::read_to_string(&installed).unwrap(), bcvk::host_cli());
+        // A later login reads ~/.profile.
+        let later = run(". ./.profile; command -v bcvk && bcvk --help >/dev/null");
+        assert!(
+            later.status.success(),
+            "{}: {}",
+            shell.display(),
+            String::from_utf8_lossy(&later.stderr)
+        );
+    }
 }

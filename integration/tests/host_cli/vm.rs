@@ -607,6 +607,12 @@ fn vm_start_starts_then_waits_until_ready() {
             r.show()
         );
         assert_eq!(r.stdout, "old\n", "{}", r.show());
+        assert!(
+            r.stderr
+                .ends_with("bcvk: VM old is ready: bcvk vm ssh old\n"),
+            "{}",
+            r.show()
+        );
         // The previous run's status, read before the supervisor started afresh: asked again
         // while the container runs.
         f.set("status-rcs", "1\n0\n");
