@@ -79,16 +79,27 @@ pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
 
 /// A timeout in whole seconds, 0 to [`MAX_TIMEOUT_SECS`].
 fn seconds(s: &str) -> Result<u64, String> {
-    let n: u64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let n: u64 = s.trim().parse().map_err(|_| {
+        format!("not a number of seconds: give a whole number from 0 to {MAX_TIMEOUT_SECS}")
+    })?;
     if n > MAX_TIMEOUT_SECS {
         return Err(format!(
-            "{n} seconds is more than a year: give at most {MAX_TIMEOUT_SECS}"
+            "more than a year: give at most {MAX_TIMEOUT_SECS} seconds"
         ));
     }
     Ok(n)
+}
+
+/// A vCPU count: 1 to [`crate::qemu::MAX_VCPUS`] (q35 without an IOMMU).
+fn vcpus(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=crate::qemu::MAX_VCPUS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid vCPU count '{}' for --vcpus: give a whole number from 1 to {}",
+            crate::usage::shown(s),
+            crate::qemu::MAX_VCPUS
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -231,7 +242,7 @@ pub struct RunArgs {
     pub memory: Option<u64>,
 
     /// Guest vCPUs [default: the container's CPUs, at most 4, or the --itype's].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=255))]
+    #[arg(long, value_name = "N", value_parser = vcpus)]
     pub vcpus: Option<u32>,
 
     /// An instance type setting vCPUs and memory: u1.nano, u1.micro, u1.small, u1.medium,

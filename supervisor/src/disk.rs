@@ -287,9 +287,14 @@ pub fn inspect(path: &Path, scratch: &Path) -> Result<Inspected, DiskError> {
         path: path.to_path_buf(),
         what,
     })?;
+    // The guest's disk size: the file's for raw, the virtual size for qcow2.
+    let mut disk_len = meta.len();
     if format == DiskFormat::Qcow2 {
         let info = qemu_img_json(&["info", "-f", "qcow2", "--output=json"], path)
             .map_err(|why| corrupt(first_line(&why)))?;
+        if let Some(size) = info.get("virtual-size").and_then(|v| v.as_u64()) {
+            disk_len = size;
+        }
         if let Some(b) = info.get("backing-filename").and_then(|b| b.as_str()) {
             return Err(DiskError::Backing {
                 path: path.to_path_buf(),
@@ -325,6 +330,10 @@ pub fn inspect(path: &Path, scratch: &Path) -> Result<Inspected, DiskError> {
         spawn::run_helper("qemu-img", &args).map_err(|e| corrupt(first_line(&e.to_string())))?;
         head = std::fs::read(&out).map_err(open_err)?;
         let _ = std::fs::remove_file(&out);
+    }
+    // Cut short (a copy that stopped): refused here, before the guest hangs in its initrd.
+    if let Some(why) = crate::partitions::shortfall(&head, disk_len) {
+        return Err(corrupt(format!("truncated: {why}")));
     }
     Ok(Inspected {
         path: path.to_path_buf(),
@@ -623,6 +632,26 @@ mod tests {
         assert!(i.boot.esp && i.boot.mbr_code);
         std::fs::write(&p, b"short").unwrap();
         assert_eq!(inspect(&p, d.path()).unwrap_err().exit_code(), 65);
+        // An MBR disk whose partition ends past the file: truncated, 65, the file untouched.
+        let mut head = mbr(true, &[0x83]);
+        head[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+        head[446 + 12..446 + 16].copy_from_slice(&1000u32.to_le_bytes());
+        std::fs::write(&p, &head).unwrap();
+        let err = inspect(&p, d.path()).unwrap_err();
+        assert_eq!(err.exit_code(), 65);
+        assert!(
+            err.to_string()
+                .contains("truncated: 65536 bytes long, but partition 1 ends at 512512 bytes"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), head);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(1001 * 512)
+            .unwrap();
+        assert!(inspect(&p, d.path()).is_ok());
         std::fs::write(&p, b"KDMV and more bytes".repeat(40)).unwrap();
         assert!(inspect(&p, d.path())
             .unwrap_err()

@@ -62,7 +62,7 @@ impl Exit {
     pub const fn meaning(self) -> &'static str {
         match self {
             Exit::Usage => "bad usage or option value (a missing `--bind` directory or `--ssh-key`, a port bcvk uses, a malformed image reference); `--persistent` with no state directory, or a state made from another image",
-            Exit::StoreCorrupt => "the podman store is unreadable or corrupt; or a disk image is (a truncated or corrupt qcow2, a backing file, an unsupported format, a containerDisk with more than one disk); or an image whose layout would lead bcvk's writes through a symlink (`/etc/systemd/system` a symlink, for `--systemd-units`)",
+            Exit::StoreCorrupt => "the podman store is unreadable or corrupt; or a disk image is (a truncated or corrupt qcow2, a raw disk shorter than its partition table, a backing file, an unsupported format, a containerDisk with more than one disk); or an image whose layout would lead bcvk's writes through a symlink (`/etc/systemd/system` a symlink, for `--systemd-units`)",
             Exit::NotFound => "image not found (or a `--rootfs` directory missing or without `usr/`), image without a bootable kernel or disk (the error names every place looked at), no store mounted, a `--disk-image` not there, or a disk the firmware finds nothing to boot on",
             Exit::Unavailable => "the accelerator is unavailable (`--accel kvm` without `/dev/kvm`, or KVM cannot run the guest)",
             Exit::GuestFailed => "the guest failed: kernel panic, reboot, QEMU or virtiofsd died (also while a one-shot command runs: then not ssh's 255)",
@@ -84,6 +84,7 @@ impl From<Exit> for i32 {
 const OK: &str =
     "the guest powered off, or the VM was stopped cleanly (`podman stop`); `bcvk status`: ready";
 const COMMAND: &str = "with `-- COMMAND`/`--execute`: the command's exit code, 128+N when a signal N killed it in the guest, as a shell reports it (255: ssh could not run it); `bcvk status`: 1 while not ready";
+const PODMAN: &str = "the host command, passing podman's own code on (the supervisor never exits so): 125 podman itself failed, with its message above (an option of podman's, an image it cannot pull); 126 the container's command could not be run; 127 podman is not installed (the host command says so), or the container's command was not found";
 const SIGNALS: &str = "a one-shot command interrupted by SIGINT / SIGTERM: `podman kill`, `podman stop`, or Ctrl-C in a `podman run -it` session (the command dies of it in the guest)";
 
 /// Every row of the documented table: (code, meaning), in order.
@@ -94,6 +95,7 @@ pub fn table() -> Vec<(String, &'static str)> {
             .iter()
             .map(|e| (e.code().to_string(), e.meaning())),
     );
+    rows.push(("125, 126, 127".to_string(), PODMAN));
     rows.push(("130, 143".to_string(), SIGNALS));
     rows
 }

@@ -2,10 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use bcvk::cli::{self, Cli, Command};
+use bcvk::cli::{self, Command};
 use bcvk::exit::Exit;
+use bcvk::usage::{self, Refusal};
 use bcvk::{run, ssh, status};
 
 fn init_logging(level: &str) {
@@ -29,22 +28,17 @@ fn init_logging(level: &str) {
 }
 
 fn main() -> ExitCode {
-    let argv = cli::with_default_subcommand(std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(&argv) {
+    let cli = match usage::parse(std::env::args_os().collect()) {
         Ok(c) => c,
-        Err(e) if e.use_stderr() && cli::upstream_spelling_in(&argv).is_some() => {
-            let line = cli::upstream_spelling_in(&argv).unwrap_or_default();
-            eprintln!("bcvk: error: {line}");
-            return ExitCode::from(Exit::Usage.code() as u8);
-        }
-        Err(e) => {
+        Err(Refusal::Display(e)) => {
             let _ = e.print();
-            // clap exits 0 for --help/--version, 2 for errors; ours is 64 (EX_USAGE).
-            return ExitCode::from(if e.use_stderr() {
-                Exit::Usage.code() as u8
-            } else {
-                0
-            });
+            return ExitCode::SUCCESS;
+        }
+        Err(refusal @ Refusal::Usage(_)) => {
+            if let Refusal::Usage(line) = &refusal {
+                eprintln!("bcvk: error: {line}");
+            }
+            return ExitCode::from(refusal.code() as u8);
         }
     };
     init_logging(&cli.log_level);

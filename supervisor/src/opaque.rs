@@ -6,8 +6,12 @@
 //! reach) honours only the second. For the first, bcvk finds the marked directories in the
 //! store's tar-split metadata (`overlay-layers/<id>.tar-split.gz`, one JSON object a line,
 //! which keeps the layer's `DIR/.wh..wh..opq` entry), and emulates each mark with a
-//! synthetic layer placed right below the marking layer: a whiteout for every name the
-//! layers further down have in that directory. The merged view is then the one podman shows.
+//! synthetic layer placed right below the marking layer, holding a whiteout at the
+//! directory's own path: overlayfs's lookup stops at a whiteout below a directory (namei.c,
+//! `ovl_lookup_single`), so the directory is the marking layer's alone, as an opaque one is:
+//! not merged, with its own link count (a merged directory's is 1). The view is then the
+//! one podman shows. The root itself, which has no path to white out, gets a whiteout for
+//! every name the layers further down have in it.
 //!
 //! Parsing is pure and unit-tested; `plan` reads the store (never writes it).
 
@@ -115,7 +119,8 @@ pub fn tar_split_path(store_root: &Path, layer_id: &str) -> PathBuf {
 }
 
 /// A synthetic layer to place right below image layer `below` (an index into the top-first
-/// layer list), holding a whiteout at each of `whiteouts` (relative paths).
+/// layer list), holding a whiteout at each of `whiteouts` (relative paths): the opaque
+/// directories themselves, or the names under an opaque root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Emulation {
     pub below: usize,
@@ -170,8 +175,12 @@ pub fn plan(store_root: &Path, layers: &[Layer]) -> Result<Vec<Emulation>, Opaqu
                 source,
             },
         )?;
-        let mut whiteouts = BTreeSet::new();
+        let mut whiteouts: BTreeSet<PathBuf> = BTreeSet::new();
+        // Parents sort before their children: a directory already hidden whole is skipped.
         for dir in &dirs {
+            if whiteouts.iter().any(|w| dir.starts_with(w)) {
+                continue;
+            }
             match beneath::open_dir(&layer.diff_dir, dir) {
                 Ok(fd) if !marked_for_userxattr(&fd) => {}
                 // Marked for userxattr (a rootless store), or not a directory of this layer.
@@ -180,10 +189,23 @@ pub fn plan(store_root: &Path, layers: &[Layer]) -> Result<Vec<Emulation>, Opaqu
             // Opened through directories only: overlayfs merges a directory only through
             // directories, so a lower layer whose path goes through a symlink contributes
             // nothing there, and must not be read through it.
-            for lower in &layers[k + 1..] {
-                if let Ok(fd) = beneath::open_dir(&lower.diff_dir, dir) {
-                    whiteouts.extend(names_in(fd).into_iter().map(|n| dir.join(n)));
+            let mut below = layers[k + 1..]
+                .iter()
+                .filter_map(|lower| beneath::open_dir(&lower.diff_dir, dir).ok())
+                .peekable();
+            if below.peek().is_none() {
+                continue;
+            }
+            if dir.as_os_str().is_empty() {
+                // The root has no path to white out: each lower name is hidden instead.
+                for fd in below {
+                    whiteouts.extend(names_in(fd).into_iter().map(PathBuf::from));
                 }
+            } else {
+                // A whiteout at the directory's own path ends its lookup there: it is then
+                // the marking layer's directory alone, not merged, as an opaque directory is
+                // (same entries, and the same link count: overlayfs gives merged ones 1).
+                whiteouts.insert(dir.clone());
             }
         }
         if !whiteouts.is_empty() {
@@ -291,8 +313,29 @@ mod tests {
             plan,
             [Emulation {
                 below: 1,
-                whiteouts: vec![PathBuf::from("opt/d/old"), PathBuf::from("opt/d/sub")],
+                whiteouts: vec![PathBuf::from("opt/d")],
             }]
+        );
+    }
+
+    #[test]
+    fn an_opaque_root_hides_each_name_and_nested_marks_need_nothing_more() {
+        let store = tempfile::tempdir().unwrap();
+        let root = store.path();
+        let (top, base) = ("b".repeat(64), "a".repeat(64));
+        let layers = vec![layer(root, &top), layer(root, &base)];
+        std::fs::create_dir_all(layers[1].diff_dir.join("opt/x/y")).unwrap();
+        std::fs::write(layers[1].diff_dir.join("etc"), "").unwrap();
+        std::fs::create_dir_all(layers[0].diff_dir.join("opt/x/y")).unwrap();
+        // opt/x hides opt/x/y too: one whiteout, no directory to hold a second one.
+        write_split(root, &top, &["opt/x/.wh..wh..opq", "opt/x/y/.wh..wh..opq"]);
+        let planned = plan(root, &layers).unwrap();
+        assert_eq!(planned[0].whiteouts, [PathBuf::from("opt/x")]);
+        write_split(root, &top, &[".wh..wh..opq", "opt/x/.wh..wh..opq"]);
+        let planned = plan(root, &layers).unwrap();
+        assert_eq!(
+            planned[0].whiteouts,
+            [PathBuf::from("etc"), PathBuf::from("opt")]
         );
     }
 

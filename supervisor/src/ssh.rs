@@ -20,7 +20,7 @@ pub enum SshError {
     },
     #[error("cannot encode the SSH key: {0}")]
     Encode(String),
-    #[error("cannot read the public key {path}: {source}: pass an OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub) mounted into the container")]
+    #[error("cannot read the --ssh-key file {path}: {source}: pass an OpenSSH public key file (e.g. ~/.ssh/id_ed25519.pub) mounted into the container")]
     ReadPublicKey {
         path: PathBuf,
         source: std::io::Error,
@@ -330,7 +330,7 @@ mod tests {
         );
         let err = read_public_key(&dir.path().join("missing.pub")).unwrap_err();
         assert!(
-            err.to_string().contains("cannot read the public key"),
+            err.to_string().contains("cannot read the --ssh-key file"),
             "{err}"
         );
     }

@@ -217,12 +217,18 @@ pub fn bad_inputs() -> R {
         );
         check!(r.code == 0, "{}", r.show());
     }
+    truncated_raw(&disk_dir().join("debian.raw"), &d.join("truncated.raw"))?;
     write(&d.join("seed/meta-data"), "instance-id: x\n")?;
     write(&d.join("bad.ign"), "variant: fcos\nversion: 1.5.0\n")?;
-    let before: Vec<(String, String)> = ["truncated.qcow2", "garbage.qcow2", "nobootloader.raw"]
-        .iter()
-        .map(|f| Ok((f.to_string(), file_digest(&d.join(f))?)))
-        .collect::<Result<_, String>>()?;
+    let before: Vec<(String, String)> = [
+        "truncated.qcow2",
+        "garbage.qcow2",
+        "nobootloader.raw",
+        "truncated.raw",
+    ]
+    .iter()
+    .map(|f| Ok((f.to_string(), file_digest(&d.join(f))?)))
+    .collect::<Result<_, String>>()?;
     let vol = format!("{}:/d:ro", d.display());
     let state = "bcvk-it-baddisk-state";
     let _ = podman(&["volume", "rm", "-f", state]);
@@ -241,6 +247,8 @@ pub fn bad_inputs() -> R {
             65,
             "corrupt or truncated",
         ),
+        // Cut to 60 %: its GPT's backup header and root partition end past the file.
+        (vec!["--disk-image", "/d/truncated.raw"], 65, "truncated: "),
         (
             vec!["--disk-image", "/d/nobootloader.raw"],
             66,
@@ -313,6 +321,27 @@ pub fn bad_inputs() -> R {
         left.is_empty(),
         "a refused --persistent left {left:?} in its volume"
     );
+    Ok(())
+}
+
+/// A copy of the raw disk `from` cut to 60 % of its length, as a copy that stopped: its
+/// first MiB (the partition table) copied, the rest left sparse, which is all a check before
+/// the boot reads.
+fn truncated_raw(from: &Path, to: &Path) -> R {
+    use std::io::Read;
+    let len = std::fs::metadata(from)
+        .map_err(|e| format!("{}: {e}", from.display()))?
+        .len();
+    let mut head = Vec::new();
+    std::fs::File::open(from)
+        .and_then(|f| f.take(1 << 20).read_to_end(&mut head))
+        .map_err(|e| format!("{}: {e}", from.display()))?;
+    std::fs::write(to, &head).map_err(|e| format!("{}: {e}", to.display()))?;
+    std::fs::File::options()
+        .write(true)
+        .open(to)
+        .and_then(|f| f.set_len(len * 6 / 10))
+        .map_err(|e| format!("{}: {e}", to.display()))?;
     Ok(())
 }
 

@@ -54,24 +54,54 @@ pub(crate) fn missing_store_mount() -> R {
     Ok(())
 }
 
+/// Option values and spellings clap refuses: exit 64 and one `bcvk: error:` line (nothing
+/// else on stderr) naming the option, with a long value cut short.
 pub(crate) fn bad_option_values() -> R {
+    let long_karg = "k".repeat(10_000);
     for (args, flag) in [
         (vec!["--memory", "4X"], "--memory"),
         (vec!["--vcpus", "0"], "--vcpus"),
+        (vec!["--vcpus", "-1"], "--vcpus"),
         (vec!["--itype", "u1.huge"], "u1.small"),
         (vec!["--port", "99999:80"], "--port"),
+        (vec!["--frobnicate"], "--frobnicate"),
+        (vec!["--memroy", "2G"], "did you mean '--memory'?"),
+        (vec!["--ready-timeout", "-5"], "--ready-timeout"),
+        (vec!["--memory", "1G", "--memory", "2G"], "--memory"),
+        (vec!["--log-level", "verbose"], "--log-level"),
+        (vec!["--hostname", "hôte"], "--hostname"),
+        (vec!["--karg", "a\nb"], "--karg"),
+        (vec!["--karg", &long_karg], "--karg"),
     ] {
         let mut all = vec![debian()];
         all.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let r = bcvk_oneshot(&[], &refs);
         check!(r.code == 64, "{args:?}: want exit 64: {}", r.show());
+        let l = error_line(&r)?;
         check!(
-            r.stderr.contains(flag),
-            "{args:?}: error does not name {flag}: {}",
+            r.stderr.trim_end() == l,
+            "{args:?}: more than the error line on stderr: {}",
             r.show()
         );
+        check!(
+            l.contains(flag),
+            "{args:?}: error does not name {flag}: {l}"
+        );
+        check!(l.len() < 1000, "{args:?}: a {}-character line", l.len());
     }
+    // A missing --ssh-key file is a mistake in an option too (64), refused before the boot.
+    let r = bcvk_oneshot(&[], &[&debian(), "--ssh-key", "/nonexistent/key.pub"]);
+    check!(
+        r.code == 64,
+        "--ssh-key missing: want exit 64: {}",
+        r.show()
+    );
+    let l = error_line(&r)?;
+    check!(
+        l.contains("--ssh-key") && l.contains("/nonexistent/key.pub"),
+        "{l}"
+    );
     Ok(())
 }
 

@@ -276,6 +276,45 @@ pub fn run_ssh_reports_the_supervisor_error() -> R {
     Ok(())
 }
 
+/// `bcvk ephemeral run/run-ssh --name N` with N taken: exit 1 and one line saying what holds
+/// the name, not podman's 125 and its message; the container is left alone.
+pub fn name_in_use() -> R {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let bin = install(dir.path())?;
+    let name = format!("bcvk-e2e-taken-{}", std::process::id());
+    let _gone = Detached { name: name.clone() };
+    let c = podman(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        test_label(),
+        &var("BCVK_BASE_IMAGE", "localhost/bcvk-base:trixie"),
+        "true",
+    ]);
+    crate::check!(c.code == 0, "{}", c.show());
+    let image = debian();
+    for args in [
+        ["run", "-d", "--name", &name, &image],
+        ["run-ssh", "--memory=1G", "--name", &name, &image],
+    ] {
+        let verb = args[0];
+        let r = host_bcvk(&bin, &[&["ephemeral"][..], &args[..]].concat());
+        crate::check!(r.code == 1, "{verb}: want exit 1: {}", r.show());
+        crate::check!(
+            r.stderr.lines().count() == 1
+                && r.stderr.starts_with("bcvk: error: ")
+                && r.stderr
+                    .contains("a container of that name exists (state: created)"),
+            "{verb}: {}",
+            r.show()
+        );
+    }
+    let still = podman(&["container", "exists", &name]);
+    crate::check!(still.code == 0, "container {name} was removed");
+    Ok(())
+}
+
 /// The image holds what bcvk runs and not what it never runs.
 pub fn image_carries_only_what_bcvk_runs() -> R {
     let list = podman(&[

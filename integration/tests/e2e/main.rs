@@ -690,6 +690,7 @@ fn main() {
             disk::raw_bios_persistent_then_uefi_throwaway,
         ),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
+        t("host_cli::name_in_use", host_cli::name_in_use),
         t(
             "host_cli::run_ssh_reports_the_supervisor_error",
             host_cli::run_ssh_reports_the_supervisor_error,

@@ -45,8 +45,19 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
         a.extend_from_slice(args);
         crate::host_cli::host_bcvk(&bin, &a)
     };
+    // No error-level noise from podman on a normal run (a health check podman cannot run
+    // without systemd logs one on every run, start and rm).
+    let quiet = |what: &str, r: &Run| -> R {
+        check!(
+            !r.stderr.contains("level=error"),
+            "bcvk vm {what}: podman's error noise: {}",
+            r.show()
+        );
+        Ok(())
+    };
     let r = vm(&["run", "--name", NAME, "--label", test_label(), &debian()]);
     check!(r.code == 0, "bcvk vm run: {}", r.show());
+    quiet("run", &r)?;
     let r = vm(&["ssh", NAME, CHANGE]);
     check!(r.code == 0 && r.stdout.trim() == "changed", "{}", r.show());
     // One state, one VM: a second container on the same volume is refused at once.
@@ -72,6 +83,21 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
     // Graceful stop, then start: everything is there.
     let r = vm(&["stop", NAME]);
     check!(r.code == 0, "bcvk vm stop: {}", r.show());
+    quiet("stop", &r)?;
+    // A stopped VM is not "(starting)" in podman ps (a health check that never ran).
+    let ps = podman(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name=^{NAME}$"),
+        "--format",
+        "{{.Status}}",
+    ]);
+    check!(
+        ps.code == 0 && !ps.stdout.contains("starting"),
+        "podman ps of the stopped VM: {}",
+        ps.show()
+    );
     let code = podman(&["inspect", "--format", "{{.State.ExitCode}}", NAME]);
     check!(
         code.stdout.trim() == "0",
@@ -80,6 +106,7 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
     );
     let r = vm(&["start", NAME]);
     check!(r.code == 0, "bcvk vm start: {}", r.show());
+    quiet("start", &r)?;
     let r = vm(&["ssh", NAME, FIND]);
     check!(
         r.code == 0 && r.stdout == "kept\npersisted\nran\n",

@@ -169,10 +169,28 @@ fn not_the_image(path: &str) -> bool {
     })
 }
 
-fn by_path(listing: &str) -> BTreeMap<&str, &str> {
+/// A directory above a path of `NOT_THE_IMAGE`: the booting guest writes below it, so the
+/// overlay copies it up and merges it (link count 1) and its mtime may move.
+fn written_below(path: &str) -> bool {
+    NOT_THE_IMAGE
+        .iter()
+        .any(|p| p.len() > path.len() + 1 && p.starts_with(&format!("{path}/")))
+}
+
+/// The listing's lines by path, as compared: a directory `written_below` has its link count
+/// and mtime (fields 6 and 7 of list.sh's) blanked.
+fn by_path(listing: &str) -> BTreeMap<&str, String> {
     listing
         .lines()
-        .filter_map(|l| Some((l.split('|').next()?, l)))
+        .filter_map(|l| {
+            let mut fields: Vec<&str> = l.split('|').collect();
+            let path = *fields.first()?;
+            if fields.get(3) == Some(&"directory") && written_below(path) && fields.len() > 6 {
+                fields[5] = "*";
+                fields[6] = "*";
+            }
+            Some((path, fields.join("|")))
+        })
         .collect()
 }
 

@@ -7,7 +7,8 @@ use std::process::{Command, Output, Stdio};
 pub(crate) const IMAGE: &str = "localhost/bcvk:latest";
 pub(crate) const STORE: &str = "/var/lib/containers/storage";
 pub(crate) const LABEL: &str = "bcvk.ephemeral=1";
-/// The health check the host command gives every VM container.
+/// The health check the host command gives every VM container where podman can run it
+/// (`BCVK_HEALTHCHECK=on`, as the fake's runs set).
 pub(crate) const HEALTH: &[&str] = &[
     "--health-cmd",
     "bcvk status --health",
@@ -359,6 +360,8 @@ impl Fake {
             .env("PWD", &self.cwd)
             .env("FAKE_DIR", self.dir.path())
             .env("BCVK_KVM_DEVICE", self.kvm())
+            // As where podman runs health checks (a systemd host): the tests' host may not be.
+            .env("BCVK_HEALTHCHECK", "on")
             .env_remove("BCVK_IMAGE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -415,6 +418,8 @@ impl Fake {
             .env("PWD", &self.cwd)
             .env("FAKE_DIR", self.dir.path())
             .env("BCVK_KVM_DEVICE", self.kvm())
+            // As where podman runs health checks (a systemd host): the tests' host may not be.
+            .env("BCVK_HEALTHCHECK", "on")
             .env_remove("BCVK_IMAGE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -467,6 +472,17 @@ pub(crate) fn argv(s: &[&str]) -> Vec<String> {
 
 pub(crate) fn info_call() -> Vec<String> {
     argv(&["info", "--format", "{{.Store.GraphRoot}}"])
+}
+
+/// The look-up of a `--name` before `podman run`: a name in use is refused first.
+pub(crate) fn name_call(name: &str) -> Vec<String> {
+    argv(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"bcvk.ephemeral\"}}\t{{.State.Status}}",
+        name,
+    ])
 }
 
 /// `podman run` with PRE (-d, --name...), the fixed flags, EXTRA (volumes, -p), then the

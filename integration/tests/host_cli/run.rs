@@ -51,6 +51,7 @@ fn run_detached_man_page_example() {
         r.assert_code(0);
         r.assert_calls(&[
             info_call(),
+            name_call("testvm"),
             run_call(
                 f,
                 &["-d", "--rm", "--name", "testvm"],
@@ -79,6 +80,7 @@ fn run_bind_with_name_keeps_the_name() {
         r.assert_code(0);
         r.assert_calls(&[
             info_call(),
+            name_call("devvm"),
             run_call(
                 f,
                 &["--name", "devvm"],
@@ -199,6 +201,7 @@ fn run_value_options_in_both_forms() {
         r.assert_code(0);
         let expected = [
             info_call(),
+            name_call("vm1"),
             run_call(
                 f,
                 &["--name", "vm1"],
@@ -344,5 +347,64 @@ fn run_storage_image_and_missing_kvm() {
             "{}",
             r.show()
         );
+    });
+}
+
+/// A --name in use is refused before podman run (which would exit 125 with its own
+/// message): exit 1, one line saying what holds the name.
+#[test]
+fn run_with_a_name_in_use_says_so() {
+    each_shell(|f| {
+        f.vm("abc", "taken", "Up 2 minutes", "running", &["run", "img"]);
+        for verb in ["run", "run-ssh"] {
+            let r = f.run(&["ephemeral", verb, "--name", "taken", "img"]);
+            r.assert_code(1);
+            assert_eq!(
+                r.stderr,
+                format!("bcvk: error: {verb}: --name taken: a bcvk VM of that name exists (state: running): remove it with podman rm -f taken (bcvk ephemeral ps lists them), or give another --name\n"),
+                "{}",
+                r.show()
+            );
+            assert!(!r.calls.iter().any(|c| c[0] == "run"), "{}", r.show());
+        }
+        f.set("labels-db", "\texited\n");
+        let r = f.run(&["ephemeral", "run", "-d", "--name=db", "img"]);
+        r.assert_code(1);
+        assert!(
+            r.stderr.ends_with("--name db: a container of that name exists (state: exited), not an ephemeral bcvk VM: give another --name\n"),
+            "{}",
+            r.show()
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.show());
+    });
+}
+
+/// Health checks only where podman can run them (systemd's manager socket there, or
+/// BCVK_HEALTHCHECK=on): elsewhere every podman run/start/rm would log an error and
+/// `podman ps` would show "(starting)" for good.
+#[test]
+fn health_checks_only_where_podman_runs_them() {
+    each_shell(|f| {
+        let has_health = |r: &Res| {
+            r.calls
+                .iter()
+                .any(|c| c.iter().any(|a| a == "--health-cmd"))
+        };
+        let r = f.run(&["ephemeral", "run", "-d", "img"]);
+        r.assert_code(0);
+        assert!(has_health(&r), "{}", r.show());
+        f.env = vec![("BCVK_HEALTHCHECK".into(), "off".into())];
+        let r = f.run(&["ephemeral", "run", "-d", "img"]);
+        r.assert_code(0);
+        assert!(!has_health(&r), "{}", r.show());
+        assert_eq!(r.stderr, "", "{}", r.show());
+        // auto: as the manager's socket says (root runs these tests).
+        f.env = vec![("BCVK_HEALTHCHECK".into(), "auto".into())];
+        let r = f.run(&["vm", "run", "--name", "v", "img"]);
+        let systemd = std::path::Path::new("/run/systemd/private").exists();
+        assert_eq!(has_health(&r), systemd, "{}", r.show());
+        f.env = vec![("BCVK_HEALTHCHECK".into(), "sometimes".into())];
+        f.run(&["ephemeral", "run", "-d", "img"])
+            .assert_usage_error("BCVK_HEALTHCHECK=sometimes: use auto, on or off");
     });
 }

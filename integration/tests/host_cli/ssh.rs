@@ -139,8 +139,9 @@ fn run_ssh_keeps_the_exit_code_and_stops_the_vm() {
         ]);
         r.assert_code(42);
         let j = r.joined();
+        assert_eq!(j[1], name_call("myvm").join(" "), "{}", r.show());
         assert_eq!(
-            j[3..],
+            j[4..],
             [
                 "exec -i myvm bcvk ssh sh -c exit 42".to_string(),
                 "stop myvm".to_string(),
@@ -150,8 +151,8 @@ fn run_ssh_keeps_the_exit_code_and_stops_the_vm() {
             r.show()
         );
         assert!(
-            j[1].contains("-v /src:/run/bcvk-host/1 ")
-                && j[1].ends_with("run img --bind=/run/bcvk-host/1:src"),
+            j[2].contains("-v /src:/run/bcvk-host/1 ")
+                && j[2].ends_with("run img --bind=/run/bcvk-host/1:src"),
             "{}",
             r.show()
         );
@@ -166,12 +167,13 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
         let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "--", "true"]);
         r.assert_code(0);
         let j = r.joined();
-        assert_eq!(j.len(), 7, "{}", r.show());
-        assert_eq!(j[2], "exec vm bcvk status --wait --progress plain");
+        assert_eq!(j.len(), 8, "{}", r.show());
+        assert_eq!(j[1], name_call("vm").join(" "));
         assert_eq!(j[3], "exec vm bcvk status --wait --progress plain");
-        assert_eq!(j[4], "exec -i vm bcvk ssh true");
-        assert_eq!(j[5], "stop vm");
-        assert_eq!(j[6], "rm -f vm");
+        assert_eq!(j[4], "exec vm bcvk status --wait --progress plain");
+        assert_eq!(j[5], "exec -i vm bcvk ssh true");
+        assert_eq!(j[6], "stop vm");
+        assert_eq!(j[7], "rm -f vm");
     });
     // The VM failed without a reason in its log: no ssh, the VM is stopped and removed,
     // 255 like ssh.
@@ -181,7 +183,7 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
         r.assert_code(255);
         let j = r.joined();
         assert_eq!(
-            j[2..],
+            j[3..],
             [
                 "exec vm bcvk status --wait --progress plain".to_string(),
                 "logs --tail 30 vm".to_string(),
@@ -253,6 +255,6 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
         f.set("run-rc", "125\n");
         let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img"]);
         r.assert_code(125);
-        assert_eq!(r.calls.len(), 2, "{}", r.show());
+        assert_eq!(r.calls.len(), 3, "{}", r.show());
     });
 }

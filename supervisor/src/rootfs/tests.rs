@@ -346,7 +346,7 @@ fn synthetic_layers_sit_right_below_their_layer() {
 }
 
 /// Really mounts, as podman's unprivileged containers and rootless stores need: userxattr,
-/// an opaque directory emulated by a synthetic layer, 300 layers (more than an option
+/// an opaque directory emulated by a synthetic layer (a whiteout at its own path), 300 layers (more than an option
 /// string carries) through lowerdir+. Needs root and Linux 6.8+; skips itself otherwise.
 #[test]
 fn mounts_opaque_emulation_and_many_layers() {
@@ -367,7 +367,7 @@ fn mounts_opaque_emulation_and_many_layers() {
     fs::write(top.join("opt/d/new"), "").unwrap();
     let emulations = [Emulation {
         below: 1,
-        whiteouts: vec![PathBuf::from("opt/d/old"), PathBuf::from("opt/d/sub")],
+        whiteouts: vec![PathBuf::from("opt/d")],
     }];
     let plan = plan_rootfs(&img, &run_dir, tmpfs(), true, &emulations);
     assert!(overlay_options(&plan).is_err(), "too long for mount(2)");
@@ -388,6 +388,24 @@ fn mounts_opaque_emulation_and_many_layers() {
         v
     };
     assert_eq!(names("opt/d"), ["new"]);
+    for hidden in ["opt/d/old", "opt/d/sub"] {
+        assert!(fs::symlink_metadata(root.join(hidden)).is_err(), "{hidden}");
+    }
+    // Not merged, as an opaque directory is not: its own link count (1 if merged), mode and
+    // times, those of layer 1's directory.
+    let (seen, real) = (
+        fs::metadata(root.join("opt/d")).unwrap(),
+        fs::metadata(top.join("opt/d")).unwrap(),
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (seen.nlink(), seen.mode(), seen.mtime()),
+        (real.nlink(), real.mode(), real.mtime())
+    );
+    assert_eq!(seen.nlink(), 2);
+    // The guest writes into it (a copy-up): the lower entries stay hidden.
+    fs::write(root.join("opt/d/mine"), "").unwrap();
+    assert_eq!(names("opt/d"), ["mine", "new"]);
     assert_eq!(names("many").len(), 300);
     // A lower directory removed whole from the guest (needs userxattr in a namespace).
     fs::remove_dir_all(root.join("opt")).unwrap();

@@ -90,7 +90,6 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         use crate::exit::Exit;
         use guestfs::GuestFsError;
-        use std::io::ErrorKind;
         let class = match self {
             RunError::StoppedEarly(sig) => return 128 + *sig as i32,
             RunError::Vm(e) => return e.exit_code(),
@@ -109,16 +108,13 @@ impl RunError {
                 | GuestFsError::DuplicateShare(_)
                 | GuestFsError::PortTaken(_),
             )
-            | RunError::Ssh(ssh::SshError::BadPublicKey { .. })
+            // A `--ssh-key` that is missing, unreadable or not a key: a mistake in an
+            // option, as for a missing `--bind` directory (not an image "not found").
+            | RunError::Ssh(
+                ssh::SshError::BadPublicKey { .. } | ssh::SshError::ReadPublicKey { .. },
+            )
             | RunError::State(state::StateError::NoDir(_) | state::StateError::OtherImage { .. }) => {
                 Exit::Usage
-            }
-            RunError::Ssh(ssh::SshError::ReadPublicKey { source, .. }) => {
-                if source.kind() == ErrorKind::NotFound {
-                    Exit::NotFound
-                } else {
-                    Exit::Usage
-                }
             }
             RunError::Store(
                 StoreError::ImageNotFound { .. }

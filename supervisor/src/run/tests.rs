@@ -74,6 +74,18 @@ fn refused_privileges_are_77_and_store_metadata_65() {
 }
 
 #[test]
+fn a_missing_or_bad_ssh_key_is_usage_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = ssh::read_public_key(&dir.path().join("nope.pub")).unwrap_err();
+    assert_eq!(RunError::from(missing).exit_code(), 64);
+    std::fs::write(dir.path().join("bad.pub"), "not a key\n").unwrap();
+    let bad = ssh::read_public_key(&dir.path().join("bad.pub")).unwrap_err();
+    assert_eq!(RunError::from(bad).exit_code(), 64);
+    let unreadable = ssh::read_public_key(dir.path()).unwrap_err();
+    assert_eq!(RunError::from(unreadable).exit_code(), 64);
+}
+
+#[test]
 fn a_write_refused_by_the_images_symlink_is_65_other_write_errors_71() {
     let write = |source| {
         RunError::from(guestfs::GuestFsError::Write {

@@ -1,14 +1,16 @@
 //! The command line and the pure steps that turn it into a plan: any argv, any option value
-//! (sizes, timeouts, ports, paths, names, image references) either parses or is refused as
-//! a usage error (64) or a "not found" (66); nothing panics, nothing is an internal error.
+//! (sizes, timeouts, ports, paths, names, image references) either parses or is refused in
+//! one line as a usage error (64), or a "not found" (66) by the plan; nothing panics,
+//! nothing is an internal error.
 
 use std::ffi::OsString;
 
 use bcvk::cli::{with_default_subcommand, Cli, Command, RunArgs};
-use bcvk::exit::Exit;
+use bcvk::exit::{self, Exit};
 use bcvk::guestfs::{self, GuestConfig};
 use bcvk::run::{choose_accel, HostCaps, RunError, NET_PROBE_PORT, SSH_PORT};
 use bcvk::store::Store;
+use bcvk::usage::{self, Refusal};
 use clap::{CommandFactory, Parser};
 use proptest::prelude::*;
 
@@ -116,35 +118,50 @@ fn plan(args: &RunArgs, store: &Store) {
 proptest! {
     #![proptest_config(cases(512))]
 
+    /// What `main` does with any argv: it runs, or clap shows help/version (exit 0), or it
+    /// is refused in one `bcvk: error:` line with a code from the table; never a panic.
     #[test]
     fn any_argv_parses_or_is_a_usage_error(
         words in proptest::collection::vec(word(spellings()), 0..8),
         image_first in any::<bool>(),
         image in "[a-z0-9./:@_-]{1,30}",
+        raw in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)),
     ) {
         let mut argv: Vec<OsString> = vec!["bcvk".into()];
         if image_first {
             argv.push(image.clone().into());
         }
         argv.extend(words.iter().map(OsString::from));
-        let argv = with_default_subcommand(argv);
-        match Cli::try_parse_from(argv) {
+        if let Some(bytes) = raw {
+            // Not necessarily UTF-8, as an argv may be.
+            argv.push(std::os::unix::ffi::OsStringExt::from_vec(bytes));
+        }
+        match usage::parse(argv.clone()) {
             Ok(cli) => {
                 if let Command::Run(args) = cli.command {
                     let (_dir, store) = empty_store();
                     plan(&args, &store);
                 }
             }
-            // main exits 0 for help/version, 64 for everything else clap refuses.
-            Err(e) => prop_assert!(
-                e.use_stderr() || matches!(
+            Err(Refusal::Display(e)) => prop_assert!(
+                matches!(
                     e.kind(),
-                    clap::error::ErrorKind::DisplayHelp
-                        | clap::error::ErrorKind::DisplayVersion
-                        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
                 ),
                 "{e}"
             ),
+            Err(refusal @ Refusal::Usage(_)) => {
+                let Refusal::Usage(line) = &refusal else { unreachable!() };
+                crate::assert_one_line(line);
+                prop_assert!(!line.is_empty());
+                prop_assert!(line.chars().count() < 1000, "{} characters: {line}", line.len());
+                // clap's tip for values starting with '-' is wrong here: `--` starts the
+                // guest's command.
+                prop_assert!(!line.contains("use '-- "), "{line}");
+                let code = refusal.code().to_string();
+                prop_assert!(exit::table().iter().any(|(c, _)| *c == code), "exit {code}");
+                prop_assert_eq!(refusal.code(), Exit::Usage.code());
+            }
         }
     }
 
