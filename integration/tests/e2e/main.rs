@@ -449,26 +449,19 @@ fn layered_image_layers_and_whiteouts() -> R {
 }
 
 /// `--log-dir journal=DIR` of a boot through the initramfs: journal-initrd.json is the initrd's
-/// journal (streamed from inside it by the unit bcvk appends to it), from the boot's first
-/// message and without the real root's; journal.json starts at the same message; no console.
+/// journal (streamed from inside it by the unit bcvk puts before it), from the boot's first
+/// message and without the real root's; no console. (journal.json is main::log_dir's: this
+/// one-shot may power off before the real root's stream, started by its port's device unit,
+/// has written anything.)
 fn initrd_journal(logs: &Path) -> R {
-    let read = |f: &str| {
-        let text = std::fs::read_to_string(logs.join(f)).unwrap_or_default();
-        main_vm::journal_objects(&text).map_err(|e| format!("{f}: {e}"))
-    };
-    let (journal, initrd) = (read("journal.json")?, read("journal-initrd.json")?);
+    let text = std::fs::read_to_string(logs.join("journal-initrd.json")).unwrap_or_default();
+    let initrd =
+        main_vm::journal_objects(&text).map_err(|e| format!("journal-initrd.json: {e}"))?;
     let message = |e: &serde_json::Value| e["MESSAGE"].as_str().unwrap_or("").to_string();
     check!(
-        initrd[0]["__SEQNUM"] == "1" && journal[0]["__SEQNUM"] == "1",
-        "the journals do not start at the boot's first message: {} / {}",
-        initrd[0],
-        journal[0]
-    );
-    check!(
-        initrd[0]["_BOOT_ID"] == journal[0]["_BOOT_ID"],
-        "not the same boot: {} / {}",
-        initrd[0],
-        journal[0]
+        initrd[0]["__SEQNUM"] == "1" && initrd.iter().all(|e| e["_RUNTIME_SCOPE"] == "initrd"),
+        "journal-initrd.json does not start at the boot's first message, or holds more than the initrd's: {}",
+        initrd[0]
     );
     check!(
         initrd.iter().any(|e| message(e).contains("initrd"))
