@@ -8,7 +8,10 @@ pub(crate) fn unknown_image() -> R {
     let r = bcvk_oneshot(&[], &["localhost/bcvk-test/does-not-exist"]);
     check!(r.code == 66, "want exit 66: {}", r.show());
     let l = error_line(&r)?;
-    check!(l.contains("does-not-exist") && l.contains("podman"), "{l}");
+    check!(
+        l.contains("does-not-exist") && l.contains("image not known") && l.contains("podman"),
+        "{l}"
+    );
     check!(!r.stderr.contains("panicked"), "{}", r.show());
     Ok(())
 }
@@ -18,7 +21,8 @@ pub(crate) fn image_without_kernel() -> R {
     check!(r.code == 66, "want exit 66: {}", r.show());
     let l = error_line(&r)?;
     check!(
-        l.contains("has no bootable kernel (looked at /usr/lib/modules")
+        l.contains("No kernel found")
+            && l.contains("has no bootable kernel (looked at /usr/lib/modules")
             && l.contains("is it a bootc image?"),
         "{l}"
     );

@@ -337,6 +337,12 @@ fn layered_image_layers_and_whiteouts() -> R {
         .tempdir_in("/var/tmp")
         .map_err(|e| e.to_string())?;
     let scratch_vol = format!("{}:/scratch", scratch.path().display());
+    // --log-dir journal=: through the initramfs, journal-initrd.json has the initrd's part.
+    let logs = tempfile::Builder::new()
+        .prefix("bcvk-it-logs-")
+        .tempdir_in("/var/tmp")
+        .map_err(|e| e.to_string())?;
+    let logs_vol = format!("{}:/logs", logs.path().display());
     // --accel auto's runtime fallback: a /proc/cpuinfo showing vmx makes auto try KVM, which
     // cannot run the guest on machines like this project's (no nested virtualization), so the
     // boot must start over under TCG with a warning. Where KVM works, KVM simply runs it.
@@ -364,6 +370,8 @@ fn layered_image_layers_and_whiteouts() -> R {
         &store,
         "-v",
         &scratch_vol,
+        "-v",
+        &logs_vol,
     ];
     let kvm = Path::new("/dev/kvm").exists();
     if kvm {
@@ -382,6 +390,8 @@ fn layered_image_layers_and_whiteouts() -> R {
         "--log-cmdline",
         "--scratch",
         "/scratch",
+        "--log-dir",
+        "journal=/logs",
         "--",
         "sh",
         "-c",
@@ -400,6 +410,15 @@ fn layered_image_layers_and_whiteouts() -> R {
         "--initrd yes should pass the image's initramfs to QEMU: {}",
         tail(&r.stderr, 20)
     );
+    initrd_journal(logs.path())?;
+    // --ready-timeout's default follows the accelerator QEMU runs with, the fallback's too.
+    for l in r.stderr.lines().filter(|l| l.contains("QEMU started")) {
+        let want = if l.contains("accel=kvm") { 240 } else { 600 };
+        check!(
+            l.contains(&format!("ready_timeout_s={want}")),
+            "want a {want} s ready timeout: {l}"
+        );
+    }
     if kvm && r.stderr.contains("falling back to TCG") {
         let fallback = r
             .stderr
@@ -426,6 +445,37 @@ fn layered_image_layers_and_whiteouts() -> R {
     }
     let want = "deleted-ok\nnew.txt\nuser-ok\nlayered-unit-ran\n";
     check!(r.stdout == want, "want {want:?}: {}", r.show());
+    Ok(())
+}
+
+/// `--log-dir journal=DIR` of a boot through the initramfs: journal-initrd.json is the initrd's
+/// journal (streamed from inside it by the unit bcvk puts before it), from the boot's first
+/// message and without the real root's; no console. (journal.json is main::log_dir's: this
+/// one-shot may power off before the real root's stream, started by its port's device unit,
+/// has written anything.)
+fn initrd_journal(logs: &Path) -> R {
+    let text = std::fs::read_to_string(logs.join("journal-initrd.json")).unwrap_or_default();
+    let initrd =
+        main_vm::journal_objects(&text).map_err(|e| format!("journal-initrd.json: {e}"))?;
+    let message = |e: &serde_json::Value| e["MESSAGE"].as_str().unwrap_or("").to_string();
+    check!(
+        initrd[0]["__SEQNUM"] == "1" && initrd.iter().all(|e| e["_RUNTIME_SCOPE"] == "initrd"),
+        "journal-initrd.json does not start at the boot's first message, or holds more than the initrd's: {}",
+        initrd[0]
+    );
+    check!(
+        initrd.iter().any(|e| message(e).contains("initrd"))
+            && !initrd
+                .iter()
+                .any(|e| message(e).contains("Reached target multi-user.target")),
+        "journal-initrd.json is not the initrd's part: {} entries, last {:?}",
+        initrd.len(),
+        initrd.last().map(message)
+    );
+    check!(
+        !logs.join("console.txt").exists(),
+        "--log-dir journal= wrote the console too"
+    );
     Ok(())
 }
 

@@ -111,7 +111,7 @@ fn start_main_vm() -> Result<MainVm, String> {
         "--port",
         "8080:8080",
         "--log-dir",
-        "/mnt/logs",
+        "journal,console=/mnt/logs",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -379,8 +379,11 @@ pub(crate) fn main_units_swap_disk_serial() -> R {
     })
 }
 
-/// --log-dir: the guest's journal (streamed by bcvk's unit over its port) and the console land
-/// in the directory, as the guest writes them.
+/// --log-dir: upstream's files. journal.json is the guest's journal as `journalctl -o json`
+/// (one object a line) from the boot's first message on, so a script waiting for the
+/// multi-user target's message finds it; journal-initrd.json is there and empty (this boot
+/// skips the initramfs: see layered_image_layers_and_whiteouts for one through it);
+/// console.txt is the console, and console.log (bcvk's earlier name) links to it.
 pub(crate) fn main_log_dir() -> R {
     with_main(|m| {
         let out = ssh_ok(
@@ -392,7 +395,7 @@ pub(crate) fn main_log_dir() -> R {
             "the journal stream is not running: {out}"
         );
         let logs = m.dir.path().join("logs");
-        let journal = logs.join("journal.log");
+        let journal = logs.join("journal.json");
         let mut text = String::new();
         for _ in 0..60 {
             text = std::fs::read_to_string(&journal).unwrap_or_default();
@@ -401,26 +404,66 @@ pub(crate) fn main_log_dir() -> R {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        let entries = journal_objects(&text).map_err(|e| format!("journal.json: {e}"))?;
+        let message = |e: &serde_json::Value| e["MESSAGE"].as_str().unwrap_or("").to_string();
         check!(
-            text.contains("bcvk-it-journal-marker"),
-            "the guest's journal did not reach {}: {} bytes, ends {:?}",
+            entries
+                .iter()
+                .any(|e| message(e) == "bcvk-it-journal-marker"),
+            "the guest's journal did not reach {}: {} entries, last {:?}",
             journal.display(),
-            text.len(),
-            &text[text.len().saturating_sub(400)..]
+            entries.len(),
+            entries.last().map(message)
         );
-        // From the boot's start, not just the last lines: the kernel's first messages.
+        // From the boot's first message, not just the last lines.
         check!(
-            text.contains("Linux version"),
-            "journal.log lacks the boot's start"
+            entries[0]["__SEQNUM"] == "1",
+            "journal.json does not start at the boot's first message: {}",
+            entries[0]
         );
-        let console = std::fs::read_to_string(logs.join("console.log")).unwrap_or_default();
+        let multi_user = |e: &serde_json::Value| {
+            message(e).contains("Reached target") && message(e).contains("multi-user.target")
+        };
+        check!(
+            entries.iter().any(multi_user),
+            "journal.json has no 'Reached target ... multi-user.target' message"
+        );
+        let initrd = std::fs::metadata(logs.join("journal-initrd.json")).map(|m| m.len());
+        check!(
+            matches!(initrd, Ok(0)),
+            "journal-initrd.json should be there and empty without an initrd: {initrd:?}"
+        );
+        let console = std::fs::read_to_string(logs.join("console.txt")).unwrap_or_default();
         check!(
             console.contains("Linux version") || console.contains("Welcome to"),
-            "console.log is not the console: {} bytes",
+            "console.txt is not the console: {} bytes",
             console.len()
+        );
+        check!(
+            std::fs::read_link(logs.join("console.log")).ok() == Some("console.txt".into()),
+            "console.log is not a link to console.txt"
         );
         Ok(())
     })
+}
+
+/// A journal stream's complete lines, each a JSON object; at least one.
+pub(crate) fn journal_objects(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    // The last line may be still being written.
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let objects = complete
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v.is_object())
+                .ok_or_else(|| format!("not a JSON object: {:?}", &l[..l.len().min(200)]))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if objects.is_empty() {
+        return Err("empty".into());
+    }
+    Ok(objects)
 }
 
 pub(crate) fn main_port_forward() -> R {

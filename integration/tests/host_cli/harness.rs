@@ -37,6 +37,7 @@ pub(crate) const HEALTH: &[&str] = &[
 ///   volumes              `volume ls` rows: NAME TAB VM LABEL
 ///   du                   what `run ... --entrypoint du ...` prints
 ///   status-rcs           exit codes of successive `exec ... bcvk status --wait`, one a line
+///                        (125 and over: podman's own exec failure, runc's setns error)
 ///   ssh-rc, run-rc, start-rc  exit codes of `exec ... bcvk ssh`, `run` and `start`
 ///   status-sleep         when present, `exec ... bcvk status --wait` takes 2 s
 ///   progress             what `exec ... bcvk status --wait --progress plain` prints on stderr
@@ -145,7 +146,11 @@ exec)
             tail -n +2 "$d/status-rcs" >"$d/status-rcs.new"
             mv "$d/status-rcs.new" "$d/status-rcs"
         fi
-        echo "state: fake"
+        if [ "$rc" -ge 125 ]; then
+            echo "Error: OCI runtime error: runc: exec failed: unable to start container process: error executing setns process: exit status 1" >&2
+        else
+            echo "state: fake"
+        fi
         exit "$rc"
         ;;
     *" bcvk ssh"*)

@@ -162,7 +162,7 @@ fn run_host_paths_become_volumes() {
             format!("--virtio-serial-out=log:{}/serial.txt", v(8)),
             format!("--ssh-key={}/key.pub", v(9)),
             format!("--scratch={}", v(10)),
-            format!("--log-dir={}", v(11)),
+            format!("--log-dir=journal,console={}", v(11)),
         ];
         let vols: Vec<&str> = vols.iter().map(String::as_str).collect();
         let bcvk: Vec<&str> = bcvk.iter().map(String::as_str).collect();

@@ -228,6 +228,39 @@ fn run_ssh_waits_for_the_status_file_then_fails_cleanly() {
             ["stop vm".to_string(), "rm -f vm".to_string()]
         );
     });
+    // The VM exited while the host command waited for it, so podman exec failed (runc's
+    // setns error): none of podman's words, the supervisor's line last and its code.
+    each_shell(|f| {
+        f.set("status-rcs", "126\n");
+        f.set("state-vm", "exited\n");
+        f.set("exit-vm", "exited\t66\n");
+        f.set(
+            "logs-vm",
+            "bcvk: error: No kernel found in localhost/nokernel (...)\n",
+        );
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img"]);
+        r.assert_code(66);
+        assert!(!r.stderr.contains("OCI runtime"), "{}", r.show());
+        assert_eq!(
+            r.stderr.lines().last().unwrap(),
+            "bcvk: error: No kernel found in localhost/nokernel (...)",
+            "{}",
+            r.show()
+        );
+    });
+    // The same failure while the container still runs: asked again, and the VM is used.
+    each_shell(|f| {
+        f.set("status-rcs", "126\n0\n");
+        f.set("state-vm", "running\n");
+        let r = f.run(&["ephemeral", "run-ssh", "--name", "vm", "img", "true"]);
+        r.assert_code(0);
+        let j = r.joined();
+        assert!(
+            j.iter().any(|c| c.ends_with("vm bcvk ssh true")),
+            "{}",
+            r.show()
+        );
+    });
     // The VM died during the session (ssh's 255): the supervisor's reason and code.
     each_shell(|f| {
         f.set("ssh-rc", "255\n");

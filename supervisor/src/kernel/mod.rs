@@ -51,7 +51,7 @@ const KERNEL_HEADER_LEN: u64 = 0x240;
 /// that the one-line message is complete and nothing is printed twice in error chains.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("{image} has no bootable kernel ({}): is it a bootc image? It needs usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI; a containerDisk needs one *.qcow2, *.raw or *.img under / or /disk/", looked_at(.looked))]
+    #[error("No kernel found: {image} has no bootable kernel ({}): is it a bootc image? It needs usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI; a containerDisk needs one *.qcow2, *.raw or *.img under / or /disk/", looked_at(.looked))]
     NoKernel {
         image: String,
         /// Every place looked at, with why it held no bootable kernel.

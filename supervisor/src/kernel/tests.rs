@@ -229,7 +229,7 @@ fn no_kernel_message() {
     assert!(matches!(err, KernelError::NoKernel { .. }));
     assert_eq!(
         err.to_string(),
-        "quay.io/test/image:latest has no bootable kernel (looked at \
+        "No kernel found: quay.io/test/image:latest has no bootable kernel (looked at \
          /usr/lib/modules/6.12.0: no vmlinuz (non-empty file) nor *.efi UKI; \
          /boot/EFI/Linux: missing or not a directory): is it a bootc image? It needs \
          usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI; \

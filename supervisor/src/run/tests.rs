@@ -143,3 +143,26 @@ fn reads_the_container_name_from_containerenv() {
     assert_eq!(container_name(env).as_deref(), Some("testvm"));
     assert_eq!(container_name("engine=\"podman\"\n"), None);
 }
+
+#[test]
+fn ready_timeout_defaults_by_accelerator_and_an_explicit_value_wins() {
+    let args = |extra: &[&str]| {
+        let mut argv = vec!["bcvk", "run"];
+        argv.extend_from_slice(extra);
+        argv.push("localhost/img");
+        match <crate::cli::Cli as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .command
+        {
+            crate::cli::Command::Run(a) => *a,
+            _ => unreachable!(),
+        }
+    };
+    let d = args(&[]);
+    assert_eq!(ready_timeout(&d, Accel::Kvm), Duration::from_secs(240));
+    assert_eq!(ready_timeout(&d, Accel::Tcg), Duration::from_secs(600));
+    let explicit = args(&["--ready-timeout", "90"]);
+    for accel in [Accel::Kvm, Accel::Tcg] {
+        assert_eq!(ready_timeout(&explicit, accel), Duration::from_secs(90));
+    }
+}

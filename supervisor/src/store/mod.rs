@@ -57,7 +57,7 @@ pub enum StoreError {
         reference: String,
         reason: &'static str,
     },
-    #[error("image {reference:?} not found in the store{}: build or pull it on the host with podman; bcvk reads the store read-only", did_you_mean(.suggestions))]
+    #[error("image {reference:?} not found in the store (image not known){}: build or pull it on the host with podman; bcvk reads the store read-only", did_you_mean(.suggestions))]
     ImageNotFound {
         reference: String,
         suggestions: Vec<String>,

@@ -447,7 +447,10 @@ fn not_found_suggests_close_names() {
     );
     let message = err.to_string();
     assert!(
-        message.contains("podman") && !message.contains('\n'),
+        // "image not known": podman's words, which upstream bcvk's users match on.
+        message.contains("podman")
+            && message.contains("image not known")
+            && !message.contains('\n'),
         "{message}"
     );
     let err = store.resolve("zzz").unwrap_err();

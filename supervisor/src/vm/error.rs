@@ -44,7 +44,7 @@ pub enum VmError {
         what: &'static str,
         tail: Vec<String>,
     },
-    #[error("the guest was not reachable over SSH within {secs}s (last boot phase: {}): {}", .phase.label(), ready_timeout_hint(*.phase))]
+    #[error("Timeout waiting for readiness: the guest was not reachable over SSH within {secs}s (last boot phase: {}): {}", .phase.label(), ready_timeout_hint(*.phase))]
     ReadyTimeout {
         secs: u64,
         phase: Phase,
@@ -182,6 +182,8 @@ mod tests {
         };
         for p in [Phase::Userspace, Phase::Sshd] {
             let m = msg(p);
+            // Upstream bcvk's words, which its users match on.
+            assert!(m.starts_with("Timeout waiting for readiness"), "{m}");
             assert!(m.contains("enables sshd"), "{m}");
             assert!(
                 m.contains(&format!("last boot phase: {}", p.label())),

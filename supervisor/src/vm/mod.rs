@@ -49,6 +49,8 @@ pub struct VmLaunch {
     pub echo: Echo,
     pub interactive_console: bool,
     pub console_log: PathBuf,
+    /// `--log-dir`'s console.txt, a second copy of the console.
+    pub console_copy: Option<PathBuf>,
     pub ssh: SshTarget,
     /// The container port forwarded to [`readiness::NET_PROBE_GUEST_PORT`], if any.
     pub net_probe_port: Option<u16>,
@@ -420,7 +422,12 @@ impl Vm {
         let sp = spawn::spawn(&self.children, Role::Qemu, &self.l.qemu_bin, &args, stdios)?;
         self.qemu_pid = Some(sp.pid);
         self.l.status.timings.qemu_exec_ms = Some(self.elapsed_ms());
-        tracing::info!(pid = sp.pid.as_raw(), accel = %self.l.status.accel, "QEMU started");
+        tracing::info!(
+            pid = sp.pid.as_raw(),
+            accel = %self.l.status.accel,
+            ready_timeout_s = self.l.ready_timeout.as_secs(),
+            "QEMU started"
+        );
         if let Some(err) = sp.stderr {
             let tx = tx.clone();
             forward_lines(
@@ -439,7 +446,7 @@ impl Vm {
         if let Some(out) = sp.stdout {
             let tail = self.console_tail.clone();
             let log = self.l.console_log.clone();
-            let copy = crate::logdir::console_copy(&self.l.qemu.serial_outs);
+            let copy = self.l.console_copy.clone();
             let echo = self.l.echo;
             let started = self.l.started;
             let tx = tx.clone();
