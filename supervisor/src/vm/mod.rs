@@ -135,7 +135,12 @@ pub async fn run(
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     let result = vm.boot_and_supervise(&tx, &mut events, requests).await;
-    let graceful = !matches!(result, Err(VmError::Kvm { .. }));
+    // A stalled kernel answers no power button; and after either failure the run may go on
+    // (TCG fallback, --on-stall restart).
+    let graceful = !matches!(
+        result,
+        Err(VmError::Kvm { .. } | VmError::GuestStalled { .. })
+    );
     vm.shutdown(graceful, requests).await;
     // After --console, QEMU had the terminal.
     spawn::reclaim_terminal();
