@@ -130,6 +130,14 @@ pub enum InitrdArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnStallArg {
+    /// Boot once more with a fresh QEMU when nothing of the user's has run yet (never ready)
+    Restart,
+    /// End the run with exit 76
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FirmwareArg {
     /// UEFI when the disk has an EFI system partition, else BIOS when its MBR has boot code
     Auto,
@@ -341,6 +349,11 @@ pub struct RunArgs {
     /// too].
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub ready_timeout: Option<u64>,
+
+    /// What to do when the guest's kernel stalls before the VM is ready (its RCU stall report,
+    /// or a silent kernel phase; TCG on a busy host): restart it once, or fail (exit 76).
+    #[arg(long, value_enum, value_name = "ACTION", default_value = "restart")]
+    pub on_stall: OnStallArg,
 
     /// Seconds the guest gets to power off before QEMU is stopped [default: 8 when stopped by
     /// a signal, to stay below podman's own 10 s stop timeout (raise both: podman run

@@ -179,6 +179,34 @@ pub fn end_after(before: GuestEnd, line: &str) -> GuestEnd {
     }
 }
 
+/// Whether a console line is the kernel's report of an RCU stall: a CPU, a task or RCU's own
+/// grace-period kthread stuck for `rcupdate.rcu_cpu_stall_timeout` (21 s by default). Linux's
+/// wording (kernel/rcu/tree_stall.h, tree_exp.h, tasks.h, the same from 4.19 to 6.12; "rcu: " is
+/// its prefix since 5.0): `INFO: rcu_preempt detected stalls on CPUs/tasks:`, `INFO: rcu_sched
+/// self-detected stall on CPU`, `INFO: rcu_preempt detected expedited stalls on CPUs/tasks: {`,
+/// `INFO: rcu_tasks detected stalls on tasks:`, and the kthread's own lines that follow them,
+/// `rcu_preempt kthread timer wakeup didn't happen for 15752 jiffies! ...` and
+/// `rcu_preempt kthread starved for 15757 jiffies! ...`.
+pub fn rcu_stall(line: &str) -> bool {
+    let info = line.contains("INFO: rcu")
+        && (line.contains(" detected stalls on ")
+            || line.contains(" self-detected stall on CPU")
+            || line.contains(" detected expedited stalls on "));
+    let kthread = line.contains(" kthread timer wakeup didn't happen for ")
+        || (line.contains(" kthread starved for ") && line.contains(" jiffies!"));
+    info || (kthread && line.contains("rcu"))
+}
+
+/// The part of a console line after the kernel's printk timestamp, for quoting it.
+pub fn without_stamp(line: &str) -> &str {
+    match line.trim_start().strip_prefix('[') {
+        Some(rest) if stamp_at(rest).is_some() => {
+            rest.split_once(']').map_or(line, |(_, l)| l.trim())
+        }
+        _ => line.trim(),
+    }
+}
+
 /// A hint for well-known guest failures, appended to the error message.
 pub fn hint<'a>(tail: impl IntoIterator<Item = &'a str>) -> Option<&'static str> {
     for line in tail {
@@ -212,6 +240,11 @@ pub struct Tail {
 struct TailInner {
     lines: VecDeque<String>,
     end: GuestEnd,
+    /// Lines pushed so far: whether the console moves.
+    seen: u64,
+    /// RCU stall report lines ([`rcu_stall`]) so far, and the last one.
+    stalls: u64,
+    last_stall: Option<String>,
 }
 
 impl Tail {
@@ -225,6 +258,20 @@ impl Tail {
         }
         t.lines.push_back(line.to_string());
         t.end = end_after(t.end, line);
+        t.seen += 1;
+        if rcu_stall(line) {
+            t.stalls += 1;
+            t.last_stall = Some(without_stamp(line).to_string());
+        }
+    }
+    /// How many lines were pushed: it changes while the console moves.
+    pub fn seen(&self) -> u64 {
+        self.lock().seen
+    }
+    /// How many of them were the kernel's RCU stall reports, and the last such line.
+    pub fn stall_reports(&self) -> (u64, Option<String>) {
+        let t = self.lock();
+        (t.stalls, t.last_stall.clone())
     }
     pub fn lines(&self) -> Vec<String> {
         self.lock().lines.iter().cloned().collect()
@@ -529,6 +576,51 @@ mod tests {
         clean.push("[  20.0] reboot: Power down");
         assert_eq!(clean.end(), GuestEnd::PowerOff);
         assert_eq!(Tail::default().end(), GuestEnd::Unknown);
+    }
+
+    /// The words of real reports: Linux 6.12 under TCG here (issue 28), and the other kinds as
+    /// tree_stall.h, tree_exp.h and tasks.h print them.
+    #[test]
+    fn knows_the_kernels_rcu_stall_reports() {
+        for l in [
+            "[  113.052034] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+            "[   88.1] rcu: INFO: rcu_sched self-detected stall on CPU",
+            "[   88.1] rcu: INFO: rcu_preempt detected expedited stalls on CPUs/tasks: { 1-... } 21 jiffies s: 105 root: 0x2/.",
+            "[   88.1] INFO: rcu_tasks detected stalls on tasks:",
+            "[   84.118400] rcu: rcu_preempt kthread timer wakeup didn't happen for 15752 jiffies! g-1187 f0x0 RCU_GP_WAIT_GPS(1) ->state=0x402",
+            "[   84.1] rcu: rcu_preempt kthread starved for 15757 jiffies! g-1187 f0x0 RCU_GP_WAIT_GPS(1) ->state=0x402 ->cpu=1",
+            "INFO: rcu_sched detected stalls on CPUs/tasks:",
+        ] {
+            assert!(rcu_stall(&clean(l)), "{l}");
+        }
+        for l in [
+            "[    0.0] rcu: Preemptible hierarchical RCU implementation.",
+            "[    0.0] rcu: \tRCU CPU stall warnings timeout set to 21 (rcu_cpu_stall_timeout).",
+            "[    0.1] rcu: Hierarchical SRCU implementation.",
+            "[   84.1] rcu: \tPossible timer handling issue on cpu=1 timer-softirq=2101",
+            "[   45.1] systemd[1]: Starting a unit that says detected stalls on its own",
+            "[  120.1] INFO: task kworker/0:1:12 blocked for more than 120 seconds.",
+        ] {
+            assert!(!rcu_stall(l), "{l}");
+        }
+        assert_eq!(
+            without_stamp("[  113.052034] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:"),
+            "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:"
+        );
+        assert_eq!(without_stamp("[  OK  ] x"), "[  OK  ] x");
+        let tail = Tail::default();
+        tail.push("[   1.0] Linux version 6.12");
+        assert_eq!(tail.stall_reports(), (0, None));
+        tail.push("[   84.118399] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:");
+        tail.push("[   84.118400] rcu: rcu_preempt kthread starved for 15757 jiffies! g-1187");
+        assert_eq!(tail.seen(), 3);
+        assert_eq!(
+            tail.stall_reports(),
+            (
+                2,
+                Some("rcu: rcu_preempt kthread starved for 15757 jiffies! g-1187".into())
+            )
+        );
     }
 
     #[test]

@@ -26,13 +26,15 @@ pub enum Exit {
     StateBusy,
     /// The guest never answered SSH in time.
     NotReady,
+    /// The guest's kernel stalled before it was ready.
+    Stalled,
     /// The host or engine refuses what bcvk cannot do without.
     Refused,
 }
 
 impl Exit {
     /// Every class, in the order of the table.
-    pub const ALL: [Exit; 9] = [
+    pub const ALL: [Exit; 10] = [
         Exit::Usage,
         Exit::StoreCorrupt,
         Exit::NotFound,
@@ -41,6 +43,7 @@ impl Exit {
         Exit::Internal,
         Exit::StateBusy,
         Exit::NotReady,
+        Exit::Stalled,
         Exit::Refused,
     ];
 
@@ -54,6 +57,8 @@ impl Exit {
             Exit::Internal => 71,
             Exit::StateBusy => 73,
             Exit::NotReady => 75,
+            // No sysexits code fits; next to 75 since both may pass when run again.
+            Exit::Stalled => 76,
             Exit::Refused => 77,
         }
     }
@@ -69,6 +74,7 @@ impl Exit {
             Exit::Internal => "internal error: bcvk's own fault (mount, spawn, files under `/run/bcvk`), never a mistake in the options",
             Exit::StateBusy => "`--persistent`: the state, or the disk image, is in use by another VM (one VM at a time writes it)",
             Exit::NotReady => "the guest never answered SSH within `--ready-timeout`",
+            Exit::Stalled => "the guest's kernel stalled before it was ready (its RCU stall report and no later boot phase within 30 s, or no console output for 60 s in the kernel phase); with `--on-stall restart` (the default), in its one restart too: a hazard of TCG, see Troubleshooting",
             Exit::Refused => "the host or engine refuses something bcvk needs and cannot do without: a user namespace (docker's default seccomp profile, `user.max_user_namespaces=0`, AppArmor's userns restriction), the id maps (`CAP_SETUID`/`CAP_SETGID` dropped), whiteouts without `CAP_MKNOD` (kernels before 5.8)",
         }
     }

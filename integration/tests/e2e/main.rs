@@ -34,6 +34,7 @@ mod kubernetes;
 mod main_vm;
 mod persistent;
 mod privileges;
+mod stall;
 
 fn last_line(s: &str) -> &str {
     s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")
@@ -704,6 +705,10 @@ fn main() {
         t(
             "faults::kernel_panic_ends_the_run",
             kernel_panic_ends_the_run,
+        ),
+        t(
+            "faults::kernel_stall_restarts_once_then_ends",
+            stall::kernel_stall_restarts_once_then_ends,
         ),
         t(
             "faults::readiness_timeout_when_sshd_is_masked",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod root;
 
-use crate::cli::{AccelArg, CacheArg, NetArg, RunArgs};
+use crate::cli::{AccelArg, CacheArg, NetArg, OnStallArg, RunArgs};
 use crate::console::Echo;
 use crate::credentials::{self, Credential};
 use crate::disk::{DiskError, Writes};
@@ -355,22 +355,7 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
                 .then(|| launch.qemu.under_tcg(args.cpu.as_deref()))
                 .flatten()
                 .map(|qemu| (launch.clone(), qemu));
-            let outcome = match (vm::run(launch, children.clone(), &mut requests).await, retry) {
-                (Err(VmError::Kvm { detail, ready: false, .. }), Some((mut launch, qemu))) => {
-                    tracing::warn!("KVM cannot run this guest ({detail}): falling back to TCG software emulation, boots take minutes; fix KVM (nested virtualization) or pass --accel tcg to skip the attempt");
-                    if args.log_cmdline {
-                        eprintln!(
-                            "qemu (TCG fallback): {}",
-                            spawn::shell_line(&launch.qemu_bin, &qemu::qemu_args(&qemu))
-                        );
-                    }
-                    launch.status.accel = qemu.accel.name().into();
-                    launch.ready_timeout = ready_timeout(&args, qemu.accel);
-                    launch.qemu = qemu;
-                    vm::run(launch, children.clone(), &mut requests).await?
-                }
-                (result, _) => result?,
-            };
+            let outcome = run_vm(&args, launch, retry, &children, &mut requests).await?;
             Ok(match outcome {
                 Outcome::PoweredOff => {
                     tracing::info!("the guest powered off");
@@ -388,6 +373,60 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
         prepared.cleanup();
         result
     })
+}
+
+/// Run the VM, starting it over when it may: under TCG after KVM failed to run it (`retry`),
+/// and once after a stalled boot when `--on-stall restart` (see `vm::restart_after_stall`).
+async fn run_vm(
+    args: &RunArgs,
+    mut launch: VmLaunch,
+    mut retry: Option<(VmLaunch, qemu::QemuSpec)>,
+    children: &Children,
+    requests: &mut tokio::sync::mpsc::UnboundedReceiver<init::Request>,
+) -> Result<Outcome, RunError> {
+    let mut restarts = 0;
+    loop {
+        // A stalled boot ends before ready (the watch runs only until then): nothing of the
+        // user's ran in it, no command started, nobody connected.
+        launch.restart_if_stalled =
+            vm::restart_after_stall(args.on_stall == OnStallArg::Restart, restarts, false);
+        match vm::run(launch.clone(), children.clone(), requests).await {
+            Err(VmError::Kvm {
+                detail,
+                ready: false,
+                ..
+            }) if retry.is_some() => {
+                let (mut next, qemu) = retry.take().expect("checked");
+                tracing::warn!("KVM cannot run this guest ({detail}): falling back to TCG software emulation, boots take minutes; fix KVM (nested virtualization) or pass --accel tcg to skip the attempt");
+                if args.log_cmdline {
+                    eprintln!(
+                        "qemu (TCG fallback): {}",
+                        spawn::shell_line(&next.qemu_bin, &qemu::qemu_args(&qemu))
+                    );
+                }
+                next.status.accel = qemu.accel.name().into();
+                next.ready_timeout = ready_timeout(args, qemu.accel);
+                next.qemu = qemu;
+                launch = next;
+            }
+            Err(VmError::GuestStalled { sign, phase, .. }) if launch.restart_if_stalled => {
+                restarts += 1;
+                tracing::warn!("the guest's kernel stalled in the {} phase ({sign}): restarting the VM once with a fresh QEMU (--on-stall restart)", phase.label());
+            }
+            Err(VmError::GuestStalled {
+                sign, phase, tail, ..
+            }) => {
+                return Err(VmError::GuestStalled {
+                    sign,
+                    phase,
+                    restarted: restarts > 0,
+                    tail,
+                }
+                .into())
+            }
+            result => return Ok(result?),
+        }
+    }
 }
 
 fn exit_code_of(exit: ExitInfo) -> i32 {
@@ -741,6 +780,7 @@ fn prepare(
             Tty::No
         },
         ready_timeout: ready_timeout(args, accel),
+        restart_if_stalled: false,
         // A one-shot run has no podman stop deadline to beat: let the guest shut down properly.
         stop_timeout: Duration::from_secs(args.stop_timeout.unwrap_or(if one_shot {
             30

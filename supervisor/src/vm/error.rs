@@ -50,6 +50,14 @@ pub enum VmError {
         phase: Phase,
         tail: Vec<String>,
     },
+    #[error("the guest's kernel stalled in the {} phase{}: {sign}; it would never have become ready. {}", .phase.label(), if *.restarted { " again after a restart" } else { "" }, stalled_hint(*.restarted))]
+    GuestStalled {
+        sign: super::stall::StallSign,
+        phase: Phase,
+        /// Whether this was the boot `--on-stall restart` started over.
+        restarted: bool,
+        tail: Vec<String>,
+    },
     #[error("cannot run ssh in the guest: {0}")]
     SshClient(String),
     #[error("the {firmware} firmware found nothing to boot on the disk: it needs a bootloader for {firmware} (try the other --firmware, or install one)")]
@@ -66,6 +74,15 @@ fn ready_timeout_hint(phase: Phase) -> &'static str {
         "check that the image enables sshd, or raise --ready-timeout"
     } else {
         "it never reached its userspace (the console lines above show where it stopped): check the image's kernel and boot, or raise --ready-timeout on a slow machine"
+    }
+}
+
+/// What to do about a stalled guest kernel (README: Troubleshooting, issue 28).
+fn stalled_hint(restarted: bool) -> &'static str {
+    if restarted {
+        "Under TCG on a busy host this is a lost timer interrupt (README: Troubleshooting): run it again on a less loaded host, or with KVM"
+    } else {
+        "Under TCG on a busy host this is a lost timer interrupt (README: Troubleshooting): run it again (--on-stall restart does so once by itself), or use KVM"
     }
 }
 
@@ -86,6 +103,7 @@ impl VmError {
         use crate::exit::Exit;
         match self {
             VmError::ReadyTimeout { .. } => Exit::NotReady,
+            VmError::GuestStalled { .. } => Exit::Stalled,
             VmError::NothingToBoot { .. } => Exit::NotFound,
             VmError::Kvm { .. } => Exit::Unavailable,
             VmError::Spawn(_) => Exit::Internal,
@@ -103,7 +121,8 @@ impl VmError {
             | VmError::GuestRebooted { tail, .. }
             | VmError::NothingToBoot { tail, .. }
             | VmError::GuestEndedEarly { tail, .. }
-            | VmError::ReadyTimeout { tail, .. } => tail,
+            | VmError::ReadyTimeout { tail, .. }
+            | VmError::GuestStalled { tail, .. } => tail,
             _ => &[],
         }
     }

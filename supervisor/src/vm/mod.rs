@@ -29,6 +29,7 @@ use crate::virtiofsd::{self, Sandbox, VirtiofsSpec};
 mod error;
 mod guest_ssh;
 mod progress;
+mod stall;
 
 pub use error::VmError;
 use guest_ssh::{
@@ -36,6 +37,8 @@ use guest_ssh::{
     GUEST_GONE_WAIT,
 };
 use progress::ProgressLine;
+pub use stall::restart_after_stall;
+use stall::StallWatch;
 
 /// Everything needed to run the VM, prepared and validated by `run`.
 #[derive(Clone)]
@@ -58,6 +61,8 @@ pub struct VmLaunch {
     pub command: Option<String>,
     pub command_tty: Tty,
     pub ready_timeout: Duration,
+    /// A stalled boot's run is started over (`--on-stall restart`): its end is not the VM's.
+    pub restart_if_stalled: bool,
     pub stop_timeout: Duration,
     pub status: Status,
     pub started: Instant,
@@ -104,6 +109,8 @@ struct Vm {
     clock: console::GuestClock,
     sshd_listening: Option<u64>,
     guest_address: Option<u64>,
+    /// Signs of a stalled guest kernel, before it is ready.
+    stall: StallWatch,
 }
 
 /// Run the VM to its end. Cleans up its processes on every path.
@@ -126,13 +133,23 @@ pub async fn run(
         clock: console::GuestClock::default(),
         sshd_listening: None,
         guest_address: None,
+        stall: StallWatch::new(Instant::now()),
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     let result = vm.boot_and_supervise(&tx, &mut events, requests).await;
-    let graceful = !matches!(result, Err(VmError::Kvm { .. }));
+    // A stalled kernel answers no power button; and after either failure the run may go on
+    // (TCG fallback, --on-stall restart).
+    let graceful = !matches!(
+        result,
+        Err(VmError::Kvm { .. } | VmError::GuestStalled { .. })
+    );
     vm.shutdown(graceful, requests).await;
     // After --console, QEMU had the terminal.
     spawn::reclaim_terminal();
+    if vm.l.restart_if_stalled && matches!(result, Err(VmError::GuestStalled { .. })) {
+        // Not exited: `bcvk status --wait` and `bcvk ssh` go on waiting for the restart.
+        return result;
+    }
     let mut status = vm.l.status.clone();
     status.state = State::Exited;
     // The same code and message the run ends with (run.rs maps outcomes the same way).
@@ -288,7 +305,7 @@ impl Vm {
                 }
                 _ = ticker.tick(), if !self.ready => {
                     progress.show(self.l.started.elapsed(), self.phase);
-                    if let Some(err) = self.firmware_gave_up() {
+                    if let Some(err) = self.firmware_gave_up().or_else(|| self.stalled()) {
                         progress.clear();
                         return Err(err);
                     }
