@@ -6,8 +6,12 @@
 #   localhost/bcvk-test/semantics, bystander, layers200, layers450      privilege-mode tests
 #   build/disk/debian.{qcow2,raw} + bad disks, localhost/bcvk-test/containerdisk{,-two}:latest
 #                                     VM disk images (test-images/disk/build.sh, cached by hash)
+#   localhost/bcvk-test/bootc:latest, :v2   a real bootc image, bootc compiled from source
+#                                     (test-images/bootc/build.sh, cached by hash; the first
+#                                     build takes about an hour): only when asked for with
+#                                     `bootc` (integration/demo does), as no test boots it yet
 # Re-running is cheap: buildah's layer cache keeps the apt layers; only changed steps rebuild.
-# Usage: build-images.sh [bcvk|guests|all]   (default all)
+# Usage: build-images.sh [bcvk|guests|bootc|all]   (default all: bcvk and guests)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 what=${1:-all}
@@ -44,6 +48,12 @@ if [ "$what" = all ] || [ "$what" = guests ]; then
     log "${!var} ready in $(( $(date +%s) - t0 ))s"
   done
   "$BCVK_ROOT/test-images/disk/build.sh"
+fi
+if [ "$what" = bootc ]; then
+  t0=$(date +%s)
+  "$BCVK_ROOT/test-images/bootc/build.sh" \
+    || die "building the bootc test images failed (test-images/bootc/build.sh; log in $BCVK_BUILD/build-bootc.log)"
+  log "bootc test images ready in $(( $(date +%s) - t0 ))s"
 fi
 # Dangling images left by rebuilds only cost disk.
 podman image prune -f >/dev/null 2>&1 || true

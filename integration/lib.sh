@@ -14,6 +14,10 @@ export BCVK_TEST_LAYERS200=localhost/bcvk-test/layers200:latest
 export BCVK_TEST_LAYERS450=localhost/bcvk-test/layers450:latest
 # An image whose marker the guest must never see (it is not the guest's image).
 export BCVK_TEST_BYSTANDER=localhost/bcvk-test/bystander:latest
+# A real bootc image (bootc built from source, Debian sid) and the same plus one layer
+# (test-images/bootc/build.sh).
+export BCVK_TEST_BOOTC=localhost/bcvk-test/bootc:latest
+export BCVK_TEST_BOOTC_V2=localhost/bcvk-test/bootc:v2
 # VM disk images (test-images/disk/build.sh): the files under $BCVK_TEST_DISK_DIR (debian.qcow2,
 # debian.raw, truncated.qcow2, garbage.qcow2, nobootloader.raw) and containerDisks in the store.
 export BCVK_TEST_DISK_DIR=$BCVK_BUILD/disk
