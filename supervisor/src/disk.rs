@@ -13,6 +13,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use crate::exit::Exit;
+use crate::partitions::{le_u32, le_u64};
 use crate::qemu::{DiskFormat, Firmware};
 use crate::spawn;
 
@@ -127,16 +128,6 @@ pub struct BootInfo {
     pub esp: bool,
     /// The MBR's 440 bytes of boot code are not all zero (GRUB's boot.img, syslinux...).
     pub mbr_code: bool,
-}
-
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
-}
-
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    b.get(at..at + 8)
-        .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
 }
 
 /// Read the MBR and the GPT (512- or 4096-byte sectors) from the disk's first bytes.

@@ -12,12 +12,14 @@ pub struct TableEnd {
     pub what: String,
 }
 
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+/// A little-endian u32 at `at`, if the bytes are there (GPT and MBR fields are little-endian).
+pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
     b.get(at..at + 4)
         .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
 }
 
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+/// A little-endian u64 at `at`, if the bytes are there.
+pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
     b.get(at..at + 8)
         .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
 }
