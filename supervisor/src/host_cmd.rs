@@ -49,7 +49,8 @@ pub enum Ephemeral {
     /// bcvk.ephemeral=1 (list it with `bcvk ephemeral ps`).
     ///
     /// Host paths given to --bind, --ro-bind, --mount-disk-file, --systemd-units,
-    /// --virtio-serial-out, --log-dir, --ssh-key, --scratch, --storage and --disk-image are
+    /// --virtio-serial-out, --log-dir, --ssh-key, --scratch, --storage, --disk-image,
+    /// --cloud-init and --ignition are
     /// mounted into the container (relative paths are relative to the current directory);
     /// --port HOST:GUEST is also published on the host. The container gets podman's default
     /// capabilities (no --privileged) and --device /dev/kvm when the host has it.
@@ -197,6 +198,8 @@ pub const HOST_PATHS: &[(&str, &str)] = &[
     ("log_dir", "The host directory DIR (created if missing, mounted) receives the guest's journal and console files"),
     ("ssh_key", "Also authorize the public key in the host FILE (mounted read-only)"),
     ("scratch", "Put the throwaway writable layer on the host directory DIR"),
+    ("cloud_init", "A cloud-init NoCloud directory on the host (mounted read-only), merged with bcvk's first-boot data"),
+    ("ignition", "An Ignition config FILE on the host (mounted read-only), handed to the guest over fw_cfg"),
     ("storage", "The host's podman store to read (default: the one `podman info` reports), mounted read-only at /run/host-storage"),
     ("disk_image", "Boot the host disk image FILE (its directory is mounted; read-only unless --persistent)"),
     ("ports", "Forward container port HOST to guest port GUEST, and publish HOST on the host (podman -p HOST:HOST): the guest port is reachable at localhost:HOST"),

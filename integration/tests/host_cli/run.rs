@@ -94,7 +94,9 @@ fn run_bind_with_name_keeps_the_name() {
 #[test]
 fn run_host_paths_become_volumes() {
     each_shell(|f| {
-        for d in ["code", "units", "scratch", "disks", "out", "my code"] {
+        for d in [
+            "code", "units", "scratch", "disks", "out", "my code", "seed", "cfg",
+        ] {
             fs::create_dir(f.cwd.join(d)).unwrap();
         }
         let cwd = f.cwd.display().to_string();
@@ -120,6 +122,9 @@ fn run_host_paths_become_volumes() {
             "./scratch",
             // Upstream's STREAMS=DIR; a missing directory is created.
             "--log-dir=journal,console=logs/run-1",
+            "--cloud-init",
+            "seed",
+            "--ignition=./cfg/config.ign",
             "localhost/img",
         ]);
         r.assert_code(0);
@@ -149,6 +154,11 @@ fn run_host_paths_become_volumes() {
             format!("{cwd}/scratch:{}", v(10)),
             "-v".into(),
             format!("{cwd}/logs/run-1:{}", v(11)),
+            // Read-only: bcvk only reads them (the file alone, not its directory).
+            "-v".into(),
+            format!("{cwd}/seed:{}:ro", v(12)),
+            "-v".into(),
+            format!("{cwd}/cfg/config.ign:{}/config.ign:ro", v(13)),
         ];
         let bcvk: Vec<String> = vec![
             "localhost/img".into(),
@@ -163,6 +173,8 @@ fn run_host_paths_become_volumes() {
             format!("--ssh-key={}/key.pub", v(9)),
             format!("--scratch={}", v(10)),
             format!("--log-dir=journal,console={}", v(11)),
+            format!("--cloud-init={}", v(12)),
+            format!("--ignition={}/config.ign", v(13)),
         ];
         let vols: Vec<&str> = vols.iter().map(String::as_str).collect();
         let bcvk: Vec<&str> = bcvk.iter().map(String::as_str).collect();
