@@ -30,13 +30,12 @@ fn init_logging(level: &str) {
 fn main() -> ExitCode {
     let cli = match usage::parse(std::env::args_os().collect()) {
         Ok(c) => c,
-        Err(Refusal::Display(e)) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(refusal @ Refusal::Usage(_)) => {
-            if let Refusal::Usage(line) = &refusal {
-                eprintln!("bcvk: error: {line}");
+        Err(refusal) => {
+            match &refusal {
+                Refusal::Display(e) => {
+                    let _ = e.print();
+                }
+                Refusal::Usage(line) => eprintln!("bcvk: error: {line}"),
             }
             return ExitCode::from(refusal.code() as u8);
         }

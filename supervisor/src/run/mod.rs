@@ -225,8 +225,6 @@ pub fn choose_accel(req: AccelArg, caps: &HostCaps) -> Result<(Accel, Option<Str
     }
 }
 
-/// The kernel command line: root from the virtiofs share, console on the serial port, and a
-/// panic ends the VM (with QEMU's -no-reboot) instead of hanging it.
 /// `--ready-timeout`, or its default for the accelerator: upstream bcvk's 240 s with KVM, where
 /// a boot takes seconds; 600 s under TCG, where it takes 30-40 s on an idle machine and minutes
 /// on a loaded one.
@@ -257,6 +255,8 @@ fn initrd_for_log_dir(
     }
 }
 
+/// The kernel command line: root from the virtiofs share, console on the serial port, and a
+/// panic ends the VM (with QEMU's -no-reboot) instead of hanging it.
 pub fn kernel_cmdline(boot: &BootFiles, kargs: &[String]) -> Vec<String> {
     let mut c: Vec<String> = vec![
         format!("root={ROOT_TAG}"),
