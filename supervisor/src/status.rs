@@ -219,6 +219,13 @@ pub fn wait_ready_watching(
     }
 }
 
+/// The one updating line of a booting VM on a terminal: the cursor back to the line's start,
+/// the line cleared, then the seconds since the VM started and its boot phase. The
+/// supervisor's own progress (`podman run -it`) and `bcvk status --wait --progress tty` show it.
+pub fn progress_line(elapsed_secs: u64, phase: &str) -> String {
+    format!("\r\x1b[K[{elapsed_secs:>4}s] booting: {phase}")
+}
+
 /// What `bcvk status --wait --progress` shows while the VM boots, on stderr: for a terminal
 /// one line, rewritten in place, with the time since the VM started and its boot phase; for
 /// a log, a line each time the phase changes. `None`: nothing to print now.
@@ -233,7 +240,7 @@ pub fn progress_text(
     match mode {
         crate::cli::ProgressArg::Tty => {
             *last_phase = phase.to_string();
-            Some(format!("\r\x1b[K[{elapsed:>4}s] booting: {phase}"))
+            Some(progress_line(elapsed, phase))
         }
         crate::cli::ProgressArg::Plain if last_phase.as_str() != phase => {
             *last_phase = phase.to_string();

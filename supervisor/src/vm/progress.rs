@@ -16,9 +16,8 @@ impl ProgressLine {
     pub(super) fn show(&self, elapsed: Duration, phase: Phase) {
         if self.active {
             eprint!(
-                "\r\x1b[K[{:>4}s] booting: {}",
-                elapsed.as_secs(),
-                phase.label()
+                "{}",
+                crate::status::progress_line(elapsed.as_secs(), phase.label())
             );
         }
     }
