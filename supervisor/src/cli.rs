@@ -137,29 +137,6 @@ pub enum OnStallArg {
     Fail,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FirmwareArg {
-    /// UEFI when the disk has an EFI system partition, else BIOS when its MBR has boot code
-    Auto,
-    /// OVMF (UEFI)
-    Uefi,
-    /// SeaBIOS (legacy BIOS)
-    Bios,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CacheArg {
-    /// Cache and revalidate after 1 s (for trees that change behind the guest's back)
-    Auto,
-    /// Cache without revalidating: only the guest writes the root, and under TCG this boots
-    /// about twice as fast as auto (integration/bench)
-    Always,
-    /// No caching
-    Never,
-    /// Cache metadata, not data
-    Metadata,
-}
-
 #[derive(Debug, Args)]
 #[command(after_help = crate::exit::help_text())]
 pub struct RunArgs {
@@ -180,7 +157,7 @@ pub struct RunArgs {
     /// Which firmware boots a disk image: auto reads the disk (an EFI system partition means
     /// UEFI, else BIOS).
     #[arg(long, value_enum, default_value = "auto")]
-    pub firmware: FirmwareArg,
+    pub firmware: crate::disk::FirmwareKind,
 
     /// A cloud-init NoCloud directory (user-data, and optionally meta-data, vendor-data,
     /// network-config) for the guest's first boot; bcvk merges its SSH key, --password and
@@ -368,7 +345,7 @@ pub struct RunArgs {
     /// virtiofs cache mode for the root file system (--bind shares always use auto: the host
     /// may change them).
     #[arg(long, value_enum, default_value = "always")]
-    pub virtiofs_cache: CacheArg,
+    pub virtiofs_cache: crate::virtiofsd::CacheMode,
 
     /// Print the QEMU and virtiofsd command lines.
     #[arg(long)]

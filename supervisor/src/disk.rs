@@ -91,10 +91,14 @@ impl DiskError {
     }
 }
 
-/// A firmware the user asked for (`--firmware uefi|bios`); none means: read the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `--firmware`: which firmware boots a disk image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FirmwareKind {
+    /// UEFI when the disk has an EFI system partition, else BIOS when its MBR has boot code
+    Auto,
+    /// OVMF (UEFI)
     Uefi,
+    /// SeaBIOS (legacy BIOS)
     Bios,
 }
 
@@ -177,21 +181,21 @@ pub fn boot_info(head: &[u8]) -> BootInfo {
 
 /// Which firmware boots this disk.
 pub fn choose_firmware(
-    req: Option<FirmwareKind>,
+    req: FirmwareKind,
     info: BootInfo,
     path: &Path,
     uefi: impl FnOnce() -> Firmware,
 ) -> Result<Firmware, DiskError> {
     match req {
-        Some(FirmwareKind::Uefi) => Ok(uefi()),
+        FirmwareKind::Uefi => Ok(uefi()),
         // Without boot code SeaBIOS jumps into zeros and hangs for good: refuse it here.
-        Some(FirmwareKind::Bios) if !info.mbr_code => Err(DiskError::NoBiosBootCode {
+        FirmwareKind::Bios if !info.mbr_code => Err(DiskError::NoBiosBootCode {
             path: path.to_path_buf(),
         }),
-        Some(FirmwareKind::Bios) => Ok(Firmware::Bios),
-        None if info.esp => Ok(uefi()),
-        None if info.mbr_code => Ok(Firmware::Bios),
-        None => Err(DiskError::NoBootloader {
+        FirmwareKind::Bios => Ok(Firmware::Bios),
+        FirmwareKind::Auto if info.esp => Ok(uefi()),
+        FirmwareKind::Auto if info.mbr_code => Ok(Firmware::Bios),
+        FirmwareKind::Auto => Err(DiskError::NoBootloader {
             path: path.to_path_buf(),
         }),
     }
@@ -514,9 +518,12 @@ mod tests {
                 mbr_code: true
             }
         );
-        assert_eq!(choose_firmware(None, hybrid, p, uefi).unwrap(), uefi());
         assert_eq!(
-            choose_firmware(Some(FirmwareKind::Bios), hybrid, p, uefi).unwrap(),
+            choose_firmware(FirmwareKind::Auto, hybrid, p, uefi).unwrap(),
+            uefi()
+        );
+        assert_eq!(
+            choose_firmware(FirmwareKind::Bios, hybrid, p, uefi).unwrap(),
             Firmware::Bios
         );
         // GPT, BIOS only.
@@ -529,7 +536,7 @@ mod tests {
             }
         );
         assert_eq!(
-            choose_firmware(None, bios, p, uefi).unwrap(),
+            choose_firmware(FirmwareKind::Auto, bios, p, uefi).unwrap(),
             Firmware::Bios
         );
         // 4096-byte sectors.
@@ -552,14 +559,14 @@ mod tests {
         // Nothing to boot: a partition table without boot code or ESP, or no table at all.
         let none = boot_info(&gpt(512, false, &[LINUX]));
         assert_eq!(none, BootInfo::default());
-        let err = choose_firmware(None, none, p, uefi).unwrap_err();
+        let err = choose_firmware(FirmwareKind::Auto, none, p, uefi).unwrap_err();
         assert_eq!(err.exit_code(), 66);
         assert!(err.to_string().contains("--firmware"), "{err}");
         assert_eq!(boot_info(&[0u8; 100]), BootInfo::default());
         assert_eq!(boot_info(&vec![0u8; HEAD_BYTES]), BootInfo::default());
         // Forced UEFI boots a disk that has nothing recognisable.
         assert_eq!(
-            choose_firmware(Some(FirmwareKind::Uefi), none, p, uefi).unwrap(),
+            choose_firmware(FirmwareKind::Uefi, none, p, uefi).unwrap(),
             uefi()
         );
     }

@@ -8,6 +8,7 @@
 //! opens paths inside what an image or a guest wrote without following their symlinks.
 
 pub mod beneath;
+pub mod boot;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -22,13 +23,14 @@ pub mod kernel;
 pub mod logdir;
 pub mod opaque;
 pub mod partitions;
+pub mod plan;
 pub mod qemu;
 pub mod readiness;
+pub mod root;
 pub mod rootfs;
 pub mod run;
 pub mod spawn;
 pub mod ssh;
-pub mod state;
 pub mod status;
 pub mod store;
 pub mod usage;

@@ -20,11 +20,19 @@ const EXTRA_DIRS: &[&str] = &["/usr/libexec", "/usr/lib/qemu", "/usr/local/libex
 /// What a child is for; used in logs and to decide what its exit means.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Role {
-    Virtiofsd { tag: String },
+    Virtiofsd {
+        tag: String,
+    },
     Qemu,
     SshProbe,
     SshCommand,
     SshPoweroff,
+    /// `bcvk ssh`: ssh takes this process's place.
+    SshExec,
+    /// `--debug`'s shell, instead of QEMU.
+    DebugShell,
+    /// A short helper run to completion before the VM (mkswap, qemu-img).
+    Helper,
 }
 
 impl fmt::Display for Role {
@@ -35,6 +43,9 @@ impl fmt::Display for Role {
             Role::SshProbe => f.write_str("ssh-probe"),
             Role::SshCommand => f.write_str("ssh-command"),
             Role::SshPoweroff => f.write_str("ssh-poweroff"),
+            Role::SshExec => f.write_str("ssh"),
+            Role::DebugShell => f.write_str("debug shell"),
+            Role::Helper => f.write_str("helper"),
         }
     }
 }
@@ -227,7 +238,7 @@ pub fn run_helper<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Result<Vec<u8>, Sp
         .stdin(Stdio::null())
         .output()
         .map_err(|source| SpawnError::Start {
-            role: Role::Qemu,
+            role: Role::Helper,
             program: program.clone(),
             source,
         })?;
@@ -240,6 +251,38 @@ pub fn run_helper<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Result<Vec<u8>, Sp
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
     }
+}
+
+/// Replace this process with `program` (`bcvk ssh`): returns only when that failed.
+pub fn exec<S: AsRef<OsStr>>(role: Role, program: &Path, args: &[S]) -> SpawnError {
+    use std::os::unix::process::CommandExt;
+    let source = Command::new(program).args(args).exec();
+    SpawnError::Start {
+        role,
+        program: program.to_path_buf(),
+        source,
+    }
+}
+
+/// Run `program` in the foreground with this process's stdio until it ends (`--debug`'s
+/// shell, before any other child is started); returns its exit code.
+pub fn run_foreground<S: AsRef<OsStr>>(
+    role: Role,
+    program: &Path,
+    args: &[S],
+) -> Result<i32, SpawnError> {
+    use std::os::unix::process::CommandExt;
+    let name = program.file_name().unwrap_or(program.as_os_str());
+    let status = Command::new(program)
+        .arg0(name)
+        .args(args)
+        .status()
+        .map_err(|source| SpawnError::Start {
+            role,
+            program: program.to_path_buf(),
+            source,
+        })?;
+    Ok(status.code().unwrap_or(1))
 }
 
 #[cfg(test)]

@@ -214,7 +214,6 @@ pub fn noteworthy(log_line: &str) -> bool {
 /// booting, then replace this process with ssh, so its exit code is the remote command's.
 pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
     use std::io::IsTerminal;
-    use std::os::unix::process::CommandExt;
     let run_dir = Path::new(crate::status::RUN_DIR);
     let timeout = std::time::Duration::from_secs(args.timeout);
     let st = match crate::status::read(run_dir) {
@@ -280,10 +279,12 @@ pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
             return 255;
         }
     };
-    let err = std::process::Command::new(program)
-        .args(ssh_args(&target, tty, 10, remote.as_deref(), None))
-        .exec();
-    eprintln!("bcvk: error: cannot run ssh: {err}");
+    let err = crate::spawn::exec(
+        crate::spawn::Role::SshExec,
+        &program,
+        &ssh_args(&target, tty, 10, remote.as_deref(), None),
+    );
+    eprintln!("bcvk: error: {err}");
     255
 }
 

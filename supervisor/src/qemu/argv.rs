@@ -217,7 +217,7 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
             let id = format!("vport{i}");
             a.opt(
                 "-chardev",
-                Opt::new("file,id=").s(&id).s(",path=").esc(&s.path).0,
+                Opt::new("file,id=").s(&id).s(",path=").esc(&s.file).0,
             );
             a.opt(
                 "-device",
@@ -468,11 +468,11 @@ mod tests {
             serial_outs: vec![
                 SerialOutSpec {
                     name: "org.bcvk.journal".into(),
-                    path: "/run/bcvk/journal,log".into(),
+                    file: "/run/bcvk/journal,log".into(),
                 },
                 SerialOutSpec {
                     name: "status".into(),
-                    path: "/run/bcvk/status".into(),
+                    file: "/run/bcvk/status".into(),
                 },
             ],
             ..spec()

@@ -73,13 +73,8 @@ pub struct DiskSpec {
     pub readonly: bool,
 }
 
-/// A virtio-serial port named `name` in the guest
-/// (/dev/virtio-ports/<name>); what the guest writes lands in `path`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SerialOutSpec {
-    pub name: String,
-    pub path: PathBuf,
-}
+/// A virtio serial port written to a file (`--virtio-serial-out NAME:FILE`).
+pub use crate::config::SerialOutSpec;
 
 /// The guest console (ttyS0) on QEMU's stdin/stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -686,7 +681,7 @@ mod tests {
 
         let port = |name: &str| SerialOutSpec {
             name: name.into(),
-            path: "/run/bcvk/out".into(),
+            file: "/run/bcvk/out".into(),
         };
         let ports = |p| QemuSpec {
             serial_outs: p,

@@ -23,8 +23,6 @@ pub enum RootfsError {
     NoLayers,
     #[error("--rootfs {}: {reason}: pass a directory that holds the image's root file system (usr/, etc/, ...)", .path.display())]
     RootDir { path: PathBuf, reason: String },
-    #[error("no image given: name an IMAGE from the store, or pass --rootfs DIR")]
-    NoSource,
     #[error("path {} {reason}, which overlayfs mount options cannot carry: use a store and --scratch dir at plain absolute paths", .path.display())]
     UnsafePath { path: PathBuf, reason: &'static str },
     #[error("overlay mount options for {layers} layers are {len} bytes (short layer links used where the store has them), over the {limit}-byte limit of mount(2), and this kernel lacks the new mount API's lowerdir+ (Linux 6.8+) that has no such limit: run on a host with Linux 6.8 or later, or squash the image to fewer layers (podman build --squash)")]
@@ -73,60 +71,6 @@ pub enum Scratch {
     /// Kept: the upper and work dirs of a persistent state (see `state`), left in place.
     /// Synthetic layers still go in a tmpfs.
     Persistent { upper: PathBuf, work: PathBuf },
-}
-
-/// Where the guest's root comes from. Decided once, from IMAGE and `--rootfs`, by
-/// [`RootSource::decide`]: a store image is looked up in the store, a directory is not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RootSource {
-    /// IMAGE, resolved in the podman store.
-    Store { image: String },
-    /// `--rootfs DIR`: a directory that already holds the image's root file system (copied
-    /// there by an init container of the image, say); `name` is IMAGE if given, else DIR.
-    Dir { dir: PathBuf, name: String },
-}
-
-impl RootSource {
-    /// `--rootfs` wins; IMAGE then only names the VM (status, logs, messages). The directory
-    /// must exist and look like a root (a `usr` directory), checked here so a typo fails
-    /// before anything is mounted.
-    pub fn decide(image: Option<&str>, rootfs: Option<&Path>) -> Result<RootSource, RootfsError> {
-        match (rootfs, image) {
-            (Some(dir), image) => {
-                let bad = |reason: String| RootfsError::RootDir {
-                    path: dir.to_path_buf(),
-                    reason,
-                };
-                match fs::metadata(dir) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(bad("not a directory".into())),
-                    Err(e) => return Err(bad(e.to_string())),
-                }
-                if !dir.join("usr").is_dir() {
-                    return Err(bad(
-                        "has no usr/ directory, so it is not a root file system".into(),
-                    ));
-                }
-                let dir = std::path::absolute(dir).map_err(|e| bad(e.to_string()))?;
-                let name = image.map_or_else(|| dir.display().to_string(), str::to_string);
-                Ok(RootSource::Dir { dir, name })
-            }
-            (None, Some(image)) => Ok(RootSource::Store {
-                image: image.to_string(),
-            }),
-            (None, None) => Err(RootfsError::NoSource),
-        }
-    }
-}
-
-impl RootSource {
-    /// What logs, messages and the status call the root.
-    pub fn name(&self) -> &str {
-        match self {
-            RootSource::Store { image } => image,
-            RootSource::Dir { name, .. } => name,
-        }
-    }
 }
 
 /// Files a container engine puts into a running container's root, which a `--rootfs` copied

@@ -196,49 +196,6 @@ fn a_rootfs_dir_is_the_single_lower() {
 }
 
 #[test]
-fn the_root_source_is_decided_from_image_and_rootfs() {
-    assert_eq!(
-        RootSource::decide(Some("localhost/x"), None).unwrap(),
-        RootSource::Store {
-            image: "localhost/x".into()
-        }
-    );
-    assert!(matches!(
-        RootSource::decide(None, None),
-        Err(RootfsError::NoSource)
-    ));
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let not_root =
-        |r: Result<RootSource, RootfsError>| matches!(r, Err(RootfsError::RootDir { .. }));
-    // Missing, a file, a directory without usr/.
-    assert!(not_root(RootSource::decide(None, Some(&root))));
-    fs::write(dir.path().join("file"), "").unwrap();
-    assert!(not_root(RootSource::decide(
-        None,
-        Some(&dir.path().join("file"))
-    )));
-    fs::create_dir(&root).unwrap();
-    assert!(not_root(RootSource::decide(None, Some(&root))));
-    fs::create_dir(root.join("usr")).unwrap();
-    assert_eq!(
-        RootSource::decide(None, Some(&root)).unwrap(),
-        RootSource::Dir {
-            dir: root.clone(),
-            name: root.display().to_string()
-        }
-    );
-    // IMAGE beside --rootfs only names it; the store is not consulted.
-    assert_eq!(
-        RootSource::decide(Some("quay.io/x/y:1"), Some(&root)).unwrap(),
-        RootSource::Dir {
-            dir: root.clone(),
-            name: "quay.io/x/y:1".into()
-        }
-    );
-}
-
-#[test]
 fn bad_plans_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut plan = plan_rootfs(

@@ -8,7 +8,8 @@ use std::ffi::OsString;
 use bcvk::cli::{with_default_subcommand, Cli, Command, RunArgs};
 use bcvk::exit::{self, Exit};
 use bcvk::guestfs::{self, GuestConfig};
-use bcvk::run::{choose_accel, HostCaps, RunError, NET_PROBE_PORT, SSH_PORT};
+use bcvk::plan::{self, HostCaps, HostFacts};
+use bcvk::run::{RunError, NET_PROBE_PORT, SSH_PORT};
 use bcvk::store::Store;
 use bcvk::usage::{self, Refusal};
 use clap::{CommandFactory, Parser};
@@ -82,12 +83,17 @@ fn plan(args: &RunArgs, store: &Store) {
     if let Some(Err(e)) = args.image.as_deref().map(|i| store.resolve(i)) {
         codes.push((e.to_string(), RunError::from(e).exit_code()));
     }
-    let caps = HostCaps {
-        kvm_device: Err("no /dev/kvm".into()),
-        cpu_virt_flags: false,
+    let host = HostFacts {
+        caps: HostCaps {
+            kvm_device: Err("no /dev/kvm".into()),
+            cpu_virt_flags: false,
+        },
+        container_name: None,
+        terminal: false,
+        cpus: 2,
     };
-    if let Err(e) = choose_accel(args.accel, &caps) {
-        codes.push((e.to_string(), e.exit_code()));
+    if let Err(e) = plan::make(args, &host) {
+        codes.push((e.to_string(), RunError::from(e).exit_code()));
     }
     let cfg = GuestConfig {
         binds: args.bind.iter().chain(&args.ro_bind).cloned().collect(),

@@ -70,7 +70,7 @@ fn spec() -> impl Strategy<Value = QemuSpec> {
             .prop_map(|(forwards, restrict)| NetSpec::User { forwards, restrict }),
         Just(NetSpec::None),
     ];
-    let serial_out = (text(), path()).prop_map(|(name, path)| SerialOutSpec { name, path });
+    let serial_out = (text(), path()).prop_map(|(name, path)| SerialOutSpec { name, file: path });
     // The kinds of root and boot, each of them.
     let root = prop_oneof![
         share().prop_map(RootDevice::Share),
@@ -247,7 +247,7 @@ proptest! {
             let (chardev_at, chardev) = find(&opts, "-chardev", "id", &id);
             let (device_at, device) = find(&opts, "-device", "chardev", &id);
             prop_assert!(chardev_at < device_at);
-            prop_assert_eq!(get(&chardev, "path"), out.path.as_os_str().as_bytes());
+            prop_assert_eq!(get(&chardev, "path"), out.file.as_os_str().as_bytes());
             prop_assert_eq!(get(&device, "name"), out.name.as_bytes());
             prop_assert_eq!(chardev.len(), 3);
             prop_assert_eq!(device.len(), 4);
@@ -269,7 +269,7 @@ proptest! {
             .chain(spec.all_disks().enumerate()
                 .map(|(i, d)| ("-blockdev", "node-name", format!("disk{i}"), &d.path)))
             .chain(spec.serial_outs.iter().enumerate()
-                .map(|(i, s)| ("-chardev", "id", format!("vport{i}"), &s.path)))
+                .map(|(i, s)| ("-chardev", "id", format!("vport{i}"), &s.file)))
         {
             let (at, _) = find(&opts, name, key, &id);
             let escaped = doubled(path.as_os_str().as_bytes());
