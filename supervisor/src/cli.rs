@@ -377,13 +377,6 @@ pub struct SshArgs {
     pub command: Vec<String>,
 }
 
-/// How `bcvk status --wait --progress` shows the boot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressArg {
-    Tty,
-    Plain,
-}
-
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print the status file as JSON.
@@ -400,7 +393,7 @@ pub struct StatusArgs {
     /// rewritten in place (time since the VM started, boot phase); `plain`, a line each time
     /// the phase changes (for logs). The host command passes it.
     #[arg(long, value_enum, requires = "wait", value_name = "tty|plain")]
-    pub progress: Option<ProgressArg>,
+    pub progress: Option<crate::status::Progress>,
     /// A health check (podman run --health-cmd 'bcvk status --health'): exit 0 when the VM
     /// is ready, else 1 with one line saying why.
     #[arg(long, conflicts_with_all = ["json", "wait", "progress", "name"])]
@@ -593,7 +586,7 @@ mod tests {
         else {
             panic!("not status")
         };
-        assert_eq!(a.progress, Some(ProgressArg::Tty));
+        assert_eq!(a.progress, Some(crate::status::Progress::Tty));
     }
 
     #[test]

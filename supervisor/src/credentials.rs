@@ -46,6 +46,14 @@ pub enum CredentialError {
     InvalidCredentialName { name: String, reason: String },
 }
 
+impl CredentialError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        Exit::Usage
+    }
+}
+
 /// Checks what systemd and the SMBIOS transport need from a credential name:
 /// it becomes a file name (no '/', not "." or "..", <= 255 bytes) and is
 /// followed by '=' in the OEM string, so it must not contain one itself.

@@ -33,6 +33,17 @@ pub enum FirstBootError {
     Seed { path: PathBuf, why: String },
 }
 
+impl FirstBootError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            FirstBootError::Seed { .. } => Exit::Internal,
+            _ => Exit::Usage,
+        }
+    }
+}
+
 /// What bcvk adds to the guest's first boot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FirstBoot {

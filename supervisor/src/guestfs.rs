@@ -15,7 +15,8 @@ use crate::spawn;
 
 /// Size of a `--mount-disk-file` image created because it did not exist.
 pub const NEW_DISK_SIZE: u64 = 10 << 30;
-const UNIT_DIR: &str = "etc/systemd/system";
+/// Where units go in the guest's root.
+pub const UNIT_DIR: &str = "etc/systemd/system";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuestFsError {
@@ -34,6 +35,27 @@ pub enum GuestFsError {
     },
     #[error("cannot create the disk image {path}: {why}")]
     Disk { path: PathBuf, why: String },
+}
+
+impl GuestFsError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            GuestFsError::MissingSource { .. }
+            | GuestFsError::Units { .. }
+            | GuestFsError::DuplicateShare(_)
+            | GuestFsError::PortTaken(_) => Exit::Usage,
+            // beneath.rs refuses a symlink of the image on the way as InvalidData: the image's
+            // layout, not bcvk's fault.
+            GuestFsError::Write { source, .. }
+                if source.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                Exit::StoreCorrupt
+            }
+            GuestFsError::Write { .. } | GuestFsError::Disk { .. } => Exit::Internal,
+        }
+    }
 }
 
 /// What the user asked for that needs guest-side configuration.
@@ -205,9 +227,6 @@ pub fn plan(cfg: &GuestConfig) -> Result<GuestPlan, GuestFsError> {
             contents: b"[Unit]\nJobRunningTimeoutSec=infinity\n".to_vec(),
         });
     }
-    // Inert unless the run has --log-dir's port (see logdir).
-    plan.entries
-        .extend(crate::logdir::guest_entries(Path::new(UNIT_DIR)));
     if let Some(dir) = &cfg.systemd_units {
         plan_units(dir, &mut plan.entries)?;
     }

@@ -17,7 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::spawn::{Role, Spawned};
+use crate::child::{Role, Spawned};
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

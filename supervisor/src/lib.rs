@@ -9,7 +9,9 @@
 
 pub mod beneath;
 pub mod boot;
+pub mod child;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod console;
 pub mod credentials;

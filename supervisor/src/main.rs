@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use bcvk::cli::{self, Command};
+use bcvk::commands;
 use bcvk::exit::Exit;
+use bcvk::run;
 use bcvk::usage::{self, Refusal};
-use bcvk::{run, ssh, status};
 
 fn init_logging(level: &str) {
     use tracing_subscriber::EnvFilter;
@@ -63,8 +64,8 @@ fn main() -> ExitCode {
                 }
             },
         },
-        Command::Ssh(args) => ssh::ssh_subcommand(&args),
-        Command::Status(args) => status::status_subcommand(&args),
+        Command::Ssh(args) => commands::ssh(&args),
+        Command::Status(args) => commands::status(&args),
         Command::Man { dir, host } => match write_man_pages(&dir, host) {
             Ok(()) => 0,
             Err(e) => {

@@ -41,6 +41,14 @@ pub enum OpaqueError {
     },
 }
 
+impl OpaqueError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        Exit::StoreCorrupt
+    }
+}
+
 /// One tar-split line that names an entry. `name_raw` (base64) replaces `name` for names
 /// that are not UTF-8.
 #[derive(serde::Deserialize)]

@@ -5,50 +5,17 @@
 //! exception is [`run_helper`], used before the reaper starts.
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 
+pub use crate::child::{Role, Spawned};
 use crate::init::Children;
 
 /// Directories searched after `$PATH`: Debian installs virtiofsd in /usr/libexec.
 const EXTRA_DIRS: &[&str] = &["/usr/libexec", "/usr/lib/qemu", "/usr/local/libexec"];
-
-/// What a child is for; used in logs and to decide what its exit means.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Role {
-    Virtiofsd {
-        tag: String,
-    },
-    Qemu,
-    SshProbe,
-    SshCommand,
-    SshPoweroff,
-    /// `bcvk ssh`: ssh takes this process's place.
-    SshExec,
-    /// `--debug`'s shell, instead of QEMU.
-    DebugShell,
-    /// A short helper run to completion before the VM (mkswap, qemu-img).
-    Helper,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Role::Virtiofsd { tag } => write!(f, "virtiofsd[{tag}]"),
-            Role::Qemu => f.write_str("qemu"),
-            Role::SshProbe => f.write_str("ssh-probe"),
-            Role::SshCommand => f.write_str("ssh-command"),
-            Role::SshPoweroff => f.write_str("ssh-poweroff"),
-            Role::SshExec => f.write_str("ssh"),
-            Role::DebugShell => f.write_str("debug shell"),
-            Role::Helper => f.write_str("helper"),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -68,12 +35,12 @@ pub enum SpawnError {
     },
 }
 
-/// A started child. Its exit is observed through the reaper, never through this handle.
-pub struct Spawned {
-    pub pid: Pid,
-    pub stdin: Option<ChildStdin>,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
+impl SpawnError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        Exit::Internal
+    }
 }
 
 /// The stdio a child gets.

@@ -29,6 +29,19 @@ pub enum SshError {
     BadPublicKey { path: PathBuf },
 }
 
+impl SshError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            // A `--ssh-key` that is missing, unreadable or not a key: a mistake in an option,
+            // as for a missing `--bind` directory (not an image "not found").
+            SshError::BadPublicKey { .. } | SshError::ReadPublicKey { .. } => Exit::Usage,
+            _ => Exit::Internal,
+        }
+    }
+}
+
 /// The key files of one VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPair {
@@ -102,7 +115,7 @@ pub fn read_public_key(path: &Path) -> Result<String, SshError> {
 }
 
 /// How to reach the guest's sshd.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SshTarget {
     pub host: String,
     pub port: u16,
@@ -208,84 +221,6 @@ pub fn noteworthy(log_line: &str) -> bool {
     !log_line.starts_with("debug")
         && !log_line.trim().is_empty()
         && !CHATTER.iter().any(|c| log_line.contains(c))
-}
-
-/// `bcvk ssh [cmd...]` inside a bcvk container: wait for readiness if the VM is still
-/// booting, then replace this process with ssh, so its exit code is the remote command's.
-pub fn ssh_subcommand(args: &crate::cli::SshArgs) -> i32 {
-    use std::io::IsTerminal;
-    let run_dir = Path::new(crate::status::RUN_DIR);
-    let timeout = std::time::Duration::from_secs(args.timeout);
-    let st = match crate::status::read(run_dir) {
-        Ok(st) if st.state == crate::status::State::Ready => st,
-        Ok(st) => {
-            if matches!(
-                st.state,
-                crate::status::State::Starting | crate::status::State::Booting
-            ) {
-                eprintln!("bcvk: the VM is {}; waiting until it is ready...", st.state);
-            }
-            match crate::status::wait_ready(run_dir, timeout) {
-                Ok(st) if st.state == crate::status::State::Ready => st,
-                Ok(st) => {
-                    eprintln!(
-                        "bcvk: error: the VM is {} (not ready): see podman logs",
-                        st.state
-                    );
-                    return 255;
-                }
-                Err(e) => {
-                    eprintln!("bcvk: error: {e}");
-                    return 255;
-                }
-            }
-        }
-        Err(e) => {
-            eprintln!("bcvk: error: {e}");
-            return 255;
-        }
-    };
-    let target = SshTarget {
-        host: st.ssh.host,
-        port: st.ssh.port,
-        // --as: bcvk's key is authorized for root and, on cloud-init guests, for the image's
-        // default user; other users need their own authorization in the image.
-        user: args.user.clone().unwrap_or(st.ssh.user),
-        key: st.ssh.key,
-    };
-    let interactive = std::io::stdin().is_terminal();
-    let tty = if args.tty {
-        Tty::Force
-    } else if args.no_tty || (!args.command.is_empty() && !interactive) {
-        Tty::No
-    } else if interactive {
-        Tty::Yes
-    } else {
-        Tty::No
-    };
-    let remote = (!args.command.is_empty()).then(|| {
-        // One word is taken as a shell string (`bcvk ssh 'systemctl status'`, as upstream's
-        // man pages use it); several words keep their boundaries.
-        if args.command.len() == 1 {
-            args.command[0].clone()
-        } else {
-            remote_command(&args.command)
-        }
-    });
-    let program = match crate::spawn::find_program("ssh") {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("bcvk: error: {e}");
-            return 255;
-        }
-    };
-    let err = crate::spawn::exec(
-        crate::spawn::Role::SshExec,
-        &program,
-        &ssh_args(&target, tty, 10, remote.as_deref(), None),
-    );
-    eprintln!("bcvk: error: {err}");
-    255
 }
 
 #[cfg(test)]

@@ -62,14 +62,6 @@ pub struct Timings {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SshEndpoint {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub key: PathBuf,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub state: State,
     pub image: String,
@@ -89,7 +81,7 @@ pub struct Status {
     /// Unix time (seconds) the supervisor started.
     pub started_at: u64,
     pub timings: Timings,
-    pub ssh: SshEndpoint,
+    pub ssh: crate::ssh::SshTarget,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -222,6 +214,13 @@ pub fn wait_ready_watching(
 /// The one updating line of a booting VM on a terminal: the cursor back to the line's start,
 /// the line cleared, then the seconds since the VM started and its boot phase. The
 /// supervisor's own progress (`podman run -it`) and `bcvk status --wait --progress tty` show it.
+/// How `bcvk status --wait --progress` shows the boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    Tty,
+    Plain,
+}
+
 pub fn progress_line(elapsed_secs: u64, phase: &str) -> String {
     format!("\r\x1b[K[{elapsed_secs:>4}s] booting: {phase}")
 }
@@ -231,81 +230,28 @@ pub fn progress_line(elapsed_secs: u64, phase: &str) -> String {
 /// a log, a line each time the phase changes. `None`: nothing to print now.
 pub fn progress_text(
     st: &Status,
-    mode: crate::cli::ProgressArg,
+    mode: Progress,
     last_phase: &mut String,
     now_unix: u64,
 ) -> Option<String> {
     let elapsed = now_unix.saturating_sub(st.started_at);
     let phase = if st.phase.is_empty() { "-" } else { &st.phase };
     match mode {
-        crate::cli::ProgressArg::Tty => {
+        Progress::Tty => {
             *last_phase = phase.to_string();
             Some(progress_line(elapsed, phase))
         }
-        crate::cli::ProgressArg::Plain if last_phase.as_str() != phase => {
+        Progress::Plain if last_phase.as_str() != phase => {
             *last_phase = phase.to_string();
             Some(format!("bcvk: booting ({elapsed}s): {phase}\n"))
         }
-        crate::cli::ProgressArg::Plain => None,
-    }
-}
-
-/// `bcvk status [--json] [--wait]`: exit 0 when ready, 1 otherwise (so scripts can poll).
-pub fn status_subcommand(args: &crate::cli::StatusArgs) -> i32 {
-    let run_dir = Path::new(RUN_DIR);
-    if args.health {
-        return health(run_dir);
-    }
-    let res = if args.wait {
-        let mut last = String::new();
-        let res = wait_ready_watching(run_dir, std::time::Duration::from_secs(3600), |st| {
-            if let Some(text) = args
-                .progress
-                .and_then(|mode| progress_text(st, mode, &mut last, now_unix()))
-            {
-                eprint!("{text}");
-            }
-        });
-        if args.progress == Some(crate::cli::ProgressArg::Tty) && !last.is_empty() {
-            eprint!("\r\x1b[K");
-        }
-        res
-    } else {
-        read(run_dir)
-    };
-    match res {
-        Ok(mut st) => {
-            if let Some(name) = &args.name {
-                st.name = Some(name.clone());
-            }
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&st).expect("status serializes")
-                );
-            } else {
-                print!("{}", render(&st));
-            }
-            if st.state == State::Ready {
-                0
-            } else {
-                1
-            }
-        }
-        Err(e) => {
-            eprintln!("bcvk: error: {e}");
-            match e {
-                StatusError::Missing { .. } => crate::exit::Exit::NotFound,
-                _ => crate::exit::Exit::Internal,
-            }
-            .code()
-        }
+        Progress::Plain => None,
     }
 }
 
 /// `bcvk status --health`, podman's `--health-cmd`: 0 when the VM is ready, else 1 (podman
 /// and docker reserve other codes) with one line saying why; silent when healthy.
-fn health(run_dir: &Path) -> i32 {
+pub fn health(run_dir: &Path) -> i32 {
     match read(run_dir) {
         Ok(st) if st.state == State::Ready => 0,
         Ok(st) => {
@@ -325,33 +271,30 @@ mod tests {
 
     #[test]
     fn progress_tty_rewrites_one_line_plain_prints_phase_changes() {
-        use crate::cli::ProgressArg;
+        use Progress;
         let mut st = sample();
         st.state = State::Starting;
         st.started_at = 1000;
         st.phase = "kernel".into();
         let mut last = String::new();
         assert_eq!(
-            progress_text(&st, ProgressArg::Tty, &mut last, 1012).as_deref(),
+            progress_text(&st, Progress::Tty, &mut last, 1012).as_deref(),
             Some("\r\x1b[K[  12s] booting: kernel")
         );
         let mut last = String::new();
         assert_eq!(
-            progress_text(&st, ProgressArg::Plain, &mut last, 1012).as_deref(),
+            progress_text(&st, Progress::Plain, &mut last, 1012).as_deref(),
             Some("bcvk: booting (12s): kernel\n")
         );
-        assert_eq!(
-            progress_text(&st, ProgressArg::Plain, &mut last, 1013),
-            None
-        );
+        assert_eq!(progress_text(&st, Progress::Plain, &mut last, 1013), None);
         st.phase = "systemd".into();
         assert_eq!(
-            progress_text(&st, ProgressArg::Plain, &mut last, 1020).as_deref(),
+            progress_text(&st, Progress::Plain, &mut last, 1020).as_deref(),
             Some("bcvk: booting (20s): systemd\n")
         );
         // A clock behind the start (another host's) shows 0, never wraps.
         assert_eq!(
-            progress_text(&st, ProgressArg::Tty, &mut last, 10).as_deref(),
+            progress_text(&st, Progress::Tty, &mut last, 10).as_deref(),
             Some("\r\x1b[K[   0s] booting: systemd")
         );
     }
@@ -371,7 +314,7 @@ mod tests {
                 ready_ms: Some(1500),
                 ..Default::default()
             },
-            ssh: SshEndpoint {
+            ssh: crate::ssh::SshTarget {
                 host: "127.0.0.1".into(),
                 port: 2222,
                 user: "root".into(),

@@ -89,6 +89,17 @@ pub enum UsernsError {
     Fork(nix::Error),
 }
 
+impl UsernsError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            UsernsError::Unshare(_) | UsernsError::Map(_) => Exit::Refused,
+            _ => Exit::Internal,
+        }
+    }
+}
+
 /// Parse the hex `CapEff:` line of /proc/PID/status.
 pub fn effective_caps(status: &str) -> Option<u64> {
     status

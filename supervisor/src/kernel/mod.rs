@@ -93,6 +93,18 @@ pub enum KernelError {
     Write { path: PathBuf, err: io::Error },
 }
 
+impl KernelError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            KernelError::Read { .. } | KernelError::Write { .. } => Exit::Internal,
+            // The image's layout: no kernel, or none bcvk can tell apart or reach.
+            _ => Exit::NotFound,
+        }
+    }
+}
+
 fn looked_at(looked: &[String]) -> String {
     if looked.is_empty() {
         format!("no /{MODULES_DIR} nor /{} in it", UKI_DIRS.join(" nor /"))

@@ -238,6 +238,14 @@ pub enum QemuError {
     },
 }
 
+impl QemuError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        Exit::Usage
+    }
+}
+
 fn check_socket_path(path: &Path) -> Result<(), QemuError> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {

@@ -49,6 +49,19 @@ pub enum StateError {
     },
 }
 
+impl StateError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            StateError::NoDir(_) | StateError::OtherImage { .. } => Exit::Usage,
+            StateError::Corrupt { .. } => Exit::StoreCorrupt,
+            StateError::Busy(_) => Exit::StateBusy,
+            StateError::Io { .. } => Exit::Internal,
+        }
+    }
+}
+
 /// What `bcvk-state.json` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

@@ -61,6 +61,19 @@ pub enum RootfsError {
     },
 }
 
+impl RootfsError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            RootfsError::ScratchDir { .. } | RootfsError::UnsafePath { .. } => Exit::Usage,
+            RootfsError::RootDir { .. } => Exit::NotFound,
+            RootfsError::Whiteout { .. } => Exit::Refused,
+            _ => Exit::Internal,
+        }
+    }
+}
+
 /// Where the guest's writes go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scratch {

@@ -18,7 +18,7 @@ use crate::qemu::{
 use crate::root::{Prepared, Root, RootKind};
 use crate::spawn;
 use crate::ssh::{self, SshTarget};
-use crate::status::{self, SshEndpoint, State, Status, Timings};
+use crate::status::{self, State, Status, Timings};
 use crate::userns::Privileges;
 use crate::virtiofsd::{CacheMode, Sandbox, VirtiofsSpec};
 use crate::vm::VmLaunch;
@@ -217,7 +217,7 @@ pub fn launch(cx: Context, prepared: &mut Prepared) -> Result<VmLaunch, RunError
 /// The guest's shares, units, swap and ports, checked.
 fn guest_plan(plan: &Plan, root: &Root) -> Result<GuestPlan, RunError> {
     let g = &plan.guest;
-    Ok(guestfs::plan(&guestfs::GuestConfig {
+    let mut guest = guestfs::plan(&guestfs::GuestConfig {
         binds: g.binds.clone(),
         bind_storage: g.bind_storage_ro.then(|| root.store_root.clone()).flatten(),
         // Disk images get their units through cloud-init (see `seed_disk`).
@@ -229,7 +229,12 @@ fn guest_plan(plan: &Plan, root: &Root) -> Result<GuestPlan, RunError> {
         ports: g.ports.clone(),
         ssh_port: SSH_PORT,
         probe_port: NET_PROBE_PORT,
-    })?)
+    })?;
+    // The journal's stream unit: inert unless the run has --log-dir's port (see logdir).
+    guest
+        .entries
+        .extend(crate::logdir::guest_entries(Path::new(guestfs::UNIT_DIR)));
+    Ok(guest)
 }
 
 /// Write the guest's configuration into a tree, replacing what a persistent state's last run
@@ -423,12 +428,7 @@ fn first_status(
         phase: crate::console::Phase::Firmware.label().into(),
         started_at: status::now_unix(),
         timings: Timings::default(),
-        ssh: SshEndpoint {
-            host: ssh.host.clone(),
-            port: ssh.port,
-            user: ssh.user.clone(),
-            key: ssh.key.clone(),
-        },
+        ssh: ssh.clone(),
         exit_code: None,
         message: None,
     };

@@ -75,73 +75,27 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// The documented exit code (see `exit`): user mistakes are usage errors or "not found",
-    /// `Internal` only for bcvk's own faults.
+    /// The documented exit code (see `exit`): each module's error says its own class.
     pub fn exit_code(&self) -> i32 {
         use crate::exit::Exit;
-        use guestfs::GuestFsError;
         let class = match self {
             RunError::StoppedEarly(sig) => return 128 + *sig as i32,
             RunError::Vm(e) => return e.exit_code(),
             RunError::Plan(e) => e.exit(),
-            RunError::Credential(_)
-            | RunError::Qemu(_)
-            | RunError::Store(StoreError::ParseReference { .. })
-            | RunError::Rootfs(
-                rootfs::RootfsError::ScratchDir { .. }
-                | rootfs::RootfsError::UnsafePath { .. },
-            )
-            | RunError::GuestFs(
-                GuestFsError::MissingSource { .. }
-                | GuestFsError::Units { .. }
-                | GuestFsError::DuplicateShare(_)
-                | GuestFsError::PortTaken(_),
-            )
-            // A `--ssh-key` that is missing, unreadable or not a key: a mistake in an
-            // option, as for a missing `--bind` directory (not an image "not found").
-            | RunError::Ssh(
-                ssh::SshError::BadPublicKey { .. } | ssh::SshError::ReadPublicKey { .. },
-            )
-            | RunError::State(state::StateError::NoDir(_) | state::StateError::OtherImage { .. }) => {
-                Exit::Usage
-            }
-            RunError::Store(
-                StoreError::ImageNotFound { .. }
-                | StoreError::Ambiguous { .. }
-                | StoreError::Locate { .. },
-            )
-            | RunError::Rootfs(rootfs::RootfsError::RootDir { .. })
-            | RunError::Kernel(
-                KernelError::NoKernel { .. }
-                | KernelError::Ambiguous { .. }
-                | KernelError::BadUki { .. }
-                | KernelError::SymlinkEscapes { .. }
-                | KernelError::SymlinkLoop { .. },
-            ) => Exit::NotFound,
-            RunError::Store(_)
-            | RunError::Opaque(_)
-            | RunError::State(state::StateError::Corrupt { .. }) => Exit::StoreCorrupt,
-            RunError::State(state::StateError::Busy(_)) => Exit::StateBusy,
-            RunError::Privileges(userns::UsernsError::Unshare(_) | userns::UsernsError::Map(_))
-            | RunError::Rootfs(rootfs::RootfsError::Whiteout { .. }) => Exit::Refused,
+            RunError::Store(e) => e.exit(),
+            RunError::Rootfs(e) => e.exit(),
+            RunError::Kernel(e) => e.exit(),
+            RunError::Ssh(e) => e.exit(),
+            RunError::Credential(e) => e.exit(),
+            RunError::Qemu(e) => e.exit(),
+            RunError::GuestFs(e) => e.exit(),
+            RunError::Spawn(e) => e.exit(),
+            RunError::Privileges(e) => e.exit(),
+            RunError::Opaque(e) => e.exit(),
+            RunError::State(e) => e.exit(),
             RunError::Disk(e) => e.exit(),
-            // beneath.rs refuses a symlink of the image on the way as InvalidData: the image's
-            // layout, not bcvk's fault.
-            RunError::GuestFs(GuestFsError::Write { source, .. })
-                if source.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                Exit::StoreCorrupt
-            }
-            RunError::FirstBoot(firstboot::FirstBootError::Seed { .. }) => Exit::Internal,
-            RunError::FirstBoot(_) => Exit::Usage,
-            RunError::Rootfs(_)
-            | RunError::Kernel(KernelError::Read { .. } | KernelError::Write { .. })
-            | RunError::Ssh(_)
-            | RunError::GuestFs(GuestFsError::Write { .. } | GuestFsError::Disk { .. })
-            | RunError::Spawn(_)
-            | RunError::RunDir { .. }
-            | RunError::Privileges(_)
-            | RunError::State(state::StateError::Io { .. }) => Exit::Internal,
+            RunError::FirstBoot(e) => e.exit(),
+            RunError::RunDir { .. } => Exit::Internal,
         };
         class.code()
     }

@@ -89,6 +89,20 @@ pub enum StoreError {
     TooManyLayers { image: String, limit: usize },
 }
 
+impl StoreError {
+    /// Its class in the table of exit codes (`exit`).
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            StoreError::ParseReference { .. } => Exit::Usage,
+            StoreError::ImageNotFound { .. }
+            | StoreError::Ambiguous { .. }
+            | StoreError::Locate { .. } => Exit::NotFound,
+            _ => Exit::StoreCorrupt,
+        }
+    }
+}
+
 fn join_paths(paths: &[PathBuf]) -> String {
     let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     shown.join(" or ")
