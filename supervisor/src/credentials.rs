@@ -38,10 +38,8 @@ pub enum CredentialError {
     MultiLineSshKey,
     #[error("SSH public key starts with {start:?}, not a key type; pass a public key line beginning with ssh-, ecdsa- or sk- (not a private key or fingerprint)")]
     UnknownSshKeyType { start: String },
-    #[error("hostname {hostname:?} is invalid ({reason}); use dot-separated labels of 1-63 letters, digits and '-', 253 characters at most")]
-    InvalidHostname { hostname: String, reason: String },
-    #[error("unit name {name:?} is invalid ({reason}); use e.g. \"bcvk-probe.service\": letters, digits, ':', '-', '_', '.', '\\\\', at most one '@', and a known unit suffix")]
-    InvalidUnitName { name: String, reason: String },
+    #[error("{reason}")]
+    InvalidHostname { reason: String },
     #[error("credential name {name:?} is invalid ({reason}); use a plain file name without '/', '=', whitespace or control characters, 255 bytes at most")]
     InvalidCredentialName { name: String, reason: String },
 }
@@ -143,201 +141,13 @@ pub fn ssh_key_credentials(public_keys: &[&str]) -> Result<Vec<Credential>, Cred
 /// `system.hostname`: the guest's hostname, used by systemd (>= 254) when
 /// /etc/hostname does not set one. Older guests ignore it.
 pub fn hostname_credential(hostname: &str) -> Result<Credential, CredentialError> {
-    let bad = |reason: &str| CredentialError::InvalidHostname {
-        hostname: hostname.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if hostname.is_empty() {
-        return Err(bad("empty"));
-    }
-    if hostname.len() > 253 {
-        return Err(bad("longer than 253 characters"));
-    }
-    for label in hostname.split('.') {
-        if label.is_empty() {
-            return Err(bad("empty label"));
-        }
-        if label.len() > 63 {
-            return Err(bad("label longer than 63 characters"));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(bad("characters other than letters, digits and '-'"));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(bad("label starts or ends with '-'"));
-        }
-    }
+    // The one rule for host names, as `--hostname` checks them.
+    crate::config::parse_hostname(hostname).map_err(|e| CredentialError::InvalidHostname {
+        reason: e.to_string(),
+    })?;
     Ok(Credential {
         name: "system.hostname".to_owned(),
         value: hostname.as_bytes().to_vec(),
-    })
-}
-
-/// One line of an fstab.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FstabEntry {
-    pub what: String,
-    pub where_: String,
-    pub fstype: String,
-    /// Joined with ','; empty means "defaults".
-    pub options: Vec<String>,
-}
-
-impl FstabEntry {
-    /// A virtiofs share mounted at `where_`.
-    ///
-    /// Options are `ro`/`rw` plus `nofail`: a share that fails to mount then
-    /// fails only its own mount unit instead of dropping the whole boot into
-    /// emergency mode, so the guest still comes up with SSH and the failure
-    /// can be read from the journal.
-    pub fn virtiofs(tag: &str, where_: &str, readonly: bool) -> FstabEntry {
-        FstabEntry {
-            what: tag.to_owned(),
-            where_: where_.to_owned(),
-            fstype: "virtiofs".to_owned(),
-            options: vec![
-                if readonly { "ro" } else { "rw" }.to_owned(),
-                "nofail".to_owned(),
-            ],
-        }
-    }
-
-    /// A swap device (e.g. `/dev/disk/by-id/virtio-<serial>`), with `nofail`
-    /// so a missing disk neither fails nor delays swap.target.
-    pub fn swap(device: &str) -> FstabEntry {
-        FstabEntry {
-            what: device.to_owned(),
-            where_: "none".to_owned(),
-            fstype: "swap".to_owned(),
-            options: vec!["nofail".to_owned()],
-        }
-    }
-}
-
-/// fstab fields are separated by whitespace; fstab(5) escapes it in octal.
-fn fstab_escape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    for c in field.chars() {
-        match c {
-            ' ' => out.push_str("\\040"),
-            '\t' => out.push_str("\\011"),
-            '\n' => out.push_str("\\012"),
-            '\\' => out.push_str("\\134"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `fstab.extra`: extra fstab lines, read by systemd-fstab-generator
-/// (systemd >= 254; older guests ignore it). None when there is nothing to
-/// mount, so no empty credential is sent.
-pub fn fstab_extra_credential(entries: &[FstabEntry]) -> Option<Credential> {
-    if entries.is_empty() {
-        return None;
-    }
-    let mut text = String::new();
-    for e in entries {
-        let options = if e.options.is_empty() {
-            "defaults".to_owned()
-        } else {
-            e.options.join(",")
-        };
-        text.push_str(&format!(
-            "{} {} {} {} 0 0\n",
-            fstab_escape(&e.what),
-            fstab_escape(&e.where_),
-            fstab_escape(&e.fstype),
-            fstab_escape(&options),
-        ));
-    }
-    Some(Credential {
-        name: "fstab.extra".to_owned(),
-        value: text.into_bytes(),
-    })
-}
-
-const EXTRA_UNIT_SUFFIXES: &[&str] = &[
-    ".service", ".mount", ".socket", ".target", ".timer", ".path", ".swap",
-];
-
-/// Drop-ins may extend any unit type, including ones bcvk never creates.
-const DROPIN_UNIT_SUFFIXES: &[&str] = &[
-    ".service",
-    ".mount",
-    ".socket",
-    ".target",
-    ".timer",
-    ".path",
-    ".swap",
-    ".automount",
-    ".slice",
-    ".scope",
-    ".device",
-];
-
-/// A subset of systemd's unit_name_is_valid(): systemd-debug-generator
-/// ignores (with only a log line in the guest) credentials whose unit name
-/// fails it, so catching it here turns a silent no-op into an error.
-fn validate_unit_name(name: &str, suffixes: &[&str]) -> Result<(), CredentialError> {
-    let bad = |reason: &str| CredentialError::InvalidUnitName {
-        name: name.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if name.len() > 255 {
-        return Err(bad("longer than 255 bytes"));
-    }
-    let Some(stem) = suffixes.iter().find_map(|s| name.strip_suffix(s)) else {
-        return Err(bad(&format!("suffix is not one of {}", suffixes.join(" "))));
-    };
-    if stem.is_empty() {
-        return Err(bad("nothing before the suffix"));
-    }
-    if !stem
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b":-_.\\@".contains(&b))
-    {
-        return Err(bad("characters outside [A-Za-z0-9:-_.\\@]"));
-    }
-    if stem.matches('@').count() > 1 {
-        return Err(bad("more than one '@'"));
-    }
-    if stem.starts_with('@') {
-        return Err(bad("starts with '@'"));
-    }
-    Ok(())
-}
-
-/// `systemd.extra-unit.<unit_name>`: systemd-debug-generator (systemd >= 256)
-/// writes `contents` as a unit file. It does not enable the unit ([Install]
-/// is ignored); pull it in with a drop-in (see [`unit_dropin_credential`]) or
-/// `systemd.wants=` on the kernel command line.
-pub fn unit_credential(unit_name: &str, contents: &[u8]) -> Result<Credential, CredentialError> {
-    validate_unit_name(unit_name, EXTRA_UNIT_SUFFIXES)?;
-    Ok(Credential {
-        name: format!("systemd.extra-unit.{unit_name}"),
-        value: contents.to_vec(),
-    })
-}
-
-/// `systemd.unit-dropin.<unit_name>`: systemd-debug-generator (systemd >= 256)
-/// writes `contents` as the drop-in `<unit_name>.d/50-credential.conf`.
-///
-/// Only one drop-in per unit: systemd 256 and 257 take the whole suffix as
-/// the unit name, so the `systemd.unit-dropin.<unit>~<dropin>` form that later
-/// releases accept (to name the drop-in) fails their unit-name check and is
-/// ignored. This function therefore takes no drop-in name.
-pub fn unit_dropin_credential(
-    unit_name: &str,
-    contents: &[u8],
-) -> Result<Credential, CredentialError> {
-    validate_unit_name(unit_name, DROPIN_UNIT_SUFFIXES)?;
-    Ok(Credential {
-        name: format!("systemd.unit-dropin.{unit_name}"),
-        value: contents.to_vec(),
     })
 }
 
@@ -447,26 +257,15 @@ mod tests {
         assert_eq!(c.name, "system.hostname");
         assert_eq!(c.value, b"bcvk-vm.example");
         assert!(hostname_credential(&"a".repeat(63)).is_ok());
-        let long = [
-            "a".repeat(63),
-            "b".repeat(63),
-            "c".repeat(63),
-            "d".repeat(61),
-        ]
-        .join(".");
-        assert_eq!(long.len(), 253);
+        let long = ["a".repeat(31), "b".repeat(32)].join(".");
+        assert_eq!(long.len(), 64);
         assert!(hostname_credential(&long).is_ok());
     }
 
     #[test]
     fn hostname_invalid() {
-        let long = [
-            "a".repeat(63),
-            "b".repeat(63),
-            "c".repeat(63),
-            "d".repeat(62),
-        ]
-        .join(".");
+        // Longer than 64 characters in all (the kernel's limit, and --hostname's).
+        let long = ["a".repeat(32), "b".repeat(32)].join(".");
         for h in [
             "",
             "-vm",
@@ -487,84 +286,6 @@ mod tests {
                 "{h:?}"
             );
         }
-    }
-
-    #[test]
-    fn fstab_extra() {
-        assert_eq!(fstab_extra_credential(&[]), None);
-        let c = fstab_extra_credential(&[
-            FstabEntry::virtiofs("mnt-work", "/run/virtiofs-mnt-work", false),
-            FstabEntry::virtiofs("ro-data", "/mnt/with space", true),
-            FstabEntry::swap("/dev/disk/by-id/virtio-swap0"),
-            FstabEntry {
-                what: "tmpfs".into(),
-                where_: "/scratch".into(),
-                fstype: "tmpfs".into(),
-                options: vec![],
-            },
-        ])
-        .unwrap();
-        assert_eq!(c.name, "fstab.extra");
-        assert_eq!(
-            String::from_utf8(c.value).unwrap(),
-            "mnt-work /run/virtiofs-mnt-work virtiofs rw,nofail 0 0\n\
-             ro-data /mnt/with\\040space virtiofs ro,nofail 0 0\n\
-             /dev/disk/by-id/virtio-swap0 none swap nofail 0 0\n\
-             tmpfs /scratch tmpfs defaults 0 0\n"
-        );
-    }
-
-    #[test]
-    fn extra_unit() {
-        let c = unit_credential("bcvk-probe.service", b"[Service]\nExecStart=/bin/true\n").unwrap();
-        assert_eq!(c.name, "systemd.extra-unit.bcvk-probe.service");
-        assert_eq!(c.value, b"[Service]\nExecStart=/bin/true\n");
-        for ok in [
-            "getty@ttyS0.service",
-            "serial-getty@.service",
-            "run-virtiofs\\x2dwork.mount",
-            "a.timer",
-            "a.path",
-            "a.socket",
-            "a.target",
-            "dev-vdb.swap",
-        ] {
-            assert!(unit_credential(ok, b"").is_ok(), "{ok}");
-        }
-    }
-
-    #[test]
-    fn extra_unit_rejects_bad_names() {
-        for bad in [
-            "",
-            ".service",
-            "foo",
-            "foo.slice",
-            "foo bar.service",
-            "a/b.service",
-            "a@b@c.service",
-            "@a.service",
-            "a~b.service",
-            &format!("{}.service", "a".repeat(250)),
-        ] {
-            assert!(
-                matches!(
-                    unit_credential(bad, b""),
-                    Err(CredentialError::InvalidUnitName { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn unit_dropin() {
-        let c = unit_dropin_credential("multi-user.target", b"[Unit]\nWants=bcvk-probe.service\n")
-            .unwrap();
-        assert_eq!(c.name, "systemd.unit-dropin.multi-user.target");
-        assert!(unit_dropin_credential("user.slice", b"").is_ok());
-        // The newer "~NAME" suffix is not accepted: systemd 256/257 ignore it.
-        assert!(unit_dropin_credential("sshd.service~10-bcvk", b"").is_err());
     }
 
     #[test]

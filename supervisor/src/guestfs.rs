@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::beneath;
-use crate::config::{BindSpec, BindTarget, DiskFileSpec, DiskFormatOpt, PortSpec};
-use crate::qemu::{DiskFormat, DiskSpec};
+use crate::config::{BindSpec, BindTarget, DiskFileSpec, DiskFormat, PortSpec};
+use crate::qemu::DiskSpec;
 use crate::spawn;
 
 /// Size of a `--mount-disk-file` image created because it did not exist.
@@ -435,12 +435,12 @@ pub fn prepare_disks(
         };
         if !d.path.exists() {
             match d.format {
-                DiskFormatOpt::Raw => {
+                DiskFormat::Raw => {
                     let f = std::fs::File::create(&d.path).map_err(|e| disk_err(e.to_string()))?;
                     f.set_len(NEW_DISK_SIZE)
                         .map_err(|e| disk_err(e.to_string()))?;
                 }
-                DiskFormatOpt::Qcow2 => {
+                DiskFormat::Qcow2 => {
                     let size = NEW_DISK_SIZE.to_string();
                     spawn::run_helper(
                         "qemu-img",
@@ -460,10 +460,7 @@ pub fn prepare_disks(
         }
         disks.push(DiskSpec {
             path: d.path.clone(),
-            format: match d.format {
-                DiskFormatOpt::Raw => DiskFormat::Raw,
-                DiskFormatOpt::Qcow2 => DiskFormat::Qcow2,
-            },
+            format: d.format,
             serial: d.name.clone(),
             readonly: false,
         });

@@ -13,7 +13,7 @@ mod mounts;
 #[cfg(test)]
 mod tests;
 
-pub use mounts::{parse_bind, BindSpec, BindTarget, DiskFileSpec, DiskFormatOpt, SerialOutSpec};
+pub use mounts::{parse_bind, BindSpec, BindTarget, DiskFileSpec, DiskFormat, SerialOutSpec};
 
 use std::fmt;
 use std::str::FromStr;

@@ -132,9 +132,9 @@ fn guest_path(path: &str) -> Result<PathBuf, String> {
     Ok(normal)
 }
 
-/// Image format of an extra disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DiskFormatOpt {
+/// A disk file's image format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
     Raw,
     Qcow2,
 }
@@ -145,7 +145,7 @@ pub struct DiskFileSpec {
     pub path: PathBuf,
     /// The virtio-blk serial: the guest sees /dev/disk/by-id/virtio-NAME.
     pub name: String,
-    pub format: DiskFormatOpt,
+    pub format: DiskFormat,
 }
 
 /// Longest disk name: virtio-blk serials are 20 bytes.
@@ -192,15 +192,15 @@ impl FromStr for DiskFileSpec {
             return Err(err("the disk name is not valid"));
         };
         let format = match format.to_ascii_lowercase().as_str() {
-            "raw" => DiskFormatOpt::Raw,
-            "qcow2" => DiskFormatOpt::Qcow2,
+            "raw" => DiskFormat::Raw,
+            "qcow2" => DiskFormat::Qcow2,
             "" if path
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("qcow2")) =>
             {
-                DiskFormatOpt::Qcow2
+                DiskFormat::Qcow2
             }
-            "" => DiskFormatOpt::Raw,
+            "" => DiskFormat::Raw,
             _ => return Err(err("the format must be raw or qcow2")),
         };
         Ok(DiskFileSpec { path, name, format })

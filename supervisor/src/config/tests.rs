@@ -287,7 +287,7 @@ fn binds_bad() {
 
 #[test]
 fn disks() {
-    use DiskFormatOpt::*;
+    use DiskFormat::*;
     for (input, path, name, format) in [
         ("/disks/data.img", "/disks/data.img", "data", Raw),
         ("/disks/data.qcow2", "/disks/data.qcow2", "data", Qcow2),

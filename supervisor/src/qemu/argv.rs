@@ -184,7 +184,7 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
             let addr = f.host_addr.map(|a| a.to_string()).unwrap_or_default();
             netdev.push_str(&format!(
                 ",hostfwd=tcp:{addr}:{}-:{}",
-                f.host_port, f.guest_port
+                f.port.host_port, f.port.guest_port
             ));
         }
         a.opt("-netdev", netdev.into());
@@ -372,13 +372,17 @@ mod tests {
                 forwards: vec![
                     PortForward {
                         host_addr: Some(Ipv4Addr::LOCALHOST),
-                        host_port: 2222,
-                        guest_port: 22,
+                        port: PortSpec {
+                            host_port: 2222,
+                            guest_port: 22,
+                        },
                     },
                     PortForward {
                         host_addr: None,
-                        host_port: 8080,
-                        guest_port: 80,
+                        port: PortSpec {
+                            host_port: 8080,
+                            guest_port: 80,
+                        },
                     },
                 ],
                 restrict: true,

@@ -43,8 +43,8 @@ pub struct VirtiofsShare {
 pub struct PortForward {
     /// None listens on every host address.
     pub host_addr: Option<Ipv4Addr>,
-    pub host_port: u16,
-    pub guest_port: u16,
+    /// The container's port and the guest's (`--port`'s value, or bcvk's own).
+    pub port: PortSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +58,7 @@ pub enum NetSpec {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskFormat {
-    Raw,
-    Qcow2,
-}
+pub use crate::config::{DiskFormat, PortSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskSpec {
@@ -380,11 +376,11 @@ impl QemuSpec {
         if let NetSpec::User { forwards, .. } = &self.net {
             let mut ports = HashSet::new();
             for f in forwards {
-                if f.host_port == 0 || f.guest_port == 0 {
+                if f.port.host_port == 0 || f.port.guest_port == 0 {
                     return Err(QemuError::ZeroPort);
                 }
-                if !ports.insert(f.host_port) {
-                    return Err(QemuError::DuplicateHostPort(f.host_port));
+                if !ports.insert(f.port.host_port) {
+                    return Err(QemuError::DuplicateHostPort(f.port.host_port));
                 }
             }
         }
@@ -640,8 +636,10 @@ mod tests {
         use QemuError as E;
         let fwd = |host_port, guest_port| PortForward {
             host_addr: None,
-            host_port,
-            guest_port,
+            port: PortSpec {
+                host_port,
+                guest_port,
+            },
         };
         let net = |forwards| QemuSpec {
             net: NetSpec::User {

@@ -12,8 +12,8 @@ use crate::firstboot::{self, UserSeed};
 use crate::guestfs::{self, GuestPlan};
 use crate::plan::Plan;
 use crate::qemu::{
-    self, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, FwCfgFile, NetSpec, PortForward, QemuSpec,
-    RootDevice, VirtiofsShare,
+    self, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, FwCfgFile, NetSpec, PortForward, PortSpec,
+    QemuSpec, RootDevice, VirtiofsShare,
 };
 use crate::root::{Prepared, Root, RootKind};
 use crate::spawn;
@@ -395,8 +395,10 @@ fn ignition_file(
 fn forwards(plan: &Plan) -> Vec<PortForward> {
     let own = |host_port, guest_port| PortForward {
         host_addr: Some(std::net::Ipv4Addr::LOCALHOST),
-        host_port,
-        guest_port,
+        port: PortSpec {
+            host_port,
+            guest_port,
+        },
     };
     let mut f = vec![
         own(SSH_PORT, 22),
@@ -404,8 +406,7 @@ fn forwards(plan: &Plan) -> Vec<PortForward> {
     ];
     f.extend(plan.guest.ports.iter().map(|p| PortForward {
         host_addr: None,
-        host_port: p.host_port,
-        guest_port: p.guest_port,
+        port: p.clone(),
     }));
     f
 }

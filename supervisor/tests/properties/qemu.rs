@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use bcvk::qemu::{
     qemu_args, Accel, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, Firmware, FwCfgFile, NetSpec,
-    PortForward, QemuSpec, RootDevice, SerialOutSpec, VirtiofsShare,
+    PortForward, PortSpec, QemuSpec, RootDevice, SerialOutSpec, VirtiofsShare,
 };
 use proptest::prelude::*;
 
@@ -62,8 +62,10 @@ fn spec() -> impl Strategy<Value = QemuSpec> {
     )
         .prop_map(|(host_addr, host_port, guest_port)| PortForward {
             host_addr,
-            host_port,
-            guest_port,
+            port: PortSpec {
+                host_port,
+                guest_port,
+            },
         });
     let net = prop_oneof![
         (prop::collection::vec(forward, 0..4), any::<bool>())
