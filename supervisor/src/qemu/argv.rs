@@ -152,6 +152,39 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
 
     boot_args(&mut a, &spec.boot);
 
+    share_args(&mut a, spec);
+
+    net_args(&mut a, &spec.net);
+
+    for s in &spec.smbios {
+        a.opt("-smbios", s.clone().into());
+    }
+
+    // The root disk (if any) comes first and alone carries a boot index.
+    for (i, d) in spec.all_disks().enumerate() {
+        let root = i == 0 && matches!(spec.root, RootDevice::Disk(_));
+        disk_args(&mut a, &format!("disk{i}"), d, root);
+    }
+
+    for f in &spec.fw_cfg {
+        a.opt(
+            "-fw_cfg",
+            Opt::new("name=").esc(&f.name).s(",file=").esc(&f.file).0,
+        );
+    }
+
+    serial_out_args(&mut a, &spec.serial_outs);
+
+    console_args(&mut a, spec);
+
+    if spec.rng {
+        a.opt("-device", "virtio-rng-pci".into());
+    }
+    a.0
+}
+
+/// One vhost-user-fs device per share, on its virtiofsd socket.
+fn share_args(a: &mut Argv, spec: &QemuSpec) {
     for (i, share) in spec.shares().enumerate() {
         let id = format!("vfs{i}");
         a.opt(
@@ -174,8 +207,11 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
                 .0,
         );
     }
+}
 
-    if let NetSpec::User { forwards, restrict } = &spec.net {
+/// User-mode networking with its forwards, on one virtio NIC.
+fn net_args(a: &mut Argv, net: &NetSpec) {
+    if let NetSpec::User { forwards, restrict } = net {
         let mut netdev = String::from("user,id=net0");
         if *restrict {
             netdev.push_str(",restrict=on");
@@ -193,27 +229,13 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
         // depend on the ipxe-qemu package being installed.
         a.opt("-device", "virtio-net-pci,netdev=net0,romfile=".into());
     }
+}
 
-    for s in &spec.smbios {
-        a.opt("-smbios", s.clone().into());
-    }
-
-    // The root disk (if any) comes first and alone carries a boot index.
-    for (i, d) in spec.all_disks().enumerate() {
-        let root = i == 0 && matches!(spec.root, RootDevice::Disk(_));
-        disk_args(&mut a, &format!("disk{i}"), d, root);
-    }
-
-    for f in &spec.fw_cfg {
-        a.opt(
-            "-fw_cfg",
-            Opt::new("name=").esc(&f.name).s(",file=").esc(&f.file).0,
-        );
-    }
-
-    if !spec.serial_outs.is_empty() {
+/// `--virtio-serial-out`: a virtio-serial port per file.
+fn serial_out_args(a: &mut Argv, outs: &[SerialOutSpec]) {
+    if !outs.is_empty() {
         a.opt("-device", "virtio-serial-pci,id=vser0".into());
-        for (i, s) in spec.serial_outs.iter().enumerate() {
+        for (i, s) in outs.iter().enumerate() {
             let id = format!("vport{i}");
             a.opt(
                 "-chardev",
@@ -229,7 +251,10 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
             );
         }
     }
+}
 
+/// The console on stdio, on the serial port, and the QMP socket.
+fn console_args(a: &mut Argv, spec: &QemuSpec) {
     let ConsoleSpec::Stdio { interactive } = spec.console;
     // See ConsoleSpec for why mux=on only when interactive.
     a.opt(
@@ -253,11 +278,6 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
             .s(",server=on,wait=off")
             .0,
     );
-
-    if spec.rng {
-        a.opt("-device", "virtio-rng-pci".into());
-    }
-    a.0
 }
 
 #[cfg(test)]

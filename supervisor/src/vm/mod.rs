@@ -29,6 +29,7 @@ use crate::virtiofsd::{self, Sandbox, VirtiofsSpec};
 mod error;
 mod guest_ssh;
 mod progress;
+mod shutdown;
 mod stall;
 
 pub use error::VmError;
@@ -187,27 +188,12 @@ impl Vm {
         self.set_state(State::Booting);
         self.connect_qmp().await;
 
-        // checked: the options cap timeouts, but an Instant overflow would abort PID 1.
-        let now = tokio::time::Instant::now();
-        let deadline = now
-            .checked_add(self.l.ready_timeout)
-            .unwrap_or(now + Duration::from_secs(crate::cli::MAX_TIMEOUT_SECS));
+        let deadline = self.ready_deadline();
         let qemu_pid = self.qemu_pid.expect("qemu started");
         let qemu_exit = self.children.clone();
         let qemu_exit = qemu_exit.wait(qemu_pid);
         tokio::pin!(qemu_exit);
-        let vfs_exit = {
-            let children = self.children.clone();
-            let pids: Vec<(String, Pid)> =
-                self.vfs.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-            async move {
-                let waits = pids.into_iter().map(|(tag, pid)| {
-                    let c = children.clone();
-                    Box::pin(async move { (tag, c.wait(pid).await) })
-                });
-                futures_select_all(waits.collect()).await
-            }
-        };
+        let vfs_exit = self.virtiofsd_exit();
         tokio::pin!(vfs_exit);
         let readiness = self.probe();
         tokio::pin!(readiness);
@@ -220,16 +206,7 @@ impl Vm {
             tokio::select! {
                 Some(req) = requests.recv() => {
                     let Request::Stop(sig) = req;
-                    progress.clear();
-                    // Phases the console already announced count: how the guest is stopped
-                    // depends on how far it got.
-                    while let Ok(ev) = events.try_recv() {
-                        if let Event::Phase(p) = ev {
-                            self.on_phase(p, &progress);
-                        }
-                    }
-                    tracing::info!(signal = %sig, "stopping the VM");
-                    return Ok(Outcome::Stopped(sig));
+                    return Ok(self.stop_requested(sig, events, &progress));
                 }
                 Some(ev) = events.recv() => match ev {
                     Event::Phase(p) => self.on_phase(p, &progress),
@@ -312,6 +289,45 @@ impl Vm {
                 }
             }
         }
+    }
+
+    /// When readiness gives up. Checked: the options cap timeouts, but an Instant overflow
+    /// would abort PID 1.
+    fn ready_deadline(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now.checked_add(self.l.ready_timeout)
+            .unwrap_or(now + Duration::from_secs(crate::cli::MAX_TIMEOUT_SECS))
+    }
+
+    /// The first virtiofsd to exit: its tag and exit.
+    fn virtiofsd_exit(&self) -> impl std::future::Future<Output = (String, ExitInfo)> {
+        let children = self.children.clone();
+        let pids: Vec<(String, Pid)> = self.vfs.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        async move {
+            let waits = pids.into_iter().map(|(tag, pid)| {
+                let c = children.clone();
+                Box::pin(async move { (tag, c.wait(pid).await) })
+            });
+            futures_select_all(waits.collect()).await
+        }
+    }
+
+    /// podman stop or Ctrl-C: the phases the console already announced count, since how the
+    /// guest is stopped depends on how far it got.
+    fn stop_requested(
+        &mut self,
+        sig: Signal,
+        events: &mut mpsc::UnboundedReceiver<Event>,
+        progress: &ProgressLine,
+    ) -> Outcome {
+        progress.clear();
+        while let Ok(ev) = events.try_recv() {
+            if let Event::Phase(p) = ev {
+                self.on_phase(p, progress);
+            }
+        }
+        tracing::info!(signal = %sig, "stopping the VM");
+        Outcome::Stopped(sig)
     }
 
     /// A firmware boot that found nothing to boot: UEFI's shell or its own message on the
@@ -646,133 +662,6 @@ impl Vm {
             _ => Ok(Outcome::PoweredOff),
         }
     }
-
-    /// `systemctl poweroff` over ssh, in the background: ACPI needs logind listening to the
-    /// power button, and not every image (nor every boot phase) has it.
-    fn ssh_poweroff(&mut self) {
-        let args = ssh::ssh_args(
-            &self.l.ssh,
-            Tty::No,
-            5,
-            Some("systemctl poweroff --no-block"),
-            None,
-        );
-        let stdios = Stdios {
-            stdin: Stdio::null(),
-            stdout: Stdio::null(),
-            stderr: Stdio::null(),
-            foreground: false,
-        };
-        // Registered as it starts; nobody waits for it (the reaper logs its exit).
-        let _ = spawn::spawn(&self.children, Role::SshPoweroff, &ssh_bin(), &args, stdios);
-    }
-
-    /// Stop everything, in order. Never fails: it logs and goes on.
-    async fn shutdown(&mut self, graceful: bool, requests: &mut mpsc::UnboundedReceiver<Request>) {
-        if let Some(pid) = self.qemu_pid.filter(|p| self.children.is_alive(*p)) {
-            self.set_state(State::Stopping);
-            let mut exited = false;
-            // No STOPPING=1 after a KVM failure: the run may go on under TCG, and a service
-            // manager told STOPPING=1 would take the service for gone.
-            if graceful {
-                readiness::notify(&[sd_notify::NotifyState::Stopping]);
-            }
-            // The power button is answered by systemd-logind: before the guest's userspace
-            // runs, nothing in it would act on the request, and waiting only delays the end.
-            if graceful && !answers_acpi(self.ready, self.phase) {
-                tracing::info!(
-                    phase = self.phase.label(),
-                    "the guest has not booted far enough to power off by itself: stopping QEMU"
-                );
-            } else if graceful {
-                tracing::info!(
-                    timeout_s = self.l.stop_timeout.as_secs(),
-                    "asking the guest to power off"
-                );
-                if let Some(q) = self.qmp.as_mut() {
-                    if let Err(e) = q.system_powerdown().await {
-                        tracing::debug!(error = %e, "QMP system_powerdown failed");
-                    }
-                }
-                if self.ready {
-                    self.ssh_poweroff();
-                }
-                let deadline = tokio::time::sleep(self.l.stop_timeout);
-                tokio::pin!(deadline);
-                let answers = self.probe();
-                tokio::pin!(answers);
-                let mut probing = !self.ready;
-                // A press that came while logind was still starting is lost: press again.
-                let mut again = tokio::time::interval_at(
-                    tokio::time::Instant::now() + ACPI_REPEAT,
-                    ACPI_REPEAT,
-                );
-                loop {
-                    tokio::select! {
-                        _ = self.children.wait(pid) => {
-                            exited = true;
-                            break;
-                        }
-                        _ = &mut deadline => {
-                            tracing::warn!(timeout_s = self.l.stop_timeout.as_secs(), "the guest did not power off in time: stopping QEMU");
-                            break;
-                        }
-                        Some(_) = requests.recv() => {
-                            tracing::warn!("second stop request: stopping QEMU now");
-                            break;
-                        }
-                        _ = again.tick() => {
-                            if let Some(q) = self.qmp.as_mut() {
-                                let _ = tokio::time::timeout(Duration::from_secs(1), q.system_powerdown()).await;
-                            }
-                        }
-                        // Stopped while booting: the power button driver may load late (udev
-                        // coldplug); as soon as sshd answers, ask over ssh too.
-                        res = &mut answers, if probing => {
-                            probing = false;
-                            self.ready = res.is_ok();
-                            if self.ready {
-                                self.ssh_poweroff();
-                            }
-                        }
-                    }
-                }
-            }
-            if !exited {
-                if let Some(q) = self.qmp.as_mut() {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), q.quit()).await;
-                }
-                self.children.stop(pid, Duration::from_secs(2)).await;
-            }
-        }
-        self.qemu_pid = None;
-        for (tag, pid, _) in std::mem::take(&mut self.vfs) {
-            if self.children.is_alive(pid) {
-                let exit = self.children.stop(pid, Duration::from_secs(2)).await;
-                tracing::debug!(%tag, %exit, "virtiofsd stopped");
-            }
-        }
-        // ssh clients (probe, command, poweroff) have nothing left to talk to.
-        self.children.signal_all(
-            |r| matches!(r, Role::SshProbe | Role::SshCommand | Role::SshPoweroff),
-            Signal::SIGKILL,
-        );
-        for (pid, _) in self.children.alive() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.children.wait(pid)).await;
-        }
-        for path in run_dir_leftovers(&self.l) {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// How often the ACPI power button is pressed again while the guest shuts down.
-const ACPI_REPEAT: Duration = Duration::from_secs(3);
-
-/// Whether the guest can act on an ACPI power-off request: its userspace (systemd, logind)
-/// runs. In the firmware, kernel or initramfs phases the request would go unanswered.
-fn answers_acpi(ready: bool, phase: Phase) -> bool {
-    ready || phase.in_userspace()
 }
 
 /// What a run leaves in the run directory besides the status file and the console log: the
@@ -827,24 +716,4 @@ async fn futures_select_all<F: std::future::Future + Unpin>(mut futs: Vec<F>) ->
         std::task::Poll::Pending
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_guest_with_userspace_answers_acpi() {
-        for phase in [
-            Phase::Firmware,
-            Phase::Kernel,
-            Phase::Initrd,
-            Phase::SwitchRoot,
-        ] {
-            assert!(!answers_acpi(false, phase), "{phase:?}");
-            assert!(answers_acpi(true, phase), "{phase:?}");
-        }
-        assert!(answers_acpi(false, Phase::Userspace));
-        assert!(answers_acpi(false, Phase::Sshd));
-    }
 }
