@@ -73,9 +73,7 @@ pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
 
 pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "man", "help"];
 
-/// The longest timeout an option takes: a year. Longer ones would overflow the clock's
-/// `Instant` (a panic, and PID 1 aborts); no VM needs them.
-pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+pub use crate::config::MAX_TIMEOUT_SECS;
 
 /// A timeout in whole seconds, 0 to [`MAX_TIMEOUT_SECS`].
 fn seconds(s: &str) -> Result<u64, String> {
@@ -96,7 +94,7 @@ fn vcpus(s: &str) -> Result<u32, String> {
         Ok(n) if (1..=crate::qemu::MAX_VCPUS).contains(&n) => Ok(n),
         _ => Err(format!(
             "invalid vCPU count '{}' for --vcpus: give a whole number from 1 to {}",
-            crate::usage::shown(s),
+            config::shown(s),
             crate::qemu::MAX_VCPUS
         )),
     }
@@ -117,16 +115,6 @@ pub enum NetArg {
     User,
     /// No connectivity: only bcvk's own SSH forward reaches the guest
     None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InitrdArg {
-    /// Skip it when the kernel has virtiofs built in (boots straight into the image's init)
-    Auto,
-    /// Always boot through the image's initramfs
-    Yes,
-    /// Never: the kernel must mount the virtiofs root itself
-    No,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -340,7 +328,7 @@ pub struct RunArgs {
 
     /// Whether to boot through the image's initramfs.
     #[arg(long, value_enum, default_value = "auto")]
-    pub initrd: InitrdArg,
+    pub initrd: crate::config::Initrd,
 
     /// virtiofs cache mode for the root file system (--bind shares always use auto: the host
     /// may change them).

@@ -16,6 +16,7 @@ pub mod config;
 pub mod console;
 pub mod credentials;
 pub mod disk;
+pub mod error;
 pub mod exit;
 pub mod firstboot;
 pub mod guestfs;

@@ -10,6 +10,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::cli::{self, Cli};
+use crate::config::{shown, MAX_SHOWN};
 use crate::exit::Exit;
 
 /// Why the command line did not give a [`Cli`] to run.
@@ -54,18 +55,6 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, Refusal> {
         return Err(Refusal::Usage(line));
     }
     Err(Refusal::Usage(one_line(&err, &argv)))
-}
-
-/// The longest a value is shown in a message; longer ones end in "...".
-const MAX_SHOWN: usize = 100;
-
-/// A value as shown in a message: escaped onto one line, cut to [`MAX_SHOWN`] characters.
-pub fn shown(value: &str) -> String {
-    let escaped: String = value.escape_debug().collect();
-    match escaped.char_indices().nth(MAX_SHOWN) {
-        Some((cut, _)) => format!("{}...", &escaped[..cut]),
-        None => escaped,
-    }
 }
 
 fn text(err: &clap::Error, kind: ContextKind) -> Option<String> {

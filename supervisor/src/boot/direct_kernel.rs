@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::InitrdArg;
+use super::{run_dir_err, BootError};
+use crate::config::Initrd;
 use crate::kernel::{self, BootFiles};
 use crate::plan::{Plan, PlanError};
 use crate::qemu::BootSpec;
-use crate::run::{run_dir_err, RunError};
 
 /// The tag of the root file system share; the kernel mounts it with `root=<tag>`.
 pub const ROOT_TAG: &str = "rootfs";
@@ -19,7 +19,7 @@ pub fn prepare(
     kernel: &BootFiles,
     image: &str,
     run_dir: &Path,
-) -> Result<BootSpec, RunError> {
+) -> Result<BootSpec, BootError> {
     let boot = initrd_policy(kernel.clone(), plan.boot.initrd, root, image)?;
     Ok(BootSpec::Kernel {
         kernel: boot.kernel.clone(),
@@ -32,21 +32,21 @@ pub fn prepare(
 /// can mount the virtiofs root itself.
 fn initrd_policy(
     mut boot: BootFiles,
-    arg: InitrdArg,
+    arg: Initrd,
     root: &Path,
     image: &str,
 ) -> Result<BootFiles, PlanError> {
     let builtin = kernel::virtiofs_builtin(root, &boot.version);
     match arg {
-        InitrdArg::Auto if builtin && boot.initrd.is_some() => {
+        Initrd::Auto if builtin && boot.initrd.is_some() => {
             tracing::info!("the kernel has virtiofs built in: booting straight into the image's init, without the initramfs (--initrd yes to use it)");
             boot.initrd = None;
         }
-        InitrdArg::No if !builtin => {
+        Initrd::No if !builtin => {
             return Err(PlanError::Usage(format!("--initrd no: kernel {} of {image} does not have virtiofs built in, so it cannot mount the root without its initramfs; use --initrd auto", boot.version)));
         }
-        InitrdArg::No => boot.initrd = None,
-        InitrdArg::Yes if boot.initrd.is_none() => {
+        Initrd::No => boot.initrd = None,
+        Initrd::Yes if boot.initrd.is_none() => {
             return Err(PlanError::Usage(format!(
                 "--initrd yes: {image} has no initramfs.img beside its kernel"
             )));
@@ -72,7 +72,7 @@ fn initrd_for_log_dir(
     boot: &BootFiles,
     plan: &Plan,
     run_dir: &Path,
-) -> Result<Option<PathBuf>, RunError> {
+) -> Result<Option<PathBuf>, BootError> {
     match (&boot.initrd, &plan.guest.log_dir) {
         (Some(initrd), Some(log)) if log.journal => {
             // In boot/, which the run's cleanup removes.

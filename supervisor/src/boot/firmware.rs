@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::{run_dir_err, BootError};
 use crate::disk::{self, Inspected};
 use crate::plan::Plan;
 use crate::qemu::{BootSpec, Firmware};
-use crate::run::{run_dir_err, RunError};
 
-pub fn prepare(plan: &Plan, disk: &Inspected, run_dir: &Path) -> Result<BootSpec, RunError> {
+pub fn prepare(plan: &Plan, disk: &Inspected, run_dir: &Path) -> Result<BootSpec, BootError> {
     let chosen = disk::choose_firmware(plan.boot.firmware, disk.boot, &disk.path, || {
         Firmware::Uefi {
             code: disk::OVMF_CODE.into(),

@@ -26,6 +26,34 @@ const SIZE_HINT: &str =
     "use a number with an optional unit, like 512M, 4G or 2048 (MiB); units K, M, G, T are binary";
 
 /// An option value that cannot be used.
+/// The longest a value is shown in a message; longer ones end in "...".
+pub const MAX_SHOWN: usize = 100;
+
+/// A value as shown in a message: escaped onto one line (the message stays one line), cut to
+/// [`MAX_SHOWN`] characters (a huge value cannot bury the explanation).
+pub fn shown(value: &str) -> String {
+    let escaped: String = value.escape_debug().collect();
+    match escaped.char_indices().nth(MAX_SHOWN) {
+        Some((cut, _)) => format!("{}...", &escaped[..cut]),
+        None => escaped,
+    }
+}
+
+/// The longest timeout an option takes: a year. Longer ones would overflow the clock's
+/// `Instant` (a panic, and PID 1 aborts); no VM needs them.
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
+/// `--initrd`: whether the image's initramfs is booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Initrd {
+    /// Skip it when the kernel has virtiofs built in (boots straight into the image's init)
+    Auto,
+    /// Always boot through the image's initramfs
+    Yes,
+    /// Never: the kernel must mount the virtiofs root itself
+    No,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// `what` names the kind of value ("size", "port mapping"), `reason` says what is
@@ -64,17 +92,6 @@ impl ConfigError {
                 reason,
             },
         }
-    }
-}
-
-/// The value as shown in messages: escaped so that the message stays on one line, and
-/// shortened so that a huge value cannot bury the explanation.
-fn shown(value: &str) -> String {
-    const MAX: usize = 100;
-    let escaped: String = value.escape_debug().collect();
-    match escaped.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}...", &escaped[..cut]),
-        None => escaped,
     }
 }
 

@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{AccelArg, InitrdArg, NetArg, OnStallArg, RunArgs};
+use crate::cli::{AccelArg, NetArg, OnStallArg, RunArgs};
+use crate::config::Initrd;
 use crate::config::{BindSpec, DiskFileSpec, PortSpec, SerialOutSpec};
 use crate::console::Echo;
 use crate::disk::FirmwareKind;
@@ -71,7 +72,7 @@ pub enum WritesTo {
 /// How the root boots, as far as the options say; the image decides the rest (see `boot`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootOptions {
-    pub initrd: InitrdArg,
+    pub initrd: Initrd,
     pub firmware: FirmwareKind,
     pub kargs: Vec<String>,
 }

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::disk::{self, DiskError};
 use crate::kernel::{self, KernelError};
 use crate::plan::{Plan, WritesTo};
-use crate::run::RunError;
 
-use super::{disk_image, Prepared, RootKind};
+use super::{disk_image, Prepared, RootError, RootKind};
 
 /// The mounted tree at `dir` as a root: booted by its kernel, or, having none but a disk
 /// image, as a containerDisk.
@@ -19,7 +18,7 @@ pub fn tree_or_disk(
     plan: &Plan,
     run_dir: &Path,
     prepared: &mut Prepared,
-) -> Result<RootKind, RunError> {
+) -> Result<RootKind, RootError> {
     match kernel::find_boot_files(&dir, name, &run_dir.join("boot")) {
         Ok(kernel) => Ok(RootKind::Tree { dir, kernel }),
         Err(no_kernel @ KernelError::NoKernel { .. }) => {

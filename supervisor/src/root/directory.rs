@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::plan::{Plan, WritesTo};
 use crate::rootfs::{self, RootfsError, Scratch};
-use crate::run::RunError;
 use crate::store;
 use crate::userns::Privileges;
 
-use super::{container_disk, Prepared, Root};
+use super::{container_disk, Prepared, Root, RootError};
 
 /// The directory must exist and look like a root (a `usr` directory), checked before anything
 /// is mounted so that a typo fails first. Returns it made absolute.
@@ -39,7 +38,7 @@ pub fn prepare(
     privileges: &Privileges,
     run_dir: &Path,
     prepared: &mut Prepared,
-) -> Result<Root, RunError> {
+) -> Result<Root, RootError> {
     let dir = check(dir)?;
     // No store is read, unless its share is asked for.
     let store_root = if plan.guest.bind_storage_ro {

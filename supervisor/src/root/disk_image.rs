@@ -5,9 +5,8 @@ use std::path::Path;
 
 use crate::disk::{self, DiskError, Writes};
 use crate::plan::{Plan, WritesTo};
-use crate::run::{run_dir_err, RunError};
 
-use super::{Prepared, Root, RootKind};
+use super::{run_dir_err, Prepared, Root, RootError, RootKind};
 
 /// `--disk-image FILE`.
 pub fn prepare(
@@ -15,7 +14,7 @@ pub fn prepare(
     plan: &Plan,
     run_dir: &Path,
     prepared: &mut Prepared,
-) -> Result<Root, RunError> {
+) -> Result<Root, RootError> {
     if !file.exists() {
         return Err(DiskError::Missing(file.to_path_buf()).into());
     }
@@ -34,7 +33,7 @@ pub fn kind(
     plan: &Plan,
     run_dir: &Path,
     prepared: &mut Prepared,
-) -> Result<RootKind, RunError> {
+) -> Result<RootKind, RootError> {
     let disks_dir = run_dir.join("disks");
     std::fs::create_dir_all(&disks_dir).map_err(run_dir_err(&disks_dir))?;
     let disk = disk::inspect(file, &disks_dir)?;

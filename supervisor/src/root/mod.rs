@@ -17,10 +17,15 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::disk::{Inspected, Writes};
+use crate::disk::{DiskError, Inspected, Writes};
+use crate::exit::Exit;
 use crate::kernel::BootFiles;
+use crate::kernel::KernelError;
+use crate::opaque::OpaqueError;
 use crate::plan::{Plan, RootShape, Source};
 use crate::rootfs::MountedRootfs;
+use crate::rootfs::RootfsError;
+use crate::store::StoreError;
 use crate::userns::Privileges;
 
 pub mod container_disk;
@@ -29,9 +34,52 @@ pub mod disk_image;
 pub mod persistent;
 pub mod store_image;
 
-pub use persistent::PersistentState;
+pub use persistent::{PersistentState, StateError};
 
-use crate::run::RunError;
+/// Why a root could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Opaque(#[from] OpaqueError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("cannot prepare {path}: {source}")]
+    RunDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl RootError {
+    /// Its class in the table of exit codes: the wrapped error's.
+    pub fn exit(&self) -> Exit {
+        match self {
+            RootError::Store(e) => e.exit(),
+            RootError::Rootfs(e) => e.exit(),
+            RootError::Kernel(e) => e.exit(),
+            RootError::Opaque(e) => e.exit(),
+            RootError::State(e) => e.exit(),
+            RootError::Disk(e) => e.exit(),
+            RootError::RunDir { .. } => Exit::Internal,
+        }
+    }
+}
+
+/// The error for a file or directory of the run that could not be made.
+pub fn run_dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> RootError + '_ {
+    move |source| RootError::RunDir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Everything a run mounted, locked or created, undone in reverse order.
 pub struct Prepared {
@@ -102,7 +150,7 @@ pub fn prepare(
     privileges: &Privileges,
     run_dir: &Path,
     prepared: &mut Prepared,
-) -> Result<Root, RunError> {
+) -> Result<Root, RootError> {
     match &plan.source {
         Source::DiskImage { file } => disk_image::prepare(file, plan, run_dir, prepared),
         Source::StoreImage { image } => {

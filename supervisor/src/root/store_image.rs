@@ -7,11 +7,10 @@ use std::path::Path;
 use crate::opaque;
 use crate::plan::{Plan, WritesTo};
 use crate::rootfs::{self, Scratch};
-use crate::run::RunError;
 use crate::store::{self, Store};
 use crate::userns::Privileges;
 
-use super::{container_disk, persistent, Prepared, Root};
+use super::{container_disk, persistent, Prepared, Root, RootError};
 
 pub fn prepare(
     name: &str,
@@ -19,7 +18,7 @@ pub fn prepare(
     privileges: &Privileges,
     run_dir: &Path,
     prepared: &mut Prepared,
-) -> Result<Root, RunError> {
+) -> Result<Root, RootError> {
     let store_root = store::locate_store(plan.storage.as_deref())?;
     let store = Store::open(&store_root)?;
     let image = store.resolve(name)?;

@@ -15,7 +15,7 @@ use crate::qemu::{
     self, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, FwCfgFile, NetSpec, PortForward, PortSpec,
     QemuSpec, RootDevice, VirtiofsShare,
 };
-use crate::root::{Prepared, Root, RootKind};
+use crate::root::{Prepared, Root, RootError, RootKind};
 use crate::spawn;
 use crate::ssh::{self, SshTarget};
 use crate::status::{self, State, Status, Timings};
@@ -248,7 +248,8 @@ fn write_guest_config(
         for rel in &st.record.generated {
             guestfs::remove_generated(dir, rel);
         }
-        st.record_generated(guest.generated_paths())?;
+        st.record_generated(guest.generated_paths())
+            .map_err(RootError::from)?;
     }
     guestfs::apply(guest, dir)?;
     Ok(())
@@ -263,7 +264,11 @@ struct Keys {
 
 fn ssh_keys(plan: &Plan, prepared: &Prepared, run_dir: &Path) -> Result<Keys, RunError> {
     let own = match &prepared.state {
-        Some(st) => ssh::key_from_seed(&run_dir.join("ssh"), "bcvk", st.ssh_seed()?)?,
+        Some(st) => ssh::key_from_seed(
+            &run_dir.join("ssh"),
+            "bcvk",
+            st.ssh_seed().map_err(RootError::from)?,
+        )?,
         None => ssh::generate_key(&run_dir.join("ssh"), "bcvk")?,
     };
     let mut public = vec![own.public_line];

@@ -9,21 +9,14 @@ mod first_boot;
 mod launch;
 
 use crate::cli::RunArgs;
-use crate::credentials;
-use crate::disk::DiskError;
-use crate::firstboot;
-use crate::guestfs;
+use crate::error::run_dir_err;
+pub use crate::error::RunError;
 use crate::init::{self, Children, ExitInfo};
-use crate::kernel::KernelError;
-use crate::opaque;
-use crate::plan::{self, HostFacts, Plan, PlanError};
+use crate::plan::{self, HostFacts, Plan};
 use crate::qemu;
-use crate::root::{self, persistent as state, Prepared};
-use crate::rootfs;
-use crate::spawn::{self, SpawnError};
-use crate::ssh;
+use crate::root::{self, Prepared};
+use crate::spawn;
 use crate::status;
-use crate::store::StoreError;
 use crate::userns::{self, Privileges};
 use crate::vm::{self, Outcome, VmError, VmLaunch};
 
@@ -32,88 +25,6 @@ pub const SSH_PORT: u16 = 2222;
 /// The container port of the readiness probe's forward to the guest's network (see
 /// `readiness`).
 pub const NET_PROBE_PORT: u16 = 2221;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Rootfs(#[from] rootfs::RootfsError),
-    #[error(transparent)]
-    Kernel(#[from] KernelError),
-    #[error(transparent)]
-    Ssh(#[from] ssh::SshError),
-    #[error(transparent)]
-    Credential(#[from] credentials::CredentialError),
-    #[error(transparent)]
-    Qemu(#[from] qemu::QemuError),
-    #[error(transparent)]
-    GuestFs(#[from] guestfs::GuestFsError),
-    #[error(transparent)]
-    Spawn(#[from] SpawnError),
-    #[error("cannot prepare {path}: {source}")]
-    RunDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Vm(#[from] VmError),
-    #[error(transparent)]
-    Privileges(#[from] userns::UsernsError),
-    #[error(transparent)]
-    Opaque(#[from] opaque::OpaqueError),
-    #[error(transparent)]
-    State(#[from] state::StateError),
-    #[error(transparent)]
-    Disk(#[from] DiskError),
-    #[error(transparent)]
-    FirstBoot(#[from] firstboot::FirstBootError),
-    #[error("stopped by {0} before the VM started")]
-    StoppedEarly(nix::sys::signal::Signal),
-}
-
-impl RunError {
-    /// The documented exit code (see `exit`): each module's error says its own class.
-    pub fn exit_code(&self) -> i32 {
-        use crate::exit::Exit;
-        let class = match self {
-            RunError::StoppedEarly(sig) => return 128 + *sig as i32,
-            RunError::Vm(e) => return e.exit_code(),
-            RunError::Plan(e) => e.exit(),
-            RunError::Store(e) => e.exit(),
-            RunError::Rootfs(e) => e.exit(),
-            RunError::Kernel(e) => e.exit(),
-            RunError::Ssh(e) => e.exit(),
-            RunError::Credential(e) => e.exit(),
-            RunError::Qemu(e) => e.exit(),
-            RunError::GuestFs(e) => e.exit(),
-            RunError::Spawn(e) => e.exit(),
-            RunError::Privileges(e) => e.exit(),
-            RunError::Opaque(e) => e.exit(),
-            RunError::State(e) => e.exit(),
-            RunError::Disk(e) => e.exit(),
-            RunError::FirstBoot(e) => e.exit(),
-            RunError::RunDir { .. } => Exit::Internal,
-        };
-        class.code()
-    }
-
-    pub fn console_tail(&self) -> &[String] {
-        match self {
-            RunError::Vm(e) => e.console_tail(),
-            _ => &[],
-        }
-    }
-}
-
-pub(crate) fn run_dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::RunDir {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// Prepare the run directory: a fresh one each run (a restarted container must not see the
 /// previous run's sockets, key or status).
@@ -305,6 +216,3 @@ fn debug_shell(launch: &VmLaunch) -> Result<i32, RunError> {
         &[],
     )?)
 }
-
-#[cfg(test)]
-mod tests;

@@ -296,7 +296,7 @@ impl Vm {
     fn ready_deadline(&self) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
         now.checked_add(self.l.ready_timeout)
-            .unwrap_or(now + Duration::from_secs(crate::cli::MAX_TIMEOUT_SECS))
+            .unwrap_or(now + Duration::from_secs(crate::config::MAX_TIMEOUT_SECS))
     }
 
     /// The first virtiofsd to exit: its tag and exit.

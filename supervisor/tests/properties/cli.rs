@@ -81,7 +81,10 @@ fn empty_store() -> (tempfile::TempDir, Store) {
 fn plan(args: &RunArgs, store: &Store) {
     let mut codes = Vec::new();
     if let Some(Err(e)) = args.image.as_deref().map(|i| store.resolve(i)) {
-        codes.push((e.to_string(), RunError::from(e).exit_code()));
+        codes.push((
+            e.to_string(),
+            RunError::from(bcvk::root::RootError::from(e)).exit_code(),
+        ));
     }
     let host = HostFacts {
         caps: HostCaps {
