@@ -99,33 +99,10 @@ pub fn launch(cx: Context, prepared: &mut Prepared) -> Result<VmLaunch, RunError
     if let Some(h) = &plan.guest.hostname {
         creds.push(credentials::hostname_credential(h)?);
     }
-    let sandbox = sandbox(cx.privileges);
-    let mut shares = Vec::new();
     if let RootKind::Tree { dir, .. } = &root.kind {
         write_guest_config(&guest, dir, prepared)?;
-        shares.push((
-            ROOT_TAG.to_string(),
-            share_spec(
-                run_dir,
-                sandbox,
-                ROOT_TAG,
-                dir,
-                false,
-                plan.guest.root_cache,
-            ),
-        ));
     }
-    for share in &guest.shares {
-        let spec = share_spec(
-            run_dir,
-            sandbox,
-            &share.tag,
-            &share.source,
-            share.readonly,
-            CacheMode::Auto,
-        );
-        shares.push((share.tag.clone(), spec));
-    }
+    let shares = shares(plan, root, &guest, sandbox(cx.privileges), run_dir);
     let mut disks = guestfs::prepare_disks(plan.guest.swap_bytes, &plan.guest.disk_files, run_dir)?;
     disks.extend(seed_disk(
         plan,
@@ -173,16 +150,7 @@ pub fn launch(cx: Context, prepared: &mut Prepared) -> Result<VmLaunch, RunError
     };
     qemu_spec.validate()?;
     if plan.session.log_cmdline {
-        for (_, s) in &shares {
-            eprintln!(
-                "virtiofsd: {}",
-                spawn::shell_line(&cx.programs.virtiofsd, &crate::virtiofsd::virtiofsd_args(s))
-            );
-        }
-        eprintln!(
-            "qemu: {}",
-            spawn::shell_line(&cx.programs.qemu, &qemu::qemu_args(&qemu_spec))
-        );
+        log_command_lines(&cx.programs, &shares, &qemu_spec);
     }
     let ssh = SshTarget {
         host: "127.0.0.1".into(),
@@ -212,6 +180,54 @@ pub fn launch(cx: Context, prepared: &mut Prepared) -> Result<VmLaunch, RunError
         status,
         started: cx.started,
     })
+}
+
+/// The virtiofs shares: a tree's root first, then the guest's (`--bind`, the store).
+fn shares(
+    plan: &Plan,
+    root: &Root,
+    guest: &GuestPlan,
+    sandbox: Sandbox,
+    run_dir: &Path,
+) -> Vec<(String, VirtiofsSpec)> {
+    let mut shares = Vec::new();
+    if let RootKind::Tree { dir, .. } = &root.kind {
+        let spec = share_spec(
+            run_dir,
+            sandbox,
+            ROOT_TAG,
+            dir,
+            false,
+            plan.guest.root_cache,
+        );
+        shares.push((ROOT_TAG.to_string(), spec));
+    }
+    for share in &guest.shares {
+        let spec = share_spec(
+            run_dir,
+            sandbox,
+            &share.tag,
+            &share.source,
+            share.readonly,
+            CacheMode::Auto,
+        );
+        shares.push((share.tag.clone(), spec));
+    }
+    shares
+}
+
+/// `--log-cmdline`: the command lines of virtiofsd and QEMU, on stderr.
+fn log_command_lines(programs: &Programs, shares: &[(String, VirtiofsSpec)], qemu: &QemuSpec) {
+    for (_, s) in shares {
+        eprintln!(
+            "virtiofsd: {}",
+            spawn::shell_line(&programs.virtiofsd, &crate::virtiofsd::virtiofsd_args(s))
+        );
+    }
+    eprintln!(
+        "qemu: {}",
+        spawn::shell_line(&programs.qemu, &qemu::qemu_args(qemu))
+    );
 }
 
 /// The guest's shares, units, swap and ports, checked.
