@@ -109,6 +109,26 @@ pub fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The cells of a table the host command prints (`bcvk ephemeral ps`, `bcvk vm list`): a row
+/// a line, the columns two or more spaces apart (a cell holds single spaces: "5 minutes").
+pub fn table_cells(out: &str) -> Vec<Vec<&str>> {
+    out.lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .collect()
+}
+
+/// The row of such a table whose first cell (NAME) is `name`.
+pub fn table_row<'a>(out: &'a str, name: &str) -> Option<Vec<&'a str>> {
+    table_cells(out)
+        .into_iter()
+        .find(|row| row.first() == Some(&name))
+}
+
 /// Run a program to completion, capturing its output.
 pub fn cmd(program: &str, args: &[&str]) -> Run {
     let t = Instant::now();

@@ -173,7 +173,7 @@ pub fn man_page_examples() -> R {
     }
     let ps = host_bcvk(&bin, &["ephemeral", "ps"]);
     check!(
-        ps.stdout.lines().any(|l| l.contains(testvm)) && !ps.stdout.contains(bystander),
+        table_row(&ps.stdout, testvm).is_some() && !ps.stdout.contains(bystander),
         "ps: {}",
         ps.show()
     );

@@ -69,13 +69,9 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
         r.show()
     );
     let r = vm(&["list"]);
-    let row = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with(NAME))
-        .unwrap_or_default();
+    let row = table_row(&r.stdout, NAME).unwrap_or_default();
     check!(
-        r.code == 0 && row.contains(&debian()) && row.to_lowercase().contains("running"),
+        r.code == 0 && row.contains(&debian().as_str()) && row.contains(&"running"),
         "bcvk vm list should show {NAME} running {}: {}",
         debian(),
         r.show()

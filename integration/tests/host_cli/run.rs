@@ -334,25 +334,16 @@ fn run_storage_image_and_missing_kvm() {
         f.env("BCVK_KVM_DEVICE", "/nonexistent/kvm");
         let r = f.run(&["ephemeral", "run", "img"]);
         r.assert_code(0);
-        r.assert_calls(&[
-            info_call(),
-            argv(&[
-                "run",
-                "--label",
-                LABEL,
-                "-v",
-                "/home/u/.local/share/containers/storage:/run/host-storage:ro",
-                "--health-cmd",
-                "bcvk status --health",
-                "--health-interval",
-                "10s",
-                "--health-start-period",
-                "600s",
-                "quay.io/me/bcvk:dev",
-                "run",
-                "img",
-            ]),
+        let mut run = argv(&[
+            "run",
+            "--label",
+            LABEL,
+            "-v",
+            "/home/u/.local/share/containers/storage:/run/host-storage:ro",
         ]);
+        run.extend(argv(HEALTH));
+        run.extend(argv(&["quay.io/me/bcvk:dev", "run", "img"]));
+        r.assert_calls(&[info_call(), run]);
         assert_eq!(
             r.stderr.matches("software emulation").count(),
             1,
