@@ -133,6 +133,13 @@ pub struct EphemeralRun {
 
 #[derive(Debug, Args)]
 pub struct VmRun {
+    /// The VM's name (default: IMAGE's last path component without tag or digest:
+    /// quay.io/fedora/fedora-bootc:42 -> fedora-bootc).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Add a label to the VM's container (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
