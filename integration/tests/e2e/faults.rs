@@ -395,30 +395,30 @@ pub fn start_stop_cycles() -> R {
     Ok(())
 }
 
+/// Detached VMs of the test image, one a name, started at once: 1 GiB, 1 vCPU, 5 s to stop.
+fn start_small(names: &[&str]) -> Result<Vec<Detached>, String> {
+    let args = [
+        &debian(),
+        "--memory",
+        "1G",
+        "--vcpus",
+        "1",
+        "--stop-timeout",
+        "5",
+    ];
+    names
+        .iter()
+        .map(|n| Detached::start(n, &[], &args))
+        .collect()
+}
+
 /// Three VMs of one image at once: separate keys and status, and a simultaneous stop of all
 /// three is graceful. Light variant: they are stopped while booting. BCVK_HEAVY=1 waits until
 /// all three are ready and checks SSH into each.
 pub fn three_at_once() -> R {
     let heavy = var("BCVK_HEAVY", "0") == "1";
     let names = ["bcvk-it-trio-1", "bcvk-it-trio-2", "bcvk-it-trio-3"];
-    let vms: Vec<Detached> = names
-        .iter()
-        .map(|n| {
-            Detached::start(
-                n,
-                &[],
-                &[
-                    &debian(),
-                    "--memory",
-                    "1G",
-                    "--vcpus",
-                    "1",
-                    "--stop-timeout",
-                    "5",
-                ],
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let vms = start_small(&names)?;
     let mut keys = Vec::new();
     for vm in &vms {
         if heavy {
@@ -700,24 +700,7 @@ pub fn early_readiness_timeout_stops_at_once() -> R {
 /// probe did not pile up connections on it (issue 18).
 pub fn ready_with_sshd_penalties_under_load() -> R {
     let names = ["bcvk-it-penalty-1", "bcvk-it-penalty-2"];
-    let vms: Vec<Detached> = names
-        .iter()
-        .map(|n| {
-            Detached::start(
-                n,
-                &[],
-                &[
-                    &debian(),
-                    "--memory",
-                    "1G",
-                    "--vcpus",
-                    "1",
-                    "--stop-timeout",
-                    "5",
-                ],
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let vms = start_small(&names)?;
     for vm in &vms {
         vm.wait_ready(Duration::from_secs(900))?;
     }
