@@ -92,6 +92,11 @@ impl Run {
             elapsed,
         }
     }
+    /// The last line on stderr (where bcvk's `bcvk: error: ` line is), or "".
+    pub fn last_stderr_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or_default()
+    }
+
     /// For assertion messages: everything this run printed.
     pub fn show(&self) -> String {
         format!(
