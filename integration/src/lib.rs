@@ -92,6 +92,11 @@ impl Run {
             elapsed,
         }
     }
+    /// The last line on stderr (where bcvk's `bcvk: error: ` line is), or "".
+    pub fn last_stderr_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or_default()
+    }
+
     /// For assertion messages: everything this run printed.
     pub fn show(&self) -> String {
         format!(
@@ -107,6 +112,26 @@ impl Run {
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The cells of a table the host command prints (`bcvk ephemeral ps`, `bcvk vm list`): a row
+/// a line, the columns two or more spaces apart (a cell holds single spaces: "5 minutes").
+pub fn table_cells(out: &str) -> Vec<Vec<&str>> {
+    out.lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .collect()
+}
+
+/// The row of such a table whose first cell (NAME) is `name`.
+pub fn table_row<'a>(out: &'a str, name: &str) -> Option<Vec<&'a str>> {
+    table_cells(out)
+        .into_iter()
+        .find(|row| row.first() == Some(&name))
 }
 
 /// Run a program to completion, capturing its output.

@@ -388,9 +388,6 @@ pub struct StatusArgs {
     pub health: bool,
 }
 
-/// Upstream bcvk spellings that bcvk does not take, each with what to use instead. `bcvk run`
-/// and the host command (through [`host_option_table`]) refuse them with this one line,
-/// instead of clap's or the shell's guess at what went wrong.
 impl RunArgs {
     /// `--log-dir`: create DIR and its files and add the journal's ports ([`crate::logdir`]),
     /// which the run then carries like any `--virtio-serial-out`.
@@ -415,6 +412,9 @@ impl RunArgs {
     }
 }
 
+/// Upstream bcvk spellings that bcvk does not take, each with what to use instead. `bcvk run`
+/// and the host command (through [`crate::host_cmd::shell_table`]) refuse them with this one line,
+/// instead of clap's or the shell's guess at what went wrong.
 pub const UPSTREAM_SPELLINGS: &[(&str, &str)] = &[
     (
         "--network",
@@ -451,72 +451,6 @@ pub fn upstream_spelling_in(argv: &[std::ffi::OsString]) -> Option<String> {
         .filter_map(|a| a.to_str())
         .take_while(|a| *a != "--")
         .find_map(upstream_spelling)
-}
-
-/// The options of `bcvk run` as the host command needs them, for the shell: which exist,
-/// which take a value, which carry a host file or directory (`value_hint`), the short
-/// spellings, and the upstream spellings to refuse. `bcvk install-host-cli` writes it into
-/// the script, so clap's definitions are the only list of options.
-pub fn host_option_table() -> String {
-    use clap::{ArgAction, CommandFactory, ValueHint};
-    let root = Cli::command();
-    let run = root
-        .find_subcommand("run")
-        .expect("bcvk has a run subcommand");
-    let (mut value, mut flag, mut shorts, mut files, mut dirs) = (
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-    );
-    let globals = root.get_arguments().filter(|a| a.is_global_set());
-    for arg in run.get_arguments().chain(globals) {
-        let Some(long) = arg.get_long() else {
-            continue; // IMAGE and COMMAND
-        };
-        if matches!(arg.get_action(), ArgAction::Help | ArgAction::Version) {
-            continue;
-        }
-        let takes_value = arg.get_action().takes_values();
-        let list = if takes_value { &mut value } else { &mut flag };
-        let mut names = vec![long.to_string()];
-        names.extend(
-            arg.get_all_aliases()
-                .into_iter()
-                .flatten()
-                .map(String::from),
-        );
-        for name in &names {
-            list.push_str(&format!(" --{name}"));
-        }
-        match arg.get_value_hint() {
-            ValueHint::FilePath => files.push_str(&format!(" --{long}")),
-            ValueHint::DirPath => dirs.push_str(&format!(" --{long}")),
-            _ => {}
-        }
-        for short in arg.get_short_and_visible_aliases().into_iter().flatten() {
-            shorts.push_str(&format!(" {short}=--{long}"));
-        }
-    }
-    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let mut out = String::from(
-        "# The options of `bcvk run`, generated from its clap definitions by `bcvk\n\
-         # install-host-cli`: do not edit (lists are space-separated and space-padded).\n",
-    );
-    out.push_str(&format!("RUN_VALUE_OPTS='{value} '\n"));
-    out.push_str(&format!("RUN_FLAG_OPTS='{flag} '\n"));
-    out.push_str(&format!("RUN_SHORT_OPTS='{shorts} '\n"));
-    out.push_str(&format!("RUN_HOST_FILE_OPTS='{files} '\n"));
-    out.push_str(&format!("RUN_HOST_DIR_OPTS='{dirs} '\n"));
-    out.push_str("# upstream_hint OPTION: set REPLY to the line refusing an upstream spelling.\n");
-    out.push_str("upstream_hint() {\n    case $1 in\n");
-    for (spelling, _) in UPSTREAM_SPELLINGS {
-        let line = upstream_spelling(spelling).expect("listed");
-        out.push_str(&format!("    {spelling}) REPLY={} ;;\n", quote(&line)));
-    }
-    out.push_str("    *) return 1 ;;\n    esac\n}\n");
-    out
 }
 
 /// `bcvk IMAGE ...` means `bcvk run IMAGE ...`: insert `run` unless the first argument is a

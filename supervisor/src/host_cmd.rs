@@ -133,6 +133,13 @@ pub struct EphemeralRun {
 
 #[derive(Debug, Args)]
 pub struct VmRun {
+    /// The VM's name (default: IMAGE's last path component without tag or digest:
+    /// quay.io/fedora/fedora-bootc:42 -> fedora-bootc).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Add a label to the VM's container (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -216,14 +223,163 @@ pub fn command() -> clap::Command {
         }
         c
     };
-    for path in [
-        ["ephemeral", "run"],
-        ["ephemeral", "run-ssh"],
-        ["vm", "run"],
-    ] {
+    for path in RUN_COMMANDS {
         root = root.mut_subcommand(path[0], |p| p.mut_subcommand(path[1], host_paths));
     }
     root
+}
+
+/// The host command's commands that take `bcvk run`'s options (and podman's); their lists are
+/// `RUN_*` and `PODMAN_*`, the other commands' `HOST_FLAGS_*`.
+const RUN_COMMANDS: [[&str; 2]; 3] = [
+    ["ephemeral", "run"],
+    ["ephemeral", "run-ssh"],
+    ["vm", "run"],
+];
+
+/// One command's options as the shell reads them: the long spellings (aliases too) of those
+/// that take a value and of the flags, `s=--long` for the short spellings, and the options
+/// whose value is a host file or directory (`value_hint`). Help and version are clap's own
+/// (the script knows -h and --help).
+#[derive(Default)]
+struct ShellOptions {
+    value: Vec<String>,
+    flag: Vec<String>,
+    shorts: Vec<(char, String)>,
+    files: Vec<String>,
+    dirs: Vec<String>,
+}
+
+impl ShellOptions {
+    /// `s=--long` for each short spelling, as the script looks them up.
+    fn short_map(&self) -> Vec<String> {
+        self.shorts
+            .iter()
+            .map(|(s, long)| format!("{s}={long}"))
+            .collect()
+    }
+
+    fn of<'a>(args: impl Iterator<Item = &'a clap::Arg>) -> ShellOptions {
+        use clap::{ArgAction, ValueHint};
+        let mut o = ShellOptions::default();
+        for arg in args {
+            let Some(long) = arg.get_long() else {
+                continue; // positional: IMAGE, NAME, COMMAND
+            };
+            if matches!(arg.get_action(), ArgAction::Help | ArgAction::Version) {
+                continue;
+            }
+            let list = if arg.get_action().takes_values() {
+                &mut o.value
+            } else {
+                &mut o.flag
+            };
+            list.push(format!("--{long}"));
+            list.extend(
+                arg.get_all_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| format!("--{a}")),
+            );
+            match arg.get_value_hint() {
+                ValueHint::FilePath => o.files.push(format!("--{long}")),
+                ValueHint::DirPath => o.dirs.push(format!("--{long}")),
+                _ => {}
+            }
+            for short in arg.get_short_and_visible_aliases().into_iter().flatten() {
+                o.shorts.push((short, format!("--{long}")));
+            }
+        }
+        o
+    }
+}
+
+/// A shell assignment `NAME=' a b '`: the words space-separated and space-padded, so that
+/// `case $LIST in *" $word "*)` finds a word.
+fn shell_list(name: &str, words: &[String]) -> String {
+    format!("{name}=' {} '\n", words.join(" "))
+}
+
+/// A subcommand's name and visible aliases (`ps list`).
+fn names(cmd: &clap::Command) -> Vec<String> {
+    std::iter::once(cmd.get_name())
+        .chain(cmd.get_visible_aliases())
+        .map(String::from)
+        .collect()
+}
+
+/// Every list the host command parses its arguments with, for the shell, from the clap
+/// definitions: `bcvk run`'s options (`RUN_*`, with its global ones), podman's options of
+/// `bcvk ephemeral run` (`PODMAN_*`), `bcvk`'s own subcommands (`BCVK_SUBCOMMANDS`), the host
+/// command's commands (`HOST_COMMANDS`, `HOST_COMMANDS_<command>`) and the flags of each
+/// of its other commands (`HOST_FLAGS_<command>_<subcommand>`, '-' made '_'), and the upstream
+/// spellings to refuse (`upstream_hint`). `bcvk install-host-cli` writes it into the script
+/// ([`crate::host_cli`]), so the script keeps no list of its own.
+pub fn shell_table() -> String {
+    let bcvk = crate::cli::Cli::command();
+    let run = bcvk
+        .find_subcommand("run")
+        .expect("bcvk has a run subcommand");
+    let globals = bcvk.get_arguments().filter(|a| a.is_global_set());
+    let r = ShellOptions::of(run.get_arguments().chain(globals));
+    let podman =
+        ShellOptions::of(PodmanOptions::augment_args(clap::Command::new("p")).get_arguments());
+    let mut out = String::from(
+        "# The host command's lists, generated from the clap definitions of `bcvk run` and of\n\
+         # the host command (supervisor/src/host_cmd.rs) by `bcvk install-host-cli`: do not\n\
+         # edit (lists are space-separated and space-padded).\n",
+    );
+    out += &shell_list("RUN_VALUE_OPTS", &r.value);
+    out += &shell_list("RUN_FLAG_OPTS", &r.flag);
+    out += &shell_list("RUN_SHORT_OPTS", &r.short_map());
+    out += &shell_list("RUN_HOST_FILE_OPTS", &r.files);
+    out += &shell_list("RUN_HOST_DIR_OPTS", &r.dirs);
+    out += &shell_list("PODMAN_VALUE_OPTS", &podman.value);
+    out += &shell_list("PODMAN_FLAG_OPTS", &podman.flag);
+    out += &shell_list("PODMAN_SHORT_OPTS", &podman.short_map());
+    let subcommands: Vec<String> = crate::cli::SUBCOMMANDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    out += &shell_list("BCVK_SUBCOMMANDS", &subcommands);
+    // As declared: command() moves the run commands last.
+    let host = HostCli::command();
+    let commands: Vec<String> = host.get_subcommands().flat_map(names).collect();
+    out += &shell_list("HOST_COMMANDS", &commands);
+    for cmd in host.get_subcommands() {
+        let key = cmd.get_name().replace('-', "_");
+        let leaves: Vec<&clap::Command> = cmd.get_subcommands().collect();
+        if leaves.is_empty() {
+            out += &shell_list(&format!("HOST_FLAGS_{key}"), &flags(cmd));
+            continue;
+        }
+        let verbs: Vec<String> = leaves.iter().flat_map(|l| names(l)).collect();
+        out += &shell_list(&format!("HOST_COMMANDS_{key}"), &verbs);
+        for leaf in leaves {
+            if RUN_COMMANDS.contains(&[cmd.get_name(), leaf.get_name()]) {
+                continue;
+            }
+            let leaf_key = leaf.get_name().replace('-', "_");
+            out += &shell_list(&format!("HOST_FLAGS_{key}_{leaf_key}"), &flags(leaf));
+        }
+    }
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    out.push_str("# upstream_hint OPTION: set REPLY to the line refusing an upstream spelling.\n");
+    out.push_str("upstream_hint() {\n    case $1 in\n");
+    for (spelling, _) in crate::cli::UPSTREAM_SPELLINGS {
+        let line = crate::cli::upstream_spelling(spelling).expect("listed");
+        out.push_str(&format!("    {spelling}) REPLY={} ;;\n", quote(&line)));
+    }
+    out.push_str("    *) return 1 ;;\n    esac\n}\n");
+    out
+}
+
+/// A command's flags, long and short spellings (`-f --force`): the commands other than
+/// [`RUN_COMMANDS`] take no option with a value (a unit test holds them to it).
+fn flags(cmd: &clap::Command) -> Vec<String> {
+    let o = ShellOptions::of(cmd.get_arguments());
+    let shorts = o.shorts.iter().map(|(s, _)| format!("-{s}"));
+    shorts.chain(o.flag.iter().cloned()).collect()
 }
 
 /// The man pages of the host command (section 8, as upstream bcvk's): `bcvk.8`, then one per
@@ -253,6 +409,7 @@ pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::ArgAction;
 
     /// docs/man holds the pages as generated from these definitions, section 1 (the
     /// container's commands) and 8 (the host command's), so that they never drift.
@@ -277,6 +434,90 @@ mod tests {
             for (name, page) in pages {
                 let have = std::fs::read(dir.join(&name)).unwrap();
                 assert!(have == page, "{name} differs from its definitions: {fix}");
+            }
+        }
+    }
+
+    /// The script's lists are clap's: each command and alias, each option by the list that
+    /// says how the script reads it.
+    #[test]
+    fn shell_table_lists_every_command_and_option() {
+        let table = shell_table();
+        let list = |name: &str| -> String {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}='")))
+                .unwrap_or_else(|| panic!("no {name} in {table}"));
+            line[name.len() + 1..].trim_matches('\'').to_string()
+        };
+        assert_eq!(list("HOST_COMMANDS"), " ephemeral vm ssh status ");
+        assert_eq!(
+            list("HOST_COMMANDS_ephemeral"),
+            " run run-ssh ssh ps list rm-all status "
+        );
+        assert_eq!(
+            list("HOST_COMMANDS_vm"),
+            " run ssh list ls ps stop start rm "
+        );
+        assert_eq!(list("HOST_FLAGS_ephemeral_rm_all"), " -f --force ");
+        assert_eq!(list("HOST_FLAGS_vm_rm"), " -f --force ");
+        assert_eq!(list("HOST_FLAGS_status"), " --json --wait ");
+        assert_eq!(list("HOST_FLAGS_vm_list"), " --json ");
+        assert_eq!(list("HOST_FLAGS_vm_stop"), "  ");
+        assert_eq!(list("PODMAN_VALUE_OPTS"), " --name --label ");
+        assert_eq!(
+            list("PODMAN_FLAG_OPTS"),
+            " --detach --interactive --tty --rm "
+        );
+        assert_eq!(
+            list("PODMAN_SHORT_OPTS"),
+            " d=--detach i=--interactive t=--tty "
+        );
+        assert!(list("BCVK_SUBCOMMANDS").contains(" install-host-cli "));
+        // Every option of bcvk run, global ones too, in the list of how it is read.
+        let bcvk = crate::cli::Cli::command();
+        let run = bcvk.find_subcommand("run").unwrap();
+        let (value, flag) = (list("RUN_VALUE_OPTS"), list("RUN_FLAG_OPTS"));
+        for arg in run.get_arguments().chain(bcvk.get_arguments()) {
+            let own = matches!(arg.get_action(), ArgAction::Help | ArgAction::Version);
+            let (Some(long), false) = (arg.get_long(), own) else {
+                continue;
+            };
+            let want = if arg.get_action().takes_values() {
+                &value
+            } else {
+                &flag
+            };
+            assert!(want.contains(&format!(" --{long} ")), "--{long}: {table}");
+        }
+        assert!(list("RUN_VALUE_OPTS").contains(" --log-level "), "{table}");
+        assert!(
+            list("RUN_HOST_FILE_OPTS").contains(" --ignition "),
+            "{table}"
+        );
+    }
+
+    /// The script reads the commands other than the run commands as NAME and flags: an
+    /// option with a value there would need a list of its own.
+    #[test]
+    fn only_the_run_commands_take_options_with_values() {
+        let root = command();
+        let mut leaves: Vec<(String, &clap::Command)> = Vec::new();
+        for cmd in root.get_subcommands() {
+            leaves.push((cmd.get_name().to_string(), cmd));
+            for leaf in cmd.get_subcommands() {
+                if !RUN_COMMANDS.contains(&[cmd.get_name(), leaf.get_name()]) {
+                    leaves.push((format!("{} {}", cmd.get_name(), leaf.get_name()), leaf));
+                }
+            }
+        }
+        for (name, cmd) in leaves {
+            for arg in cmd.get_arguments().filter(|a| a.get_long().is_some()) {
+                assert!(
+                    !arg.get_action().takes_values(),
+                    "bcvk {name} --{}: give the script a list of its options with values",
+                    arg.get_long().unwrap()
+                );
             }
         }
     }

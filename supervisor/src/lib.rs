@@ -48,10 +48,10 @@ pub const HOST_CLI_TEMPLATE: &str = include_str!("../../entrypoint/bcvk-host");
 /// The line of the template that becomes `bcvk run`'s option table.
 pub const HOST_CLI_TABLE_MARK: &str = "# @BCVK_RUN_OPTION_TABLE@\n";
 
-/// The host-side command, printed by `bcvk install-host-cli`: the template with the options
-/// of `bcvk run` written in from their clap definitions.
+/// The host-side command, printed by `bcvk install-host-cli`: the template with its option
+/// and command lists written in from their clap definitions ([`host_cmd::shell_table`]).
 pub fn host_cli() -> String {
-    HOST_CLI_TEMPLATE.replacen(HOST_CLI_TABLE_MARK, &cli::host_option_table(), 1)
+    HOST_CLI_TEMPLATE.replacen(HOST_CLI_TABLE_MARK, &host_cmd::shell_table(), 1)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 }
 
 fn last_line(r: &Run) -> String {
-    r.stderr.lines().last().unwrap_or_default().to_string()
+    r.last_stderr_line().to_string()
 }
 
 /// A containerDisk (qcow2 under /disk/) told apart from a bootc image, booted by UEFI (its

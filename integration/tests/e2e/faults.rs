@@ -180,6 +180,31 @@ fn terminal_run(name: &str, bcvk_args: &[&str]) -> Result<(Terminal, Detached), 
 /// The guest's own poweroff, as the kernel prints it last.
 const POWER_DOWN: &str = "reboot: Power down";
 
+/// Type Ctrl-C on the terminal of a run and wait up to `within` seconds for the run to end
+/// with the exit code `want`.
+fn ctrl_c_ends_with(term: &mut Terminal, within: u64, want: i32) -> R {
+    term.send(b"\x03")?;
+    let Some(status) = term.wait_exit(Duration::from_secs(within))? else {
+        return Err(format!("Ctrl-C did not end the run within {within} s").into());
+    };
+    check!(
+        status.code() == Some(want),
+        "want {want} after Ctrl-C, got {status:?}: {}",
+        tail(&term.seen, 20)
+    );
+    Ok(())
+}
+
+/// The guest powered itself off (QEMU was not killed by a signal), as `console` shows.
+fn powered_off(console: &str, term: &Terminal) -> R {
+    check!(
+        console.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
+        "no guest poweroff on the console: {}",
+        tail(console, 30)
+    );
+    Ok(())
+}
+
 /// Ctrl-C typed in `podman run -it ... IMAGE` (no command) while the guest boots (systemd
 /// started, not yet ready): it reaches bcvk alone (QEMU and virtiofsd are in their own process
 /// groups), which powers the guest off; the console shows it and the run ends with 0.
@@ -198,21 +223,9 @@ pub fn ctrl_c_while_booting() -> R {
         !term.seen.contains("VM ready"),
         "ready already: not the booting phase"
     );
-    term.send(b"\x03")?;
-    let Some(status) = term.wait_exit(Duration::from_secs(200))? else {
-        return Err("Ctrl-C did not end the run within 200 s".into());
-    };
-    check!(
-        status.code() == Some(0),
-        "want 0 for a VM stopped cleanly, got {status:?}: {}",
-        tail(&term.seen, 20)
-    );
-    check!(
-        term.seen.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
-        "no guest poweroff on the console: {}",
-        tail(&term.seen, 30)
-    );
-    Ok(())
+    // 0: a VM stopped cleanly.
+    ctrl_c_ends_with(&mut term, 200, 0)?;
+    powered_off(&term.seen, &term)
 }
 
 /// Ctrl-C in `podman run -it ... IMAGE` once the VM is ready: a graceful poweroff, exit 0.
@@ -227,21 +240,8 @@ pub fn ctrl_c_when_ready() -> R {
         tail(&term.seen, 20)
     );
     std::thread::sleep(Duration::from_secs(1));
-    term.send(b"\x03")?;
-    let Some(status) = term.wait_exit(Duration::from_secs(120))? else {
-        return Err("Ctrl-C did not end the run within 120 s".into());
-    };
-    check!(
-        status.code() == Some(0),
-        "want 0, got {status:?}: {}",
-        tail(&term.seen, 20)
-    );
-    check!(
-        term.seen.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
-        "no guest poweroff on the console: {}",
-        tail(&term.seen, 30)
-    );
-    Ok(())
+    ctrl_c_ends_with(&mut term, 120, 0)?;
+    powered_off(&term.seen, &term)
 }
 
 /// Ctrl-C typed in `podman run -it ... -- CMD` (on a terminal made by `script`): it reaches
@@ -266,26 +266,14 @@ pub fn ctrl_c_in_an_interactive_session() -> R {
         tail(&term.seen, 20)
     );
     std::thread::sleep(Duration::from_secs(1));
-    term.send(b"\x03")?;
-    let Some(status) = term.wait_exit(Duration::from_secs(120))? else {
-        return Err("Ctrl-C did not end the run within 120 s".into());
-    };
-    check!(
-        status.code() == Some(130),
-        "want 130 after Ctrl-C, got {status:?}: {}",
-        tail(&term.seen, 20)
-    );
+    // 130: 128 + SIGINT.
+    ctrl_c_ends_with(&mut term, 120, 130)?;
     check!(
         !term.seen.contains("not-reached"),
         "the command went on after Ctrl-C"
     );
     let console = podman(&["cp", &format!("{name}:/run/bcvk/console.log"), "-"]);
-    check!(
-        console.stdout.contains(POWER_DOWN) && !term.seen.contains("terminating on signal"),
-        "no guest poweroff on the console: {}",
-        tail(&console.stdout, 30)
-    );
-    Ok(())
+    powered_off(&console.stdout, &term)
 }
 
 /// SIGINT to the container of a one-shot run (`podman kill --signal INT`; Ctrl-C of
@@ -407,30 +395,30 @@ pub fn start_stop_cycles() -> R {
     Ok(())
 }
 
+/// Detached VMs of the test image, one a name, started at once: 1 GiB, 1 vCPU, 5 s to stop.
+fn start_small(names: &[&str]) -> Result<Vec<Detached>, String> {
+    let args = [
+        &debian(),
+        "--memory",
+        "1G",
+        "--vcpus",
+        "1",
+        "--stop-timeout",
+        "5",
+    ];
+    names
+        .iter()
+        .map(|n| Detached::start(n, &[], &args))
+        .collect()
+}
+
 /// Three VMs of one image at once: separate keys and status, and a simultaneous stop of all
 /// three is graceful. Light variant: they are stopped while booting. BCVK_HEAVY=1 waits until
 /// all three are ready and checks SSH into each.
 pub fn three_at_once() -> R {
     let heavy = var("BCVK_HEAVY", "0") == "1";
     let names = ["bcvk-it-trio-1", "bcvk-it-trio-2", "bcvk-it-trio-3"];
-    let vms: Vec<Detached> = names
-        .iter()
-        .map(|n| {
-            Detached::start(
-                n,
-                &[],
-                &[
-                    &debian(),
-                    "--memory",
-                    "1G",
-                    "--vcpus",
-                    "1",
-                    "--stop-timeout",
-                    "5",
-                ],
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let vms = start_small(&names)?;
     let mut keys = Vec::new();
     for vm in &vms {
         if heavy {
@@ -712,24 +700,7 @@ pub fn early_readiness_timeout_stops_at_once() -> R {
 /// probe did not pile up connections on it (issue 18).
 pub fn ready_with_sshd_penalties_under_load() -> R {
     let names = ["bcvk-it-penalty-1", "bcvk-it-penalty-2"];
-    let vms: Vec<Detached> = names
-        .iter()
-        .map(|n| {
-            Detached::start(
-                n,
-                &[],
-                &[
-                    &debian(),
-                    "--memory",
-                    "1G",
-                    "--vcpus",
-                    "1",
-                    "--stop-timeout",
-                    "5",
-                ],
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let vms = start_small(&names)?;
     for vm in &vms {
         vm.wait_ready(Duration::from_secs(900))?;
     }

@@ -173,7 +173,7 @@ pub fn man_page_examples() -> R {
     }
     let ps = host_bcvk(&bin, &["ephemeral", "ps"]);
     check!(
-        ps.stdout.lines().any(|l| l.contains(testvm)) && !ps.stdout.contains(bystander),
+        table_row(&ps.stdout, testvm).is_some() && !ps.stdout.contains(bystander),
         "ps: {}",
         ps.show()
     );
@@ -298,7 +298,7 @@ pub fn run_ssh_reports_the_supervisor_error() -> R {
         &["ephemeral", "run-ssh", "--name", &name, &nokernel()],
     );
     crate::check!(r.code == 66, "want exit 66: {}", r.show());
-    let last = r.stderr.lines().last().unwrap_or_default();
+    let last = r.last_stderr_line();
     crate::check!(
         last.starts_with("bcvk: error: ") && last.contains("No kernel found"),
         "the supervisor's line is not last: {}",

@@ -619,202 +619,99 @@ fn nothing_left_behind() -> R {
     Ok(())
 }
 
+/// A trial's function.
+type TrialFn = fn() -> R;
+
+/// The trials, in run order (run with --test-threads=1): each one's name and function, one
+/// line a trial. The main VM's trials share one boot (see main_vm.rs); the two global ones
+/// check, last, what the whole run left behind.
+#[rustfmt::skip]
+const TRIALS: &[(&str, TrialFn)] = &[
+    ("errors::unknown_image", errors::unknown_image),
+    ("errors::image_without_kernel", errors::image_without_kernel),
+    ("errors::resolves_short_names_and_ids", errors::resolves_short_names_and_ids),
+    ("errors::missing_store_mount", errors::missing_store_mount),
+    ("errors::bad_option_values", errors::bad_option_values),
+    ("errors::kvm_forced_without_device", errors::kvm_forced_without_device),
+    ("oneshot::command_exit_code_streams_resources_net_none", oneshot_command),
+    ("main::ready_notify_after_ssh", main_vm::main_ready_notify_after_ssh),
+    ("main::ssh_twice_hostname_exit_code_status", main_vm::main_ssh_twice_and_exit_code),
+    ("main::supervisor_descriptors_stable", main_vm::main_supervisor_descriptors_stable),
+    ("main::resources_and_kargs", main_vm::main_resources_and_kargs),
+    ("main::console_in_podman_logs", main_vm::main_console_in_podman_logs),
+    ("main::bind_rw_and_ro", main_vm::main_bind_rw_and_ro),
+    ("main::units_swap_disk_serial", main_vm::main_units_swap_disk_serial),
+    ("main::log_dir", main_vm::main_log_dir),
+    ("main::port_forward", main_vm::main_port_forward),
+    ("main::dns_and_store_share", main_vm::main_dns_and_store_share),
+    ("main::ssh_not_exposed_outside_the_container", main_vm::main_ssh_not_exposed_outside_the_container),
+    ("main::not_listed_as_ephemeral", main_vm::main_not_listed_as_ephemeral),
+    ("main::stops_gracefully", main_vm::main_stops_gracefully),
+    ("options::debug_prepares_and_cleans_up", debug_prepares_and_cleans_up),
+    ("options::console_interactive", console_interactive),
+    ("examples::github_actions_command_line", github_actions_command_line),
+    ("layers::layered_image_whiteouts_user_unit_kvm_fallback", layered_image_layers_and_whiteouts),
+    ("faults::kernel_panic_ends_the_run", kernel_panic_ends_the_run),
+    ("faults::kernel_stall_restarts_once_then_ends", stall::kernel_stall_restarts_once_then_ends),
+    ("faults::readiness_timeout_when_sshd_is_masked", readiness_timeout_when_sshd_is_masked),
+    ("privileges::missing_capability", privileges::missing_capability),
+    ("privileges::semantics_unprivileged", privileges::semantics_unprivileged),
+    ("privileges::semantics_privileged", privileges::semantics_privileged),
+    ("privileges::semantics_rootless", privileges::semantics_rootless),
+    ("privileges::many_layers_200_450", privileges::many_layers),
+    ("persistent::survives_stop_start_crash_and_new_container", persistent::survives_stop_start_crash_and_new_container),
+    ("disk::bad_inputs", disk::bad_inputs),
+    ("disk::containerdisk_uefi_cloud_init_ignition", disk::containerdisk_uefi_cloud_init_ignition),
+    ("disk::raw_bios_persistent_then_uefi_throwaway", disk::raw_bios_persistent_then_uefi_throwaway),
+    ("host_cli::man_page_examples", host_cli::man_page_examples),
+    ("host_cli::name_in_use", host_cli::name_in_use),
+    ("host_cli::run_ssh_reports_the_supervisor_error", host_cli::run_ssh_reports_the_supervisor_error),
+    ("image::carries_only_what_bcvk_runs", host_cli::image_carries_only_what_bcvk_runs),
+    ("kubernetes::job_exit_code_and_logs", kubernetes::job_exit_code_and_logs),
+    ("kubernetes::pod_ready_ssh_and_graceful_down", kubernetes::pod_ready_ssh_and_graceful_down),
+    ("docker::oneshot_under_docker", docker_oneshot),
+    ("faults::store_layer_symlink_is_refused", faults::store_layer_symlink_is_refused),
+    ("faults::kernel_choice_skips_unbootable_kernels", faults::kernel_choice_skips_unbootable_kernels),
+    ("faults::guest_panic_during_a_command", faults::guest_panic_during_a_command),
+    ("faults::guest_reboot_during_a_command", faults::guest_reboot_during_a_command),
+    ("faults::early_readiness_timeout_stops_at_once", faults::early_readiness_timeout_stops_at_once),
+    ("faults::kill_virtiofsd", faults::kill_virtiofsd),
+    ("faults::kill_qemu", faults::kill_qemu),
+    ("faults::sigterm_during_early_boot", faults::sigterm_during_early_boot),
+    ("faults::sigint_to_oneshot", faults::sigint_to_oneshot),
+    ("faults::ctrl_c_while_booting", faults::ctrl_c_while_booting),
+    ("faults::ctrl_c_when_ready", faults::ctrl_c_when_ready),
+    ("faults::ctrl_c_in_an_interactive_session", faults::ctrl_c_in_an_interactive_session),
+    ("load::start_stop_cycles", faults::start_stop_cycles),
+    ("load::three_at_once", faults::three_at_once),
+    ("load::ready_with_sshd_penalties_under_load", faults::ready_with_sshd_penalties_under_load),
+    ("global::store_unchanged", store_unchanged),
+    ("global::nothing_left_behind", nothing_left_behind),
+];
+
+/// Whether the trial `name` is left out of this run, for want of what it needs: the docker
+/// trials need a docker daemon (BCVK_DOCKER_HOST).
+fn ignored(name: &str) -> bool {
+    name.starts_with("docker::") && var("BCVK_DOCKER_HOST", "").is_empty()
+}
+
 fn main() {
     let args = Arguments::from_args();
     FINGERPRINT.get_or_init(|| store_fingerprint(&test_images()));
     // Failures are printed as they happen too: a run takes long, and the summary comes last.
-    let t = |name: &'static str, f: fn() -> R| {
-        Trial::test(name, move || {
-            let r = attributed(name, f);
-            if let Err(e) = &r {
-                eprintln!("\n!!! {name} failed: {}\n", e.message().unwrap_or(""));
-            }
-            r
+    let trials = TRIALS
+        .iter()
+        .map(|&(name, f)| {
+            Trial::test(name, move || {
+                let r = attributed(name, f);
+                if let Err(e) = &r {
+                    eprintln!("\n!!! {name} failed: {}\n", e.message().unwrap_or(""));
+                }
+                r
+            })
+            .with_ignored_flag(ignored(name))
         })
-    };
-    let trials = vec![
-        t("errors::unknown_image", errors::unknown_image),
-        t("errors::image_without_kernel", errors::image_without_kernel),
-        t(
-            "errors::resolves_short_names_and_ids",
-            errors::resolves_short_names_and_ids,
-        ),
-        t("errors::missing_store_mount", errors::missing_store_mount),
-        t("errors::bad_option_values", errors::bad_option_values),
-        t(
-            "errors::kvm_forced_without_device",
-            errors::kvm_forced_without_device,
-        ),
-        t(
-            "oneshot::command_exit_code_streams_resources_net_none",
-            oneshot_command,
-        ),
-        t(
-            "main::ready_notify_after_ssh",
-            main_vm::main_ready_notify_after_ssh,
-        ),
-        t(
-            "main::ssh_twice_hostname_exit_code_status",
-            main_vm::main_ssh_twice_and_exit_code,
-        ),
-        t(
-            "main::supervisor_descriptors_stable",
-            main_vm::main_supervisor_descriptors_stable,
-        ),
-        t(
-            "main::resources_and_kargs",
-            main_vm::main_resources_and_kargs,
-        ),
-        t(
-            "main::console_in_podman_logs",
-            main_vm::main_console_in_podman_logs,
-        ),
-        t("main::bind_rw_and_ro", main_vm::main_bind_rw_and_ro),
-        t(
-            "main::units_swap_disk_serial",
-            main_vm::main_units_swap_disk_serial,
-        ),
-        t("main::log_dir", main_vm::main_log_dir),
-        t("main::port_forward", main_vm::main_port_forward),
-        t(
-            "main::dns_and_store_share",
-            main_vm::main_dns_and_store_share,
-        ),
-        t(
-            "main::ssh_not_exposed_outside_the_container",
-            main_vm::main_ssh_not_exposed_outside_the_container,
-        ),
-        t(
-            "main::not_listed_as_ephemeral",
-            main_vm::main_not_listed_as_ephemeral,
-        ),
-        t("main::stops_gracefully", main_vm::main_stops_gracefully),
-        t(
-            "options::debug_prepares_and_cleans_up",
-            debug_prepares_and_cleans_up,
-        ),
-        t("options::console_interactive", console_interactive),
-        t(
-            "examples::github_actions_command_line",
-            github_actions_command_line,
-        ),
-        t(
-            "layers::layered_image_whiteouts_user_unit_kvm_fallback",
-            layered_image_layers_and_whiteouts,
-        ),
-        t(
-            "faults::kernel_panic_ends_the_run",
-            kernel_panic_ends_the_run,
-        ),
-        t(
-            "faults::kernel_stall_restarts_once_then_ends",
-            stall::kernel_stall_restarts_once_then_ends,
-        ),
-        t(
-            "faults::readiness_timeout_when_sshd_is_masked",
-            readiness_timeout_when_sshd_is_masked,
-        ),
-        t(
-            "privileges::missing_capability",
-            privileges::missing_capability,
-        ),
-        t(
-            "privileges::semantics_unprivileged",
-            privileges::semantics_unprivileged,
-        ),
-        t(
-            "privileges::semantics_privileged",
-            privileges::semantics_privileged,
-        ),
-        t(
-            "privileges::semantics_rootless",
-            privileges::semantics_rootless,
-        ),
-        t("privileges::many_layers_200_450", privileges::many_layers),
-        t(
-            "persistent::survives_stop_start_crash_and_new_container",
-            persistent::survives_stop_start_crash_and_new_container,
-        ),
-        t("disk::bad_inputs", disk::bad_inputs),
-        t(
-            "disk::containerdisk_uefi_cloud_init_ignition",
-            disk::containerdisk_uefi_cloud_init_ignition,
-        ),
-        t(
-            "disk::raw_bios_persistent_then_uefi_throwaway",
-            disk::raw_bios_persistent_then_uefi_throwaway,
-        ),
-        t("host_cli::man_page_examples", host_cli::man_page_examples),
-        t("host_cli::name_in_use", host_cli::name_in_use),
-        t(
-            "host_cli::run_ssh_reports_the_supervisor_error",
-            host_cli::run_ssh_reports_the_supervisor_error,
-        ),
-        t(
-            "image::carries_only_what_bcvk_runs",
-            host_cli::image_carries_only_what_bcvk_runs,
-        ),
-        t(
-            "kubernetes::job_exit_code_and_logs",
-            kubernetes::job_exit_code_and_logs,
-        ),
-        t(
-            "kubernetes::pod_ready_ssh_and_graceful_down",
-            kubernetes::pod_ready_ssh_and_graceful_down,
-        ),
-        Trial::test("docker::oneshot_under_docker", || {
-            let r = attributed("docker::oneshot_under_docker", docker_oneshot);
-            if let Err(e) = &r {
-                eprintln!(
-                    "\n!!! docker::oneshot_under_docker failed: {}\n",
-                    e.message().unwrap_or("")
-                );
-            }
-            r
-        })
-        .with_ignored_flag(var("BCVK_DOCKER_HOST", "").is_empty()),
-        t(
-            "faults::store_layer_symlink_is_refused",
-            faults::store_layer_symlink_is_refused,
-        ),
-        t(
-            "faults::kernel_choice_skips_unbootable_kernels",
-            faults::kernel_choice_skips_unbootable_kernels,
-        ),
-        t(
-            "faults::guest_panic_during_a_command",
-            faults::guest_panic_during_a_command,
-        ),
-        t(
-            "faults::guest_reboot_during_a_command",
-            faults::guest_reboot_during_a_command,
-        ),
-        t(
-            "faults::early_readiness_timeout_stops_at_once",
-            faults::early_readiness_timeout_stops_at_once,
-        ),
-        t("faults::kill_virtiofsd", faults::kill_virtiofsd),
-        t("faults::kill_qemu", faults::kill_qemu),
-        t(
-            "faults::sigterm_during_early_boot",
-            faults::sigterm_during_early_boot,
-        ),
-        t("faults::sigint_to_oneshot", faults::sigint_to_oneshot),
-        t("faults::ctrl_c_while_booting", faults::ctrl_c_while_booting),
-        t("faults::ctrl_c_when_ready", faults::ctrl_c_when_ready),
-        t(
-            "faults::ctrl_c_in_an_interactive_session",
-            faults::ctrl_c_in_an_interactive_session,
-        ),
-        t("load::start_stop_cycles", faults::start_stop_cycles),
-        t("load::three_at_once", faults::three_at_once),
-        t(
-            "load::ready_with_sshd_penalties_under_load",
-            faults::ready_with_sshd_penalties_under_load,
-        ),
-        t("global::store_unchanged", store_unchanged),
-        t("global::nothing_left_behind", nothing_left_behind),
-    ];
+        .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     // Only this run's containers (by its label): others may run the suite on this machine.
     let leftovers = podman(&["ps", "-aq", "--filter", &format!("label={}", test_label())]);

@@ -62,20 +62,16 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
     check!(r.code == 0 && r.stdout.trim() == "changed", "{}", r.show());
     // One state, one VM: a second container on the same volume is refused at once.
     let r = bcvk_oneshot(&["-v", &cache], &[&debian(), "--persistent", "--", "true"]);
-    let last = r.stderr.lines().last().unwrap_or_default().to_string();
+    let last = r.last_stderr_line().to_string();
     check!(
         r.code == 73 && last.contains("in use by another VM"),
         "a second VM on the state: want exit 73: {}",
         r.show()
     );
     let r = vm(&["list"]);
-    let row = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with(NAME))
-        .unwrap_or_default();
+    let row = table_row(&r.stdout, NAME).unwrap_or_default();
     check!(
-        r.code == 0 && row.contains(&debian()) && row.to_lowercase().contains("running"),
+        r.code == 0 && row.contains(&debian().as_str()) && row.contains(&"running"),
         "bcvk vm list should show {NAME} running {}: {}",
         debian(),
         r.show()
@@ -166,7 +162,7 @@ pub fn survives_stop_start_crash_and_new_container() -> R {
     );
     // Another image on this state is refused, naming both IDs and --reset.
     let r = bcvk_oneshot(&["-v", &cache], &[&layered(), "--persistent", "--", "true"]);
-    let last = r.stderr.lines().last().unwrap_or_default().to_string();
+    let last = r.last_stderr_line().to_string();
     let id = |image: &str| {
         podman(&["image", "inspect", "--format", "{{.Id}}", image])
             .stdout

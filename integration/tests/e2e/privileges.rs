@@ -399,7 +399,7 @@ pub fn missing_capability() -> R {
         "true",
     ]);
     check!(r.code == 77, "want exit 77: {}", r.show());
-    let line = r.stderr.lines().last().unwrap_or_default();
+    let line = r.last_stderr_line();
     check!(
         line.starts_with("bcvk: error: cannot map the container's ids")
             && line.contains("CAP_SETUID"),

@@ -4,6 +4,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub(crate) use bcvk_integration::table_cells;
+
 pub(crate) const IMAGE: &str = "localhost/bcvk:latest";
 pub(crate) const STORE: &str = "/var/lib/containers/storage";
 pub(crate) const LABEL: &str = "bcvk.ephemeral=1";
@@ -345,22 +347,21 @@ impl Fake {
         self.run_stdin(args, None)
     }
 
-    /// Runs the script; `calls` are this run's podman calls only.
-    pub(crate) fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Res {
+    /// PATH with the fake podman first.
+    fn fake_path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// Sets `cmd` up as every run of the script: PATH, in the test's directory, the fake's
+    /// canned data, the test's environment; stdout and stderr captured. The log of podman
+    /// calls starts afresh.
+    fn prepare(&self, cmd: &mut Command, path: &str) {
         let _ = fs::remove_file(self.dir.path().join("log"));
-        let fake_bin = self.dir.path().join("bin");
-        let path = match &self.path {
-            Some(p) => p.clone(),
-            None => format!(
-                "{}:{}",
-                fake_bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        };
-        let mut cmd = Command::new(&self.shell);
-        cmd.arg(script())
-            .args(args)
-            .current_dir(&self.cwd)
+        cmd.current_dir(&self.cwd)
             .env("PATH", path)
             .env("PWD", &self.cwd)
             .env("FAKE_DIR", self.dir.path())
@@ -373,6 +374,14 @@ impl Fake {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+    }
+
+    /// Runs the script; `calls` are this run's podman calls only.
+    pub(crate) fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Res {
+        let path = self.path.clone().unwrap_or_else(|| self.fake_path());
+        let mut cmd = Command::new(&self.shell);
+        cmd.arg(script()).args(args);
+        self.prepare(&mut cmd, &path);
         let out: Output = match stdin {
             None => cmd.stdin(Stdio::null()).output().unwrap(),
             Some(input) => {
@@ -409,29 +418,9 @@ impl Fake {
             line.push(' ');
             line.push_str(&quote(a));
         }
-        let _ = fs::remove_file(self.dir.path().join("log"));
-        let fake_bin = self.dir.path().join("bin");
-        let path = format!(
-            "{}:{}",
-            fake_bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         let mut cmd = Command::new(script_bin);
-        cmd.args(["-qec", &line, "/dev/null"])
-            .current_dir(&self.cwd)
-            .env("PATH", path)
-            .env("PWD", &self.cwd)
-            .env("FAKE_DIR", self.dir.path())
-            .env("BCVK_KVM_DEVICE", self.kvm())
-            // As where podman runs health checks (a systemd host): the tests' host may not be.
-            .env("BCVK_HEALTHCHECK", "on")
-            .env_remove("BCVK_IMAGE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+        cmd.args(["-qec", &line, "/dev/null"]).stdin(Stdio::piped());
+        self.prepare(&mut cmd, &self.fake_path());
         let mut child = cmd.spawn().unwrap();
         {
             use std::io::Write;

@@ -157,3 +157,66 @@ fn unknown_and_upstream_options_are_refused_with_the_equivalent() {
         r.assert_usage_error("use --execute");
     }
 }
+
+/// Every command of the host command's clap definitions (aliases too) and every flag of
+/// each is the script's, and nothing else: its lists are generated from the same definitions
+/// (`bcvk install-host-cli`). `CMD FLAG --help` shows the help only once FLAG is taken.
+#[test]
+fn every_host_command_and_flag_is_taken() {
+    use clap::Args as _;
+    let root = bcvk::host_cmd::command();
+    let podman = bcvk::host_cmd::PodmanOptions::augment_args(clap::Command::new("podman"));
+    let mut cases: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+    for cmd in root.get_subcommands() {
+        let leaves: Vec<(Vec<String>, &clap::Command)> = if cmd.has_subcommands() {
+            cmd.get_subcommands()
+                .flat_map(|l| {
+                    let names = std::iter::once(l.get_name()).chain(l.get_visible_aliases());
+                    names.map(move |n| (vec![cmd.get_name().to_string(), n.to_string()], l))
+                })
+                .collect()
+        } else {
+            vec![(vec![cmd.get_name().to_string()], cmd)]
+        };
+        for (path, leaf) in leaves {
+            // The run commands' options are bcvk run's (every one checked above) and podman's.
+            let run = leaf.get_arguments().any(|a| a.get_id() == "memory");
+            let args: Vec<&clap::Arg> = if run {
+                podman.get_arguments().collect()
+            } else {
+                leaf.get_arguments().collect()
+            };
+            cases.push((path.clone(), vec![]));
+            for arg in args {
+                let help = matches!(arg.get_action(), clap::ArgAction::Help);
+                let (Some(long), false) = (arg.get_long(), help) else {
+                    continue;
+                };
+                let short = arg.get_short().map(|s| format!("-{s}"));
+                for spelling in std::iter::once(format!("--{long}")).chain(short) {
+                    let mut option = vec![spelling];
+                    if arg.get_action().takes_values() {
+                        option.push("x".into());
+                    }
+                    cases.push((path.clone(), option));
+                }
+            }
+        }
+    }
+    assert!(cases.len() > 30, "{cases:?}");
+    for sh in shells() {
+        let f = Fake::new(&sh);
+        for (path, option) in &cases {
+            let mut argv: Vec<&str> = path.iter().map(String::as_str).collect();
+            argv.extend(option.iter().map(String::as_str));
+            argv.push("--help");
+            let r = f.run(&argv);
+            r.assert_code(0);
+            assert!(r.stdout.contains("Usage: bcvk"), "{argv:?}: {}", r.show());
+            argv.pop();
+            argv.push("--no-such-flag");
+            let r = f.run(&argv);
+            r.assert_code(64);
+        }
+    }
+}

@@ -70,18 +70,8 @@ fn ps_lists_bcvk_vms_with_their_target_images() {
             inspect("2222"),
             inspect("3333"),
         ]);
-        let lines: Vec<Vec<&str>> = r
-            .stdout
-            .lines()
-            .map(|l| {
-                l.split("  ")
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .collect();
         assert_eq!(
-            lines,
+            table_cells(&r.stdout),
             vec![
                 vec!["NAME", "IMAGE", "STATE", "UPTIME"],
                 vec!["devvm", "localhost/fedora-bootc:42", "running", "5 minutes"],

@@ -449,18 +449,8 @@ fn vm_list_shows_name_image_state_and_state_size() {
             "{}",
             r.show()
         );
-        let lines: Vec<Vec<&str>> = r
-            .stdout
-            .lines()
-            .map(|l| {
-                l.split("  ")
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .collect();
         assert_eq!(
-            lines,
+            table_cells(&r.stdout),
             vec![
                 vec!["NAME", "IMAGE", "STATE", "SIZE"],
                 vec!["dev", "localhost/fedora-bootc:42", "running", "1.5G"],
