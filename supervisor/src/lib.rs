@@ -1,12 +1,13 @@
 //! bcvk: boot a bootable container image as a throwaway VM, from inside a container.
 //!
 //! One module per concern: `store` reads the podman store, `rootfs` stacks the layers,
-//! `kernel` finds the kernel, `credentials` and `guestfs` configure the guest, `qemu` and
+//! `arch` knows the architectures, `kernel` finds the kernel, `credentials` and `guestfs` configure the guest, `qemu` and
 //! `virtiofsd` build command lines, `spawn` starts processes, `init` reaps them and takes
 //! signals, `vm` runs one VM's life, `readiness`, `ssh`, `console` and `status` serve it,
 //! `run` ties a `bcvk run` together, and `cli` and `config` read the options. `beneath`
 //! opens paths inside what an image or a guest wrote without following their symlinks.
 
+pub mod arch;
 pub mod beneath;
 pub mod boot;
 pub mod child;

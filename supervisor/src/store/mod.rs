@@ -8,8 +8,10 @@
 //!
 //! By concern: `metadata` reads the store's JSON records (size-capped, ids checked),
 //! `reference` finds an image by name, ID or digest (and suggests close names), `layers`
-//! turns an image into its chain of layer directories, each resolved beneath the root.
+//! turns an image into its chain of layer directories, each resolved beneath the root, `config`
+//! reads an image's platform (its architecture) from its config.
 
+mod config;
 mod layers;
 mod metadata;
 mod reference;
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
+pub use config::Platform;
 use metadata::{is_id, read_records, Image, ImageRecord, LayerRecord};
 use reference::parse_name;
 
