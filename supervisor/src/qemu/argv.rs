@@ -1,9 +1,12 @@
-//! The argv for qemu-system-x86_64 from a [`QemuSpec`]: a pure function.
+//! The argv for QEMU from a [`QemuSpec`]: a pure function. The line is the same for both
+//! architectures but for the machine (q35 here, `virt` in `aarch64`), so it is built here
+//! around the machine each names.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::*;
+use crate::arch::Arch;
 
 /// QemuOpts and keyval (-chardev, -device, -object, -blockdev, -smbios,
 /// -qmp ...) split on ',' and read ",," as one literal comma. Paths may be
@@ -107,9 +110,29 @@ fn disk_args(a: &mut Argv, node: &str, d: &DiskSpec, boot: bool) {
     a.opt("-device", dev.0);
 }
 
-/// The argv for qemu-system-x86_64, without the binary itself.
+/// The argv for the host architecture's QEMU, without the binary itself.
 /// Call [`QemuSpec::validate`] first; this does not check again.
 pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
+    qemu_args_for(Arch::host(), spec)
+}
+
+/// The argv for `arch`'s QEMU (`Arch::qemu_binary`), without the binary itself.
+pub fn qemu_args_for(arch: Arch, spec: &QemuSpec) -> Vec<OsString> {
+    match arch {
+        // q35 without its built-in AHCI controller and SMBus: every disk here is virtio-blk,
+        // so no guest uses them, and without them its udev loads no ahci/libata/i2c_i801 and
+        // probes no SATA ports while it is setting up the NIC. Under TCG (2026-12-02, 11
+        // alternating pairs of boots) the guest's network came up nearer sshd's start with
+        // them off, but time to ready did not differ measurably on that noisy machine: this
+        // is leanness, not a measured gain.
+        Arch::X86_64 => args_with_machine(spec, "q35,memory-backend=mem,sata=off,smbus=off"),
+        Arch::Aarch64 => super::aarch64::qemu_args(spec),
+    }
+}
+
+/// The whole line, with `machine` as the value of `-machine` (which must name
+/// `memory-backend=mem`).
+pub(super) fn args_with_machine(spec: &QemuSpec, machine: &str) -> Vec<OsString> {
     let mut a = Argv(Vec::new());
 
     // A lean machine: no default NIC, VGA, serial, parallel or monitor
@@ -124,15 +147,7 @@ pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
     // vhost-user-fs needs guest RAM that virtiofsd can map: a shared memfd
     // backend, handed to the machine as its RAM. Its size must equal -m.
     let mem = format!("{}M", spec.memory_mib);
-    // q35 without its built-in AHCI controller and SMBus: every disk here is virtio-blk, so no
-    // guest uses them, and without them its udev loads no ahci/libata/i2c_i801 and probes no
-    // SATA ports while it is setting up the NIC. Under TCG (2026-12-02, 11 alternating pairs of
-    // boots) the guest's network came up nearer sshd's start with them off, but time to ready
-    // did not differ measurably on that noisy machine: this is leanness, not a measured gain.
-    a.opt(
-        "-machine",
-        "q35,memory-backend=mem,sata=off,smbus=off".into(),
-    );
+    a.opt("-machine", machine.into());
     a.opt(
         "-object",
         format!("memory-backend-memfd,id=mem,size={mem},share=on").into(),
@@ -584,7 +599,7 @@ mod tests {
             qmp_socket: PathBuf::from(OsString::from_vec(b"/r/\xff,q".to_vec())),
             ..spec()
         };
-        let a = qemu_args(&s);
+        let a = qemu_args_for(Arch::X86_64, &s);
         let i = a.iter().position(|x| x == "-qmp").unwrap();
         assert_eq!(
             a[i + 1].clone().into_vec(),

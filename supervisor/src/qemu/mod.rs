@@ -6,10 +6,11 @@
 //! (a direct kernel or firmware) as types, each turned into arguments in one place.
 //! The builder is pure: paths arrive resolved, nothing is spawned or read.
 
+mod aarch64;
 mod argv;
 mod qmp;
 
-pub use argv::qemu_args;
+pub use argv::{qemu_args, qemu_args_for};
 pub use qmp::Qmp;
 
 use std::collections::HashSet;
@@ -206,6 +207,8 @@ pub enum QemuError {
     },
     #[error("disk serial {0:?} is used twice; give every disk its own serial")]
     DuplicateDiskSerial(String),
+    #[error("an arm64 guest has no BIOS to boot a disk with (QEMU's virt machine boots UEFI only): boot the disk image with --firmware uefi")]
+    BiosOnAarch64,
     #[error("{0} firmware boots a disk, but the root is a virtiofs share; boot the kernel directly or give a disk image")]
     FirmwareWithoutDisk(&'static str),
     #[error("fw_cfg name {0:?} is invalid or used twice; use a unique name under opt/ of at most 55 bytes")]
@@ -464,9 +467,13 @@ pub(crate) mod testing {
         }
     }
 
+    /// The x86 line (the tests in `argv`), whatever the host.
     pub(crate) fn argv(spec: &QemuSpec) -> Vec<String> {
-        qemu_args(spec)
-            .into_iter()
+        strings(argv::qemu_args_for(crate::arch::Arch::X86_64, spec))
+    }
+
+    pub(crate) fn strings(args: Vec<std::ffi::OsString>) -> Vec<String> {
+        args.into_iter()
             .map(|a| a.into_string().expect("utf-8"))
             .collect()
     }
