@@ -14,6 +14,7 @@
 use std::ffi::OsString;
 
 use super::{argv, Accel, BootSpec, Firmware, QemuError, QemuSpec};
+use crate::arch::Arch;
 
 /// The `-machine` value for `accel`.
 pub(super) fn machine(accel: Accel) -> &'static str {
@@ -24,12 +25,22 @@ pub(super) fn machine(accel: Accel) -> &'static str {
 }
 
 /// [`QemuSpec::validate`], and what only an arm64 guest cannot have.
-pub fn validate(spec: &QemuSpec) -> Result<(), QemuError> {
+fn validate(spec: &QemuSpec) -> Result<(), QemuError> {
     spec.validate()?;
     if spec.boot == BootSpec::Firmware(Firmware::Bios) {
         return Err(QemuError::BiosOnAarch64);
     }
     Ok(())
+}
+
+impl QemuSpec {
+    /// [`QemuSpec::validate`] for a guest of `arch`: what its machine cannot have as well.
+    pub fn validate_for(&self, arch: Arch) -> Result<(), QemuError> {
+        match arch {
+            Arch::X86_64 => self.validate(),
+            Arch::Aarch64 => validate(self),
+        }
+    }
 }
 
 /// The argv for qemu-system-aarch64, without the binary itself.
@@ -41,7 +52,6 @@ pub(super) fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::Arch;
     use crate::qemu::testing::*;
     use crate::qemu::{
         qemu_args_for, DiskFormat, DiskSpec, FwCfgFile, NetSpec, PortForward, RootDevice,
@@ -142,8 +152,11 @@ mod tests {
             boot: BootSpec::Firmware(Firmware::Bios),
             ..tcg()
         };
-        bios.validate().unwrap();
-        assert!(matches!(validate(&bios), Err(QemuError::BiosOnAarch64)));
+        bios.validate_for(Arch::X86_64).unwrap();
+        assert!(matches!(
+            bios.validate_for(Arch::Aarch64),
+            Err(QemuError::BiosOnAarch64)
+        ));
         assert!(!QemuError::BiosOnAarch64.to_string().contains('\n'));
         // The shared checks still apply.
         assert!(matches!(
