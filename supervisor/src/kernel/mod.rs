@@ -18,6 +18,7 @@
 //! image's root as `/`), `uki` reads and splits Unified Kernel Images; this module picks the
 //! kernel and explains what it did not pick.
 
+mod arm64;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use scan::{Candidate, Kind, Scan};
 use uki::extract_uki;
 
@@ -51,7 +53,7 @@ const KERNEL_HEADER_LEN: u64 = 0x240;
 /// that the one-line message is complete and nothing is printed twice in error chains.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("No kernel found: {image} has no bootable kernel ({}): is it a bootc image? It needs usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI; a containerDisk needs one *.qcow2, *.raw or *.img under / or /disk/", looked_at(.looked))]
+    #[error("No kernel found: {image} has no bootable kernel ({}): is it a bootc image? It needs usr/lib/modules/<version>/vmlinuz (a kernel of the image's architecture) with its initramfs.img, or a UKI; a containerDisk needs one *.qcow2, *.raw or *.img under / or /disk/", looked_at(.looked))]
     NoKernel {
         image: String,
         /// Every place looked at, with why it held no bootable kernel.
@@ -150,12 +152,24 @@ pub fn find_boot_files(
     image_name: &str,
     work_dir: &Path,
 ) -> Result<BootFiles, KernelError> {
-    let mut found = Scan::default();
+    find_boot_files_for(Arch::host(), rootfs, image_name, work_dir)
+}
+
+/// [`find_boot_files`] for a guest of `arch`: a `vmlinuz` that is not its kernel is skipped,
+/// with why.
+pub fn find_boot_files_for(
+    arch: Arch,
+    rootfs: &Path,
+    image_name: &str,
+    work_dir: &Path,
+) -> Result<BootFiles, KernelError> {
+    let mut found = Scan::new(arch);
     found.modules(rootfs)?;
     for dir in UKI_DIRS {
         found.uki_dir(rootfs, Path::new(dir), None)?;
     }
     let Scan {
+        arch: _,
         mut candidates,
         skipped,
         absent,

@@ -8,8 +8,10 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
+use super::arm64::check_arm64;
 use super::uki::{inspect_uki, UkiInfo};
 use super::{virtiofs_builtin, KernelError, KERNEL_HEADER_LEN, MAX_SYMLINK_HOPS, MODULES_DIR};
+use crate::arch::Arch;
 
 /// One kernel found in the image.
 pub(super) struct Candidate {
@@ -33,8 +35,9 @@ pub(super) enum Kind {
 
 /// What the search collected: bootable kernels, and every place that held none, with why
 /// (told to the user whether or not another kernel is chosen).
-#[derive(Default)]
 pub(super) struct Scan {
+    /// The guest's architecture: a `vmlinuz` must be its kernel.
+    pub(super) arch: Arch,
     pub(super) candidates: Vec<Candidate>,
     pub(super) skipped: Vec<String>,
     /// Places that held nothing at all (`/boot/EFI/Linux: missing`): named only when no
@@ -43,6 +46,15 @@ pub(super) struct Scan {
 }
 
 impl Scan {
+    pub(super) fn new(arch: Arch) -> Scan {
+        Scan {
+            arch,
+            candidates: Vec::new(),
+            skipped: Vec::new(),
+            absent: Vec::new(),
+        }
+    }
+
     /// Looks at every `usr/lib/modules/<kver>/` directory.
     pub(super) fn modules(&mut self, rootfs: &Path) -> Result<(), KernelError> {
         let modules = Path::new(MODULES_DIR);
@@ -74,7 +86,11 @@ impl Scan {
             let label = format!("/{}", rel.display());
             match regular_nonempty(rootfs, &rel.join("vmlinuz"))? {
                 Some(kernel) => {
-                    if let Err(why) = check_bzimage(&kernel)? {
+                    let check = match self.arch {
+                        Arch::X86_64 => check_bzimage(&kernel)?,
+                        Arch::Aarch64 => check_arm64(&kernel)?,
+                    };
+                    if let Err(why) = check {
                         self.skipped.push(format!("{label}: vmlinuz {why}"));
                         continue;
                     }

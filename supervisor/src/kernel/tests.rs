@@ -46,7 +46,12 @@ fn fixture() -> Fixture {
 }
 
 fn find(f: &Fixture) -> Result<BootFiles, KernelError> {
-    find_boot_files(&f.root, "quay.io/test/image:latest", &f.work)
+    find_boot_files_for(
+        crate::arch::Arch::X86_64,
+        &f.root,
+        "quay.io/test/image:latest",
+        &f.work,
+    )
 }
 
 /// Builds a minimal PE32+ file holding the given sections, laid out the way ukify
@@ -232,7 +237,7 @@ fn no_kernel_message() {
         "No kernel found: quay.io/test/image:latest has no bootable kernel (looked at \
          /usr/lib/modules/6.12.0: no vmlinuz (non-empty file) nor *.efi UKI; \
          /boot/EFI/Linux: missing or not a directory): is it a bootc image? It needs \
-         usr/lib/modules/<version>/vmlinuz (an x86 bzImage) with its initramfs.img, or a UKI; \
+         usr/lib/modules/<version>/vmlinuz (a kernel of the image's architecture) with its initramfs.img, or a UKI; \
          a containerDisk needs one *.qcow2, *.raw or *.img under / or /disk/"
     );
 }
@@ -513,4 +518,25 @@ fn detects_a_kernel_with_virtiofs_built_in() {
     .unwrap();
     assert!(virtiofs_builtin(root.path(), "6.12.0"));
     assert!(!virtiofs_builtin(root.path(), "../../../etc"));
+}
+
+#[test]
+fn the_guests_architecture_decides_which_vmlinuz_boots() {
+    let f = fixture();
+    add_kernel(&f.root, "8.0", true);
+    let dir = f.root.join(MODULES_DIR).join("7.0");
+    let mut arm = vec![0u8; 0x400];
+    arm[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    write(&dir.join("vmlinuz"), &arm);
+    write(&dir.join("initramfs.img"), b"initrd");
+    let on = |arch| find_boot_files_for(arch, &f.root, "img", &f.work).unwrap();
+    let arm64 = on(crate::arch::Arch::Aarch64);
+    assert_eq!(arm64.version, "7.0");
+    assert_eq!(
+        arm64.skipped,
+        ["/usr/lib/modules/8.0: vmlinuz is an x86 kernel (a bzImage), not an arm64 one: the image's architecture says arm64, so its kernel must be too"]
+    );
+    let x86 = on(crate::arch::Arch::X86_64);
+    assert_eq!(x86.version, "8.0");
+    assert!(x86.skipped[0].starts_with("/usr/lib/modules/7.0: vmlinuz is not an x86 Linux kernel"));
 }
