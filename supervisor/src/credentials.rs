@@ -1,9 +1,26 @@
-//! systemd credentials for the guest, delivered over SMBIOS type 11.
+//! systemd credentials for the guest, delivered over SMBIOS type 11, or QEMU's fw_cfg where
+//! the guest has no SMBIOS.
 //!
 //! systemd (PID 1, >= 252) imports every SMBIOS OEM string of the form
 //! `io.systemd.credential.binary:NAME=BASE64` as a system credential, and the
 //! consumers named below pick them up during boot. Everything here is pure:
 //! the caller hands the results to `qemu::QemuSpec::smbios`.
+//!
+//! An arm64 guest booted without firmware (`-kernel` on `virt`) has no SMBIOS: QEMU's tables
+//! reach a guest only through UEFI. The same import step of systemd reads the fw_cfg files
+//! `opt/io.systemd.credentials/NAME` ([`fw_cfg_credentials`]), which was chosen over the
+//! kernel command line (`systemd.set_credential_binary=`) because:
+//! - it has no size limit, where arm64's command line holds 2048 bytes (COMMAND_LINE_SIZE),
+//!   and two keys (bcvk's and the user's) in both SSH credentials, with an RSA-4096 user key,
+//!   come near that on their own, before the root and console arguments and `--karg`s;
+//! - it is readable by root only in the guest (/sys/firmware/qemu_fw_cfg), where
+//!   /proc/cmdline is readable by every user;
+//! - the bytes travel as they are (no base64), and it is the channel bcvk already uses for
+//!   Ignition.
+//!
+//! What it needs: the guest kernel's qemu_fw_cfg driver, which systemd's PID 1 loads itself
+//! before importing, in a QEMU guest (`virt` names fw-cfg in its device tree). If an initrd
+//! lacks the module, systemd imports nothing there and the booted system imports them all.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -42,6 +59,29 @@ pub enum CredentialError {
     InvalidHostname { reason: String },
     #[error("credential name {name:?} is invalid ({reason}); use a plain file name without '/', '=', whitespace or control characters, 255 bytes at most")]
     InvalidCredentialName { name: String, reason: String },
+    #[error("credential name {name:?} is too long for fw_cfg, which carries an arm64 guest's credentials: with its prefix {FW_CFG_PREFIX:?} a name may have 28 bytes at most")]
+    FwCfgNameTooLong { name: String },
+}
+
+/// The fw_cfg directory systemd imports credentials from.
+pub const FW_CFG_PREFIX: &str = "opt/io.systemd.credentials/";
+
+/// Each credential as a fw_cfg file: its fw_cfg name and its contents, in order. The caller
+/// writes the contents to files QEMU reads at start (`qemu::FwCfgFile`). A name must fit
+/// fw_cfg's 55 bytes (FW_CFG_MAX_FILE_PATH, 56 with the NUL) with the prefix.
+pub fn fw_cfg_credentials(creds: &[Credential]) -> Result<Vec<(String, &[u8])>, CredentialError> {
+    creds
+        .iter()
+        .map(|c| {
+            let name = format!("{FW_CFG_PREFIX}{}", c.name);
+            if name.len() > crate::qemu::MAX_FW_CFG_NAME_LEN {
+                return Err(CredentialError::FwCfgNameTooLong {
+                    name: c.name.clone(),
+                });
+            }
+            Ok((name, c.value.as_slice()))
+        })
+        .collect()
 }
 
 impl CredentialError {
@@ -176,6 +216,44 @@ pub fn smbios_args(creds: &[Credential]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fw_cfg_carries_the_same_credentials_raw() {
+        let mut creds = ssh_key_credentials(&[KEY]).unwrap();
+        creds.push(hostname_credential("vm").unwrap());
+        let files = fw_cfg_credentials(&creds).unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "opt/io.systemd.credentials/ssh.authorized_keys.root",
+                "opt/io.systemd.credentials/tmpfiles.extra",
+                "opt/io.systemd.credentials/system.hostname"
+            ]
+        );
+        // The bytes as they are: what SMBIOS carries in base64.
+        for ((_, value), arg) in files.iter().zip(smbios_args(&creds)) {
+            assert_eq!(value.to_vec(), decode_smbios(&arg).1);
+        }
+        // Every name passes QemuSpec's fw_cfg check.
+        for (name, _) in &files {
+            assert!(name.len() <= crate::qemu::MAX_FW_CFG_NAME_LEN && name.starts_with("opt/"));
+        }
+    }
+
+    #[test]
+    fn fw_cfg_names_are_limited() {
+        let ok = Credential::new(&"n".repeat(28), "v").unwrap();
+        assert_eq!(fw_cfg_credentials(&[ok]).unwrap()[0].0.len(), 55);
+        let long = Credential::new(&"n".repeat(29), "v").unwrap();
+        let err = fw_cfg_credentials(&[long]).unwrap_err();
+        assert!(matches!(err, CredentialError::FwCfgNameTooLong { .. }));
+        assert!(err.to_string().contains("28 bytes") && !err.to_string().contains('\n'));
+        // The unit drop-ins' names are too long for it: they travel in the tree instead.
+        assert!(
+            fw_cfg_credentials(&[unit_credential("bcvk-probe.service", b"x").unwrap()]).is_err()
+        );
+    }
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBcvkTestKeyMaterial user@host";
 
