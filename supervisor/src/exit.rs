@@ -69,7 +69,7 @@ impl Exit {
             Exit::Usage => "bad usage or option value (a missing `--bind` directory or `--ssh-key`, a port bcvk uses, a malformed image reference); `--persistent` with no state directory, or a state made from another image",
             Exit::StoreCorrupt => "the podman store is unreadable or corrupt; or a disk image is (a truncated or corrupt qcow2, a raw disk shorter than its partition table, a backing file, an unsupported format, a containerDisk with more than one disk); or an image whose layout would lead bcvk's writes through a symlink (`/etc/systemd/system` a symlink, for `--systemd-units`)",
             Exit::NotFound => "image not found (or a `--rootfs` directory missing or without `usr/`), image without a bootable kernel or disk (the error names every place looked at), no store mounted, a `--disk-image` not there, or a disk the firmware finds nothing to boot on",
-            Exit::Unavailable => "the accelerator is unavailable (`--accel kvm` without `/dev/kvm`, or KVM cannot run the guest)",
+            Exit::Unavailable => "the accelerator is unavailable (`--accel kvm` without `/dev/kvm`, KVM cannot run the guest, or the image is of the other architecture); or the image is for an architecture bcvk cannot boot (it boots linux/amd64 and linux/arm64)",
             Exit::GuestFailed => "the guest failed: kernel panic, reboot, QEMU or virtiofsd died (also while a one-shot command runs: then not ssh's 255)",
             Exit::Internal => "internal error: bcvk's own fault (mount, spawn, files under `/run/bcvk`), never a mistake in the options",
             Exit::StateBusy => "`--persistent`: the state, or the disk image, is in use by another VM (one VM at a time writes it)",
