@@ -19,6 +19,16 @@ pub enum Arch {
 /// Every architecture bcvk boots, as the error for any other names them.
 pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
 
+/// Where a guest's UEFI firmware comes from (see [`Arch::uefi_firmware`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UefiFiles {
+    pub code: &'static str,
+    /// The variable store each VM copies; `None`: a blank one.
+    pub vars_template: Option<&'static str>,
+    /// The size both flash files must have, when the files are not that size already.
+    pub flash_size: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArchError {
     #[error("image {image} is for {platform}, an architecture bcvk cannot boot: bcvk boots linux/amd64 and linux/arm64 images (with KVM on a host of the same architecture, under emulation on the other); use the image's amd64 or arm64 variant (podman pull --arch)")]
@@ -110,19 +120,24 @@ impl Arch {
         }
     }
 
-    /// UEFI firmware for disk images: its read-only code and the variable store template
-    /// (Debian's `ovmf` and `qemu-efi-aarch64` packages), neither with Secure Boot, which
-    /// bcvk does not set up. AAVMF's files are padded to the 64 MiB `virt`'s flash needs.
-    pub const fn uefi_firmware(self) -> (&'static str, &'static str) {
+    /// UEFI firmware for disk images, neither build with Secure Boot, which bcvk does not set
+    /// up: Debian's OVMF with its variable store template; for arm64 the same ArmVirtQemu
+    /// firmware Debian pads to 64 MiB as AAVMF, here its unpadded 3 MiB build from the same
+    /// package (qemu-efi-aarch64), padded per VM instead, and a blank variable store, which
+    /// the firmware formats at first boot: `virt`'s flash devices are 64 MiB each, and two
+    /// padded files in the image would add 128 MiB to it for nothing but zeros.
+    pub const fn uefi_firmware(self) -> UefiFiles {
         match self {
-            Arch::X86_64 => (
-                "/usr/share/OVMF/OVMF_CODE_4M.fd",
-                "/usr/share/OVMF/OVMF_VARS_4M.fd",
-            ),
-            Arch::Aarch64 => (
-                "/usr/share/AAVMF/AAVMF_CODE.fd",
-                "/usr/share/AAVMF/AAVMF_VARS.fd",
-            ),
+            Arch::X86_64 => UefiFiles {
+                code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+                vars_template: Some("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+                flash_size: None,
+            },
+            Arch::Aarch64 => UefiFiles {
+                code: "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+                vars_template: None,
+                flash_size: Some(64 << 20),
+            },
         }
     }
 
@@ -246,8 +261,14 @@ mod tests {
         assert_eq!(Arch::Aarch64.qemu_binary(), "qemu-system-aarch64");
         assert_eq!(Arch::X86_64.console(), "ttyS0");
         assert_eq!(Arch::Aarch64.console(), "ttyAMA0");
-        assert!(Arch::X86_64.uefi_firmware().0.contains("/OVMF/"));
-        assert!(Arch::Aarch64.uefi_firmware().1.ends_with("AAVMF_VARS.fd"));
+        assert_eq!(Arch::X86_64.uefi_firmware().code, crate::disk::OVMF_CODE);
+        assert_eq!(
+            Arch::X86_64.uefi_firmware().vars_template,
+            Some(crate::disk::OVMF_VARS)
+        );
+        let arm = Arch::Aarch64.uefi_firmware();
+        assert!(arm.code.ends_with("QEMU_EFI.fd") && arm.vars_template.is_none());
+        assert_eq!(arm.flash_size, Some(64 << 20));
         assert!(Arch::X86_64.has_bios() && !Arch::Aarch64.has_bios());
     }
 

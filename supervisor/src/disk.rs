@@ -12,6 +12,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::exit::Exit;
 use crate::partitions::{le_u32, le_u64};
 use crate::qemu::{DiskFormat, Firmware};
@@ -62,7 +63,7 @@ pub enum DiskError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("UEFI firmware {0} is missing from the bcvk image (Debian's ovmf package): rebuild the image")]
+    #[error("UEFI firmware {0} is missing from the bcvk image (Debian's ovmf or qemu-efi-aarch64 package): rebuild the image")]
     NoOvmf(PathBuf),
     #[error("cannot prepare the disk image {path}: {why}")]
     Prepare { path: PathBuf, why: String },
@@ -435,6 +436,51 @@ pub fn prepare_writes(
     Ok((Writes::Overlay(overlay), file))
 }
 
+/// The UEFI firmware for a guest of `arch`, with this VM's own variable store in `dir`.
+pub fn uefi_firmware_for(arch: Arch, dir: &Path) -> Result<Firmware, DiskError> {
+    let files = arch.uefi_firmware();
+    match files.flash_size {
+        None => uefi_firmware(dir),
+        Some(size) => padded_uefi(Path::new(files.code), size, dir),
+    }
+}
+
+/// The firmware's code padded to `size` in `dir`, and a blank variable store of that size,
+/// both sparse: the padding costs no memory in the run directory's tmpfs.
+fn padded_uefi(code: &Path, size: u64, dir: &Path) -> Result<Firmware, DiskError> {
+    if !code.exists() {
+        return Err(DiskError::NoOvmf(code.to_path_buf()));
+    }
+    let prep = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| DiskError::Prepare {
+            path,
+            why: e.to_string(),
+        }
+    };
+    let padded = dir.join("uefi-code.fd");
+    let vars = dir.join("uefi-vars.fd");
+    let len = std::fs::copy(code, &padded).map_err(prep(&padded))?;
+    if len > size {
+        return Err(DiskError::Prepare {
+            path: code.to_path_buf(),
+            why: format!("the firmware is {len} bytes, more than the {size}-byte flash"),
+        });
+    }
+    let set_len = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .and_then(|f| f.set_len(size))
+            .map_err(prep(p))
+    };
+    set_len(&padded)?;
+    set_len(&vars)?;
+    Ok(Firmware::Uefi { code: padded, vars })
+}
+
 /// OVMF with this VM's own copy of the variable store in `dir`.
 pub fn uefi_firmware(dir: &Path) -> Result<Firmware, DiskError> {
     for f in [OVMF_CODE, OVMF_VARS] {
@@ -456,6 +502,24 @@ pub fn uefi_firmware(dir: &Path) -> Result<Firmware, DiskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arm64_firmware_is_padded_per_vm_with_a_blank_store() {
+        let d = tempfile::tempdir().unwrap();
+        let code = d.path().join("QEMU_EFI.fd");
+        std::fs::write(&code, b"firmware").unwrap();
+        let Firmware::Uefi { code: c, vars } = padded_uefi(&code, 4096, d.path()).unwrap() else {
+            panic!("not UEFI")
+        };
+        let c = std::fs::read(c).unwrap();
+        assert_eq!(c.len(), 4096);
+        assert!(c.starts_with(b"firmware") && c[8..].iter().all(|&b| b == 0));
+        assert_eq!(std::fs::read(vars).unwrap(), vec![0u8; 4096]);
+        // A firmware bigger than the flash cannot be padded to it.
+        assert!(padded_uefi(&code, 4, d.path()).is_err());
+        let missing = padded_uefi(&d.path().join("nope.fd"), 4096, d.path()).unwrap_err();
+        assert!(matches!(missing, DiskError::NoOvmf(_)));
+    }
 
     fn mbr(code: bool, types: &[u8]) -> Vec<u8> {
         let mut d = vec![0u8; HEAD_BYTES];
