@@ -364,8 +364,10 @@ pub fn image_carries_only_what_bcvk_runs() -> R {
         "sh",
         &bcvk_image(),
         "-c",
-        "ls /usr/bin /usr/sbin /usr/libexec /usr/share/qemu /usr/share/seabios /usr/share/OVMF; \
-         ls -d /usr/share/ovmf /usr/share/perl5 /usr/lib/apt /var/lib/dpkg/status 2>/dev/null; true",
+        "ls /usr/bin /usr/sbin /usr/libexec /usr/share/qemu /usr/share/seabios /usr/share/OVMF \
+            /usr/share/qemu-efi-aarch64; \
+         ls -d /usr/share/ovmf /usr/share/AAVMF /usr/share/perl5 /usr/lib/apt /var/lib/dpkg/status \
+            2>/dev/null; true",
     ]);
     crate::check!(list.code == 0, "{}", list.show());
     let have: std::collections::BTreeSet<&str> = list.stdout.lines().collect();
@@ -382,6 +384,9 @@ pub fn image_carries_only_what_bcvk_runs() -> R {
         "efi-virtio.rom",
         "OVMF_CODE_4M.fd",
         "OVMF_VARS_4M.fd",
+        // The other architecture's guests: arm64 (an arm64 image carries qemu-system-x86_64).
+        "qemu-system-aarch64",
+        "QEMU_EFI.fd",
         // Image scanners and SBOM tools read the package database.
         "/var/lib/dpkg/status",
     ] {
@@ -404,6 +409,10 @@ pub fn image_carries_only_what_bcvk_runs() -> R {
         "OVMF_CODE_4M.ms.fd",
         "OVMF_VARS_4M.ms.fd",
         "/usr/share/ovmf",
+        "qemu-system-arm",
+        "qemu-system-armhf",
+        "/usr/share/AAVMF",
+        "PkKek-1-snakeoil.key",
         "perl",
         "/usr/share/perl5",
         "apt-get",
