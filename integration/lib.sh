@@ -5,6 +5,8 @@ BCVK_BUILD=${BCVK_BUILD:-$BCVK_ROOT/build}
 export BCVK_IMAGE=${BCVK_IMAGE:-localhost/bcvk:latest}
 export BCVK_BASE_IMAGE=${BCVK_BASE_IMAGE:-localhost/bcvk-base:trixie}
 export BCVK_TEST_DEBIAN=localhost/bcvk-test/debian:latest
+# The debian guest for arm64, built under emulation (test-images/arm64/build.sh).
+export BCVK_TEST_DEBIAN_ARM64=localhost/bcvk-test/debian:arm64
 export BCVK_TEST_LAYERED=localhost/bcvk-test/layered:latest
 export BCVK_TEST_NOKERNEL=localhost/bcvk-test/nokernel:latest
 # Layer semantics (whiteouts, opaque dirs, owners, modes, caps, links, devices) in one image.

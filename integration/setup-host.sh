@@ -10,7 +10,12 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 need=()
-for pkg in podman runc debootstrap conmon openssh-client jq docker.io uidmap python3 python3-venv; do
+# qemu-user-static (with binfmt-support to register it): the arm64 test guest and the arm64
+# bcvk image are built on this x86 machine by running their arm64 programs under emulation;
+# gcc-aarch64-linux-gnu links the supervisor cross-compiled for arm64 (rustup's
+# aarch64-unknown-linux-gnu target, added below).
+for pkg in podman runc debootstrap conmon openssh-client jq docker.io uidmap python3 python3-venv \
+    qemu-user-static binfmt-support gcc-aarch64-linux-gnu libc6-dev-arm64-cross; do
   # GitHub's Ubuntu runners bring Docker's own packages (moby-runc, containerd.io, docker-ce),
   # which conflict with Debian's runc and docker.io: a runc or a dockerd already there will do.
   case $pkg in
@@ -25,6 +30,23 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q "${need[@]}" >/dev/null
+fi
+
+# binfmt_misc runs arm64 programs through qemu-aarch64-static, in containers too: Debian
+# registers it with the F flag (the interpreter is opened once, at registration, so it need not
+# exist in the container). A container or a minimal host may have binfmt_misc unmounted.
+binfmt=/proc/sys/fs/binfmt_misc
+if ! [ -e "$binfmt/qemu-aarch64" ]; then
+  [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt" \
+    || die "cannot mount binfmt_misc on $binfmt (needed to run arm64 programs under emulation): run 'mount -t binfmt_misc binfmt_misc $binfmt' as root"
+  update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || update-binfmts --import qemu-aarch64 \
+    || die "cannot register qemu-aarch64 with binfmt_misc: see 'update-binfmts --display qemu-aarch64'"
+fi
+grep -q '^flags:.*F' "$binfmt/qemu-aarch64" \
+  || die "qemu-aarch64 is registered in binfmt_misc without the F flag, so containers cannot use it: re-register it from Debian's qemu-user-static (update-binfmts --disable/--enable qemu-aarch64)"
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  log "adding the Rust target aarch64-unknown-linux-gnu (the arm64 bcvk image's supervisor)"
+  rustup target add aarch64-unknown-linux-gnu >/dev/null
 fi
 
 mkdir -p "$BCVK_BUILD"
