@@ -242,7 +242,9 @@ fn project_releases_a_labelled_image_on_a_tag() {
             "{label}"
         );
     }
-    assert!(text.contains("podman push"));
+    // Both architectures under one reference: the manifest list and every image in it.
+    assert!(text.contains("./integration/build-multiarch.sh"), "{text}");
+    assert!(text.contains("podman manifest push --all"), "{text}");
     // Signed keyless by digest, with its SBOM attached as a signed attestation.
     assert_eq!(job["permissions"]["id-token"].as_str(), Some("write"));
     assert!(text.contains("cosign sign --yes \"$REF\""), "{text}");
