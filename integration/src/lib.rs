@@ -19,6 +19,10 @@ pub fn bcvk_image() -> String {
 pub fn debian() -> String {
     var("BCVK_TEST_DEBIAN", "localhost/bcvk-test/debian:latest")
 }
+/// The debian guest for arm64 (test-images/arm64/build.sh).
+pub fn debian_arm64() -> String {
+    var("BCVK_TEST_DEBIAN_ARM64", "localhost/bcvk-test/debian:arm64")
+}
 pub fn layered() -> String {
     var("BCVK_TEST_LAYERED", "localhost/bcvk-test/layered:latest")
 }
