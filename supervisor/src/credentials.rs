@@ -249,10 +249,9 @@ mod tests {
         let err = fw_cfg_credentials(&[long]).unwrap_err();
         assert!(matches!(err, CredentialError::FwCfgNameTooLong { .. }));
         assert!(err.to_string().contains("28 bytes") && !err.to_string().contains('\n'));
-        // The unit drop-ins' names are too long for it: they travel in the tree instead.
-        assert!(
-            fw_cfg_credentials(&[unit_credential("bcvk-probe.service", b"x").unwrap()]).is_err()
-        );
+        // A unit credential's name is too long for it (bcvk puts units in the tree instead).
+        let unit = Credential::new("systemd.extra-unit.bcvk-probe.service", "x").unwrap();
+        assert!(fw_cfg_credentials(&[unit]).is_err());
     }
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBcvkTestKeyMaterial user@host";

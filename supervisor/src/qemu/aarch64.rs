@@ -220,14 +220,16 @@ mod tests {
                 net: NetSpec::User {
                     forwards: ports.iter().enumerate().map(|(i, (_, g))| PortForward {
                         host_addr: None,
-                        host_port: 1000 + i as u16,
-                        guest_port: *g,
+                        port: crate::config::PortSpec {
+                            host_port: 1000 + i as u16,
+                            guest_port: *g,
+                        },
                     }).collect(),
                     restrict: tcg,
                 },
                 serial_outs: serial.iter().enumerate().map(|(i, (n, p))| SerialOutSpec {
                     name: format!("{n}{i}"),
-                    path: p.into(),
+                    file: p.into(),
                 }).collect(),
                 disks: disks.iter().enumerate().map(|(i, (p, ro))| DiskSpec {
                     path: p.into(),
