@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{run_dir_err, BootError};
+use crate::arch::Arch;
 use crate::config::Initrd;
 use crate::kernel::{self, BootFiles};
 use crate::plan::{Plan, PlanError};
@@ -19,12 +20,13 @@ pub fn prepare(
     kernel: &BootFiles,
     image: &str,
     run_dir: &Path,
+    arch: Arch,
 ) -> Result<BootSpec, BootError> {
     let boot = initrd_policy(kernel.clone(), plan.boot.initrd, root, image)?;
     Ok(BootSpec::Kernel {
         kernel: boot.kernel.clone(),
         initrd: initrd_for_log_dir(&boot, plan, run_dir)?,
-        cmdline: kernel_cmdline(&boot, &plan.boot.kargs),
+        cmdline: kernel_cmdline(&boot, &plan.boot.kargs, arch),
     })
 }
 
@@ -88,12 +90,12 @@ fn initrd_for_log_dir(
 
 /// The kernel command line: root from the virtiofs share, console on the serial port, and a
 /// panic ends the VM (with QEMU's -no-reboot) instead of hanging it.
-pub fn kernel_cmdline(boot: &BootFiles, kargs: &[String]) -> Vec<String> {
+pub fn kernel_cmdline(boot: &BootFiles, kargs: &[String], arch: Arch) -> Vec<String> {
     let mut c: Vec<String> = vec![
         format!("root={ROOT_TAG}"),
         "rootfstype=virtiofs".into(),
         "rw".into(),
-        "console=ttyS0".into(),
+        format!("console={}", arch.console()),
         "panic=-1".into(),
         // The root has no SELinux labels (virtiofs over an overlay of the layers).
         "selinux=0".into(),
@@ -121,7 +123,11 @@ mod tests {
             others: vec![],
             skipped: vec![],
         };
-        let c = kernel_cmdline(&boot, &["quiet".into(), "foo=bar".into()]);
+        let c = kernel_cmdline(&boot, &["quiet".into(), "foo=bar".into()], Arch::X86_64);
+        assert!(c.contains(&"console=ttyS0".to_string()));
+        let arm = kernel_cmdline(&boot, &[], Arch::Aarch64);
+        assert!(arm.contains(&"console=ttyAMA0".to_string()));
+        assert!(!arm.iter().any(|a| a == "console=ttyS0"));
         assert_eq!(&c[..3], &["root=rootfs", "rootfstype=virtiofs", "rw"]);
         assert!(c.contains(&"panic=-1".to_string()));
         assert_eq!(&c[c.len() - 2..], &["quiet", "foo=bar"]);
@@ -129,6 +135,8 @@ mod tests {
             initrd: None,
             ..boot
         };
-        assert!(kernel_cmdline(&no_initrd, &[]).contains(&"init=/sbin/init".to_string()));
+        assert!(
+            kernel_cmdline(&no_initrd, &[], Arch::X86_64).contains(&"init=/sbin/init".to_string())
+        );
     }
 }

@@ -5,11 +5,17 @@
 use std::path::{Path, PathBuf};
 
 use super::{run_dir_err, BootError};
+use crate::arch::Arch;
 use crate::disk::{self, Inspected};
 use crate::plan::Plan;
 use crate::qemu::{BootSpec, Firmware};
 
-pub fn prepare(plan: &Plan, disk: &Inspected, run_dir: &Path) -> Result<BootSpec, BootError> {
+pub fn prepare(
+    plan: &Plan,
+    disk: &Inspected,
+    run_dir: &Path,
+    arch: Arch,
+) -> Result<BootSpec, BootError> {
     let chosen = disk::choose_firmware(plan.boot.firmware, disk.boot, &disk.path, || {
         Firmware::Uefi {
             code: disk::OVMF_CODE.into(),
@@ -21,7 +27,7 @@ pub fn prepare(plan: &Plan, disk: &Inspected, run_dir: &Path) -> Result<BootSpec
             // The variables are written by the guest: a copy in the run directory.
             let disks_dir = run_dir.join("disks");
             std::fs::create_dir_all(&disks_dir).map_err(run_dir_err(&disks_dir))?;
-            disk::uefi_firmware(&disks_dir)?
+            disk::uefi_firmware_for(arch, &disks_dir)?
         }
         Firmware::Bios => Firmware::Bios,
     };

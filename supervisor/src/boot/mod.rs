@@ -49,8 +49,8 @@ fn run_dir_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootError + '_ {
 pub fn prepare(plan: &Plan, root: &Root, run_dir: &Path) -> Result<BootSpec, BootError> {
     match &root.kind {
         RootKind::Tree { dir, kernel } => {
-            direct_kernel::prepare(plan, dir, kernel, &root.name, run_dir)
+            direct_kernel::prepare(plan, dir, kernel, &root.name, run_dir, root.arch)
         }
-        RootKind::Disk { disk, .. } => firmware::prepare(plan, disk, run_dir),
+        RootKind::Disk { disk, .. } => firmware::prepare(plan, disk, run_dir, root.arch),
     }
 }

@@ -1,5 +1,6 @@
 //! The accelerator: KVM where it can run the guest, else TCG, said with the reason.
 
+use crate::arch::Arch;
 use crate::cli::AccelArg;
 use crate::qemu::Accel;
 
@@ -27,20 +28,13 @@ impl HostCaps {
                 _ => format!("/dev/kvm cannot be opened: {e}"),
             });
         let cpu_virt_flags = std::fs::read_to_string("/proc/cpuinfo")
-            .map(|c| cpu_has_virt_flags(&c))
+            .map(|c| Arch::host().cpu_can_virtualize(&c))
             .unwrap_or(false);
         HostCaps {
             kvm_device,
             cpu_virt_flags,
         }
     }
-}
-
-pub fn cpu_has_virt_flags(cpuinfo: &str) -> bool {
-    cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
 }
 
 /// Pick the accelerator. `auto` takes KVM only when the device opens AND the CPU shows

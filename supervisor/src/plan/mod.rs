@@ -21,7 +21,7 @@ use crate::ssh::Tty;
 use crate::virtiofsd::CacheMode;
 
 mod accel;
-pub use accel::{choose_accel, cpu_has_virt_flags, HostCaps};
+pub use accel::{choose_accel, HostCaps};
 
 #[cfg(test)]
 mod tests;

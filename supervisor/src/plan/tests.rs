@@ -76,16 +76,6 @@ fn accel_kvm_without_device_is_an_error_with_the_fix() {
 }
 
 #[test]
-fn detects_virtualization_flags() {
-    assert!(cpu_has_virt_flags(
-        "processor: 0\nflags\t\t: fpu vme vmx sse\n"
-    ));
-    assert!(cpu_has_virt_flags("flags : fpu svm\n"));
-    assert!(!cpu_has_virt_flags("flags : fpu vme sse hypervisor\n"));
-    assert!(!cpu_has_virt_flags("vmx flags : none\n"));
-}
-
-#[test]
 fn reads_the_container_name_from_containerenv() {
     let env = "engine=\"podman-4.3.1\"\nname=\"testvm\"\nid=\"abc\"\n";
     assert_eq!(container_name(env).as_deref(), Some("testvm"));

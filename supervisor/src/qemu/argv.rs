@@ -110,10 +110,10 @@ fn disk_args(a: &mut Argv, node: &str, d: &DiskSpec, boot: bool) {
     a.opt("-device", dev.0);
 }
 
-/// The argv for the host architecture's QEMU, without the binary itself.
-/// Call [`QemuSpec::validate`] first; this does not check again.
+/// The argv for the QEMU of the guest's architecture, without the binary itself.
+/// Call [`QemuSpec::validate_for`] first; this does not check again.
 pub fn qemu_args(spec: &QemuSpec) -> Vec<OsString> {
-    qemu_args_for(Arch::host(), spec)
+    qemu_args_for(spec.arch, spec)
 }
 
 /// The argv for `arch`'s QEMU (`Arch::qemu_binary`), without the binary itself.

@@ -14,6 +14,8 @@ pub use argv::{qemu_args, qemu_args_for};
 pub use qmp::Qmp;
 
 use std::collections::HashSet;
+
+use crate::arch::Arch;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -137,6 +139,8 @@ pub struct FwCfgFile {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuSpec {
+    /// The guest's architecture: which machine, and which QEMU runs it.
+    pub arch: Arch,
     pub accel: Accel,
     pub cpu: String,
     pub vcpus: u32,
@@ -256,18 +260,6 @@ fn check_socket_path(path: &Path) -> Result<(), QemuError> {
     Ok(())
 }
 
-/// The CPU model used when `--cpu` is not given.
-pub fn default_cpu(accel: Accel) -> &'static str {
-    match accel {
-        Accel::Kvm => "host",
-        // qemu64 boots ~50 s faster than max under TCG here (no AVX emulation). Without SVM:
-        // qemu64 offers it, so udev loads kvm, kvm_amd and ccp (1.8 MB of modules) just as
-        // sshd takes its first connection, which then took ~1.1 s longer than the next one
-        // instead of ~0.5 s (README, issue 18); nested virtualization under TCG is no use.
-        Accel::Tcg => "qemu64,-svm",
-    }
-}
-
 /// Whether a line QEMU wrote to stderr says KVM cannot run the guest. Depending on the host
 /// kernel and QEMU version this shows as an abort on an MSR write, an internal error after
 /// which QEMU pauses (and would sit there), or a vCPU that cannot be created.
@@ -327,10 +319,10 @@ impl QemuSpec {
         }
         let tcg = QemuSpec {
             accel: Accel::Tcg,
-            cpu: user_cpu.unwrap_or(default_cpu(Accel::Tcg)).into(),
+            cpu: user_cpu.unwrap_or(self.arch.default_cpu(Accel::Tcg)).into(),
             ..self.clone()
         };
-        tcg.validate().ok().map(|()| tcg)
+        tcg.validate_for(tcg.arch).ok().map(|()| tcg)
     }
 
     pub fn validate(&self) -> Result<(), QemuError> {
@@ -438,6 +430,7 @@ pub(crate) mod testing {
 
     pub(crate) fn spec() -> QemuSpec {
         QemuSpec {
+            arch: Arch::X86_64,
             accel: Accel::Kvm,
             cpu: "host".into(),
             vcpus: 2,
@@ -519,13 +512,6 @@ mod tests {
     }
 
     #[test]
-    fn default_cpu_suits_the_accelerator() {
-        assert_eq!((Accel::Kvm.name(), Accel::Tcg.name()), ("kvm", "tcg"));
-        assert_eq!(default_cpu(Accel::Kvm), "host");
-        assert_eq!(default_cpu(Accel::Tcg), "qemu64,-svm");
-    }
-
-    #[test]
     fn tcg_fallback_keeps_the_vm_and_changes_accelerator_and_cpu() {
         let kvm = spec();
         let tcg = kvm.under_tcg(None).unwrap();
@@ -546,6 +532,12 @@ mod tests {
         assert_eq!(kvm.under_tcg(Some("max")).unwrap().cpu, "max");
         assert_eq!(kvm.under_tcg(Some("host")), None);
         assert_eq!(tcg.under_tcg(None), None);
+        // An arm64 guest falls back to its own architecture's model.
+        let arm = QemuSpec {
+            arch: Arch::Aarch64,
+            ..spec()
+        };
+        assert_eq!(arm.under_tcg(None).unwrap().cpu, "max,pauth-impdef=on");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::disk::{self, DiskError};
 use crate::kernel::{self, KernelError};
 use crate::plan::{Plan, WritesTo};
@@ -18,8 +19,9 @@ pub fn tree_or_disk(
     plan: &Plan,
     run_dir: &Path,
     prepared: &mut Prepared,
+    arch: Arch,
 ) -> Result<RootKind, RootError> {
-    match kernel::find_boot_files(&dir, name, &run_dir.join("boot")) {
+    match kernel::find_boot_files_for(arch, &dir, name, &run_dir.join("boot")) {
         Ok(kernel) => Ok(RootKind::Tree { dir, kernel }),
         Err(no_kernel @ KernelError::NoKernel { .. }) => {
             let Some(file) = disk::container_disk_file(&disk::list_disk_candidates(&dir), name)?

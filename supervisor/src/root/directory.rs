@@ -57,9 +57,12 @@ pub fn prepare(
     for marker in rootfs::remove_engine_markers(&root)? {
         tracing::info!(file = %marker.display(), from = %dir.display(), "hidden from the guest: a container engine's marker, copied with the root, would make systemd think it runs in a container");
     }
-    let kind = container_disk::tree_or_disk(root, name, plan, run_dir, prepared)?;
+    // A directory carries no config to say its architecture: the host's is assumed.
+    let arch = crate::arch::Arch::host();
+    let kind = container_disk::tree_or_disk(root, name, plan, run_dir, prepared, arch)?;
     Ok(Root {
         kind,
+        arch,
         name: name.to_string(),
         id: String::new(),
         store_root,

@@ -21,6 +21,8 @@ pub fn prepare(
     tracing::info!(disk = %file.display(), "disk image");
     Ok(Root {
         kind: kind(file, plan, run_dir, prepared)?,
+        // A disk image carries no config to say its architecture: the host's is assumed.
+        arch: crate::arch::Arch::host(),
         name: file.display().to_string(),
         id: String::new(),
         store_root: None,

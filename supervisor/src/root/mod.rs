@@ -17,6 +17,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::arch::{Arch, ArchError};
 use crate::disk::{DiskError, Inspected, Writes};
 use crate::exit::Exit;
 use crate::kernel::BootFiles;
@@ -51,6 +52,8 @@ pub enum RootError {
     State(#[from] StateError),
     #[error(transparent)]
     Disk(#[from] DiskError),
+    #[error(transparent)]
+    Arch(#[from] ArchError),
     #[error("cannot prepare {path}: {source}")]
     RunDir {
         path: PathBuf,
@@ -68,6 +71,7 @@ impl RootError {
             RootError::Opaque(e) => e.exit(),
             RootError::State(e) => e.exit(),
             RootError::Disk(e) => e.exit(),
+            RootError::Arch(_) => Exit::Unavailable,
             RootError::RunDir { .. } => Exit::Internal,
         }
     }
@@ -136,6 +140,9 @@ impl RootKind {
 /// The prepared root and what the run reports about it.
 pub struct Root {
     pub kind: RootKind,
+    /// The guest's architecture: the image's, from its config; the host's for a directory or
+    /// a --disk-image, which carry none.
+    pub arch: Arch,
     /// For logs and status: the image's name, or the disk image's path.
     pub name: String,
     /// The image's ID; empty for a directory or a --disk-image.

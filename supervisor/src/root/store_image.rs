@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::arch::Arch;
 use crate::opaque;
 use crate::plan::{Plan, WritesTo};
 use crate::rootfs::{self, Scratch};
@@ -22,7 +23,17 @@ pub fn prepare(
     let store_root = store::locate_store(plan.storage.as_deref())?;
     let store = Store::open(&store_root)?;
     let image = store.resolve(name)?;
-    tracing::info!(image = %image.name, id = %&image.id[..12], layers = image.layers.len(), mode = privileges.describe(), "image found");
+    // Refused before anything is mounted.
+    let arch = match store.image_platform(&image)? {
+        Some(p) => Arch::from_platform(
+            &image.name,
+            p.os.as_deref(),
+            &p.architecture,
+            p.variant.as_deref(),
+        )?,
+        None => Arch::host(),
+    };
+    tracing::info!(image = %image.name, id = %&image.id[..12], layers = image.layers.len(), arch = arch.oci_name(), mode = privileges.describe(), "image found");
     if !privileges.many_ids {
         tracing::warn!("the container maps a single user id: files of other owners in the image show as nobody (65534) in the guest; give the user subordinate ids (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER, then podman system migrate)");
     }
@@ -58,9 +69,10 @@ pub fn prepare(
     let layout = rootfs::plan_rootfs(&image, run_dir, scratch, userxattr, &emulations);
     let mounted = prepared.rootfs.insert(rootfs::apply_rootfs(&layout)?);
     let dir = mounted.root().to_path_buf();
-    let kind = container_disk::tree_or_disk(dir, &image.name, plan, run_dir, prepared)?;
+    let kind = container_disk::tree_or_disk(dir, &image.name, plan, run_dir, prepared, arch)?;
     Ok(Root {
         kind,
+        arch,
         name: image.name.clone(),
         id: image.id.clone(),
         store_root: Some(store_root),

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::arch::Arch;
 use crate::boot::direct_kernel::ROOT_TAG;
 use crate::credentials::{self, Credential};
 use crate::disk::Writes;
@@ -59,7 +60,8 @@ impl Inputs {
     }
 }
 
-/// The programs a run needs, found before anything is mounted.
+/// The programs a run needs, found before anything is mounted (the QEMU of the guest's
+/// architecture once the root says which: [`Programs::with_qemu`]).
 pub struct Programs {
     pub virtiofsd: PathBuf,
     pub qemu: PathBuf,
@@ -69,11 +71,19 @@ impl Programs {
     pub fn find() -> Result<Programs, RunError> {
         let p = Programs {
             virtiofsd: spawn::find_program("virtiofsd")?,
-            qemu: spawn::find_program("qemu-system-x86_64")?,
+            qemu: spawn::find_program(Arch::host().qemu_binary())?,
         };
         // Fail now, not at readiness, if the image lacks the ssh client.
         spawn::find_program("ssh")?;
         Ok(p)
+    }
+
+    /// The same, with the QEMU for a guest of `arch`.
+    pub fn with_qemu(self, arch: Arch) -> Result<Programs, RunError> {
+        Ok(Programs {
+            qemu: spawn::find_program(arch.qemu_binary())?,
+            ..self
+        })
     }
 }
 
@@ -112,14 +122,23 @@ pub fn launch(cx: Context, prepared: &mut Prepared) -> Result<VmLaunch, RunError
         cx.inputs,
         run_dir,
     )?);
-    let fw_cfg = ignition_file(cx.inputs, &keys.public, run_dir)?;
+    let mut fw_cfg = ignition_file(cx.inputs, &keys.public, run_dir)?;
+    // SMBIOS reaches an arm64 guest only through firmware: fw_cfg always does (credentials.rs).
+    let smbios = match root.arch {
+        Arch::X86_64 => credentials::smbios_args(&creds),
+        Arch::Aarch64 => {
+            fw_cfg.extend(credential_files(&creds, run_dir)?);
+            Vec::new()
+        }
+    };
     let qemu_spec = QemuSpec {
+        arch: root.arch,
         accel: plan.resources.accel,
         cpu: plan
             .resources
             .cpu
             .clone()
-            .unwrap_or_else(|| qemu::default_cpu(plan.resources.accel).into()),
+            .unwrap_or_else(|| root.arch.default_cpu(plan.resources.accel).into()),
         vcpus: plan.resources.vcpus,
         memory_mib: plan.resources.memory_mib,
         root: root_device(root, &shares),
@@ -139,7 +158,7 @@ pub fn launch(cx: Context, prepared: &mut Prepared) -> Result<VmLaunch, RunError
             forwards: forwards(plan),
             restrict: plan.guest.net_isolated,
         },
-        smbios: credentials::smbios_args(&creds),
+        smbios,
         disks,
         serial_outs: plan.guest.serial_outs.clone(),
         console: ConsoleSpec::Stdio {
@@ -148,7 +167,7 @@ pub fn launch(cx: Context, prepared: &mut Prepared) -> Result<VmLaunch, RunError
         qmp_socket: run_dir.join("qmp.sock"),
         rng: true,
     };
-    qemu_spec.validate()?;
+    qemu_spec.validate_for(root.arch)?;
     if plan.session.log_cmdline {
         log_command_lines(&cx.programs, &shares, &qemu_spec);
     }
@@ -459,4 +478,26 @@ fn first_status(
         source: std::io::Error::other(e.to_string()),
     })?;
     Ok(status)
+}
+
+/// The credentials as fw_cfg files (see `credentials::fw_cfg_credentials`), written to
+/// `run_dir/credentials/`, readable by bcvk alone.
+fn credential_files(creds: &[Credential], run_dir: &Path) -> Result<Vec<FwCfgFile>, RunError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = run_dir.join("credentials");
+    std::fs::create_dir_all(&dir).map_err(run_dir_err(&dir))?;
+    let mut files = Vec::new();
+    for (c, (name, value)) in creds.iter().zip(credentials::fw_cfg_credentials(creds)?) {
+        let path = dir.join(&c.name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value))
+            .map_err(run_dir_err(&path))?;
+        files.push(FwCfgFile { name, file: path });
+    }
+    Ok(files)
 }

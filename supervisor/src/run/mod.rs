@@ -8,12 +8,13 @@ use std::time::Instant;
 mod first_boot;
 mod launch;
 
+use crate::arch::{self, Arch};
 use crate::cli::RunArgs;
 use crate::error::run_dir_err;
 pub use crate::error::RunError;
 use crate::init::{self, Children, ExitInfo};
 use crate::plan::{self, HostFacts, Plan};
-use crate::qemu;
+use crate::qemu::{self, Accel};
 use crate::root::{self, Prepared};
 use crate::spawn;
 use crate::status;
@@ -121,6 +122,15 @@ fn prepare(
     fresh_run_dir(run_dir)?;
     let root = root::prepare(plan, privileges, run_dir, prepared)?;
     plan.admit(root.kind.shape(), inputs.user_seed.is_some())?;
+    let emulated;
+    let plan = match emulation(plan, &root)? {
+        Some(p) => {
+            emulated = p;
+            &emulated
+        }
+        None => plan,
+    };
+    let programs = programs.with_qemu(root.arch)?;
     let boot = crate::boot::prepare(plan, &root, run_dir)?;
     launch::launch(
         launch::Context {
@@ -135,6 +145,24 @@ fn prepare(
         },
         prepared,
     )
+}
+
+/// A guest of the other architecture boots under TCG, on purpose, and says so in one line:
+/// the plan under TCG then (`None`: the plan as it is).
+fn emulation(plan: &Plan, root: &root::Root) -> Result<Option<Plan>, RunError> {
+    let r = &plan.resources;
+    // `--accel kvm`, not auto's choice (which may fall back).
+    let kvm_demanded = r.accel == Accel::Kvm && !r.tcg_fallback;
+    let notice = arch::plan_emulation(&root.name, root.arch, Arch::host(), kvm_demanded)
+        .map_err(root::RootError::from)?;
+    Ok(notice.map(|n| {
+        tracing::warn!("{n}");
+        let mut p = plan.clone();
+        p.resources.accel = Accel::Tcg;
+        p.resources.tcg_fallback = false;
+        p.session.ready_timeout = p.session.fallback_ready_timeout;
+        p
+    }))
 }
 
 /// Run the VM, starting it over when it may: under TCG after KVM failed to run it (`--accel

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
+use bcvk::arch::Arch;
 use bcvk::qemu::{
     qemu_args, Accel, BootSpec, ConsoleSpec, DiskFormat, DiskSpec, Firmware, FwCfgFile, NetSpec,
     PortForward, PortSpec, QemuSpec, RootDevice, SerialOutSpec, VirtiofsShare,
@@ -112,6 +113,7 @@ fn spec() -> impl Strategy<Value = QemuSpec> {
         prop::collection::vec(disk(), 0..4),
         prop::collection::vec(serial_out, 0..3),
         path(),
+        prop::sample::select(vec![Arch::X86_64, Arch::Aarch64]),
     )
         .prop_map(
             |(
@@ -122,7 +124,9 @@ fn spec() -> impl Strategy<Value = QemuSpec> {
                 disks,
                 serial_outs,
                 qmp_socket,
+                arch,
             )| QemuSpec {
+                arch,
                 accel: if kvm { Accel::Kvm } else { Accel::Tcg },
                 cpu,
                 vcpus,
@@ -195,8 +199,17 @@ proptest! {
     #[test]
     fn user_values_stay_inside_their_option(spec in spec()) {
         // The builder does not need a valid spec to be injection-safe.
-        let _ = spec.validate().map_err(|err| assert_one_line(&err.to_string()));
+        let _ = spec.validate_for(spec.arch).map_err(|err| assert_one_line(&err.to_string()));
         let opts = options(&qemu_args(&spec));
+        // One machine, the guest architecture's, whatever else the spec holds.
+        let machines: Vec<_> = opts.iter().filter(|(n, _)| n == "-machine").collect();
+        prop_assert_eq!(machines.len(), 1);
+        let machine = qemu_opts(&machines[0].1);
+        prop_assert_eq!(&machine[0].1[..], match spec.arch {
+            Arch::X86_64 => &b"q35"[..],
+            Arch::Aarch64 => &b"virt"[..],
+        });
+        prop_assert_eq!(get(&machine, "memory-backend"), b"mem");
 
         for (i, share) in spec.shares().enumerate() {
             let id = format!("vfs{i}");
