@@ -114,7 +114,7 @@ impl Prepared {
             }
         }
         self.state = None;
-        for leftover in ["ssh", "boot", "disks", "seed"] {
+        for leftover in ["ssh", "boot", "disks", "seed", "credentials"] {
             let _ = std::fs::remove_dir_all(self.run_dir.join(leftover));
         }
     }
