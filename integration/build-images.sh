@@ -54,5 +54,7 @@ if [ "$what" = all ] || [ "$what" = bootc ]; then
     || die "building the bootc test images failed (test-images/bootc/build.sh; log in $BCVK_BUILD/build-bootc.log)"
   log "bootc test images ready in $(( $(date +%s) - t0 ))s"
 fi
-# Dangling images left by rebuilds only cost disk.
-podman image prune -f >/dev/null 2>&1 || true
+# Dangling images left by rebuilds only cost disk. Only those older than an hour: a build running
+# beside this one (another checkout, a second terminal) has intermediate images that look
+# dangling, and removing them makes that build fail ("image not known").
+podman image prune -f --filter until=1h >/dev/null 2>&1 || true

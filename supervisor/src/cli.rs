@@ -37,6 +37,10 @@ pub enum Command {
     Ssh(SshArgs),
     /// Show the state of this container's VM (use with podman exec).
     Status(StatusArgs),
+    /// Install a bootc image to a disk image file: boot the image, attach the file, run the
+    /// image's own `bootc install to-disk` onto it, the source read from the store.
+    #[command(name = "to-disk")]
+    ToDisk(Box<ToDiskArgs>),
     /// Print the host-side `bcvk` command (a POSIX sh script needing only podman).
     #[command(name = "install-host-cli")]
     InstallHostCli,
@@ -71,7 +75,15 @@ pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
-pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "man", "help"];
+pub const SUBCOMMANDS: &[&str] = &[
+    "run",
+    "ssh",
+    "status",
+    "to-disk",
+    "install-host-cli",
+    "man",
+    "help",
+];
 
 /// The longest timeout an option takes: a year. Longer ones would overflow the clock's
 /// `Instant` (a panic, and PID 1 aborts); no VM needs them.
@@ -380,6 +392,65 @@ pub struct RunArgs {
     pub debug: bool,
 }
 
+/// The format of the disk image `bcvk to-disk` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImageFormatArg {
+    Raw,
+    Qcow2,
+}
+
+/// `bcvk to-disk`: upstream bcvk's options by their names (see crate::to_disk).
+#[derive(Debug, Args)]
+#[command(after_help = crate::exit::help_text())]
+pub struct ToDiskArgs {
+    /// The bootc image to install, from the store (as for bcvk run): it must carry
+    /// /usr/bin/bootc, and is its own installer.
+    pub source_image: String,
+    /// The disk image file to write (in the container: bring its directory in with podman -v).
+    #[arg(value_hint = clap::ValueHint::FilePath)]
+    pub target_disk: PathBuf,
+    /// The root filesystem (bootc install --filesystem) [default: the image's install config].
+    #[arg(long, value_parser = ["ext4", "xfs", "btrfs"])]
+    pub filesystem: Option<String>,
+    /// The disk's size: 10G, 5120M, or a bare number of MiB [default: 10G; sparse].
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_bytes(s).map_err(|e| e.for_flag("--disk-size")))]
+    pub disk_size: Option<u64>,
+    /// The root filesystem's size (bootc install --root-size) [default: the rest of the disk].
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_bytes(s).map_err(|e| e.for_flag("--root-size")))]
+    pub root_size: Option<u64>,
+    /// The disk image's format.
+    #[arg(long, value_enum, default_value = "raw")]
+    pub format: ImageFormatArg,
+    /// A kernel argument of the installed system (bootc install --karg; repeatable).
+    #[arg(long = "karg", value_name = "ARG", value_parser = |s: &str| config::parse_karg(s).map_err(|e| e.for_flag("--karg")))]
+    pub kargs: Vec<String>,
+    /// Install with bootc's composefs-native backend [default: on when the image has no
+    /// bootupd (/usr/bin/bootupctl), which bootc's ostree backend needs].
+    #[arg(long)]
+    pub composefs_backend: bool,
+    /// The bootloader (bootc install --bootloader): systemd, grub or none.
+    #[arg(long, value_parser = ["systemd", "grub", "none"])]
+    pub bootloader: Option<String>,
+    /// Install without fs-verity (composefs backend) where the filesystem lacks it.
+    #[arg(long)]
+    pub allow_missing_fsverity: bool,
+    /// The installer VM's memory: 4G, 2048M or a bare number of MiB [default: 4G].
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_mib(s).map_err(|e| e.for_flag("--memory")))]
+    pub memory: Option<u64>,
+    /// The installer VM's vCPUs [default: the container's CPUs, at most 4].
+    #[arg(long, value_name = "N", value_parser = vcpus)]
+    pub vcpus: Option<u32>,
+    /// The installer VM's instance type (as for bcvk run).
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_instance_type(s).map_err(|e| e.for_flag("--itype")))]
+    pub itype: Option<config::InstanceType>,
+    /// Stream the installer VM's console to stderr (bootc's output is on stdout).
+    #[arg(long)]
+    pub console: bool,
+    /// Overwrite TARGET_DISK when it exists (without it, an existing file is refused).
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct SshArgs {
     /// Force a terminal (-tt) even when stdin is not one.
@@ -551,6 +622,14 @@ pub fn host_option_table() -> String {
     out.push_str(&format!("RUN_SHORT_OPTS='{shorts} '\n"));
     out.push_str(&format!("RUN_HOST_FILE_OPTS='{files} '\n"));
     out.push_str(&format!("RUN_HOST_DIR_OPTS='{dirs} '\n"));
+    let to_disk = root.find_subcommand("to-disk").expect("bcvk has to-disk");
+    let to_disk_values: String = to_disk
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .filter_map(|a| a.get_long())
+        .map(|l| format!(" --{l}"))
+        .collect();
+    out.push_str(&format!("TO_DISK_VALUE_OPTS='{to_disk_values} '\n"));
     out.push_str("# upstream_hint OPTION: set REPLY to the line refusing an upstream spelling.\n");
     out.push_str("upstream_hint() {\n    case $1 in\n");
     for (spelling, _) in UPSTREAM_SPELLINGS {
@@ -630,6 +709,7 @@ mod tests {
                 "bcvk-run.1",
                 "bcvk-ssh.1",
                 "bcvk-status.1",
+                "bcvk-to-disk.1",
                 "bcvk-install-host-cli.1",
                 "bcvk-man.1"
             ]

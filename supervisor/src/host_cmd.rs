@@ -37,6 +37,12 @@ pub enum HostCommand {
     /// lifecycle; upstream bcvk's `libvirt` commands).
     #[command(subcommand)]
     Vm(Vm),
+    /// Install a bootc image to a disk image file (upstream bcvk's `to-disk`): a container of
+    /// the bcvk image boots SOURCE_IMAGE with the store read-only, attaches TARGET_DISK (its
+    /// directory is mounted into the container), and runs the image's own `bootc install
+    /// to-disk` onto it. The result boots with `bcvk ephemeral run --disk-image FILE`.
+    #[command(name = "to-disk")]
+    ToDisk(Box<crate::cli::ToDiskArgs>),
     /// Open a shell, or run COMMAND, in a running VM, ephemeral or persistent.
     Ssh(SshTarget),
     /// Show a VM's state, ephemeral or persistent (podman exec NAME bcvk status).
@@ -315,6 +321,7 @@ mod tests {
             "bcvk-vm-rm.8",
             "bcvk-ssh.8",
             "bcvk-status.8",
+            "bcvk-to-disk.8",
         ] {
             assert!(names.contains(&want), "{want} missing: {names:?}");
         }

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
             },
         },
         Command::Ssh(args) => ssh::ssh_subcommand(&args),
+        Command::ToDisk(args) => bcvk::to_disk::to_disk_subcommand(&args),
         Command::Status(args) => status::status_subcommand(&args),
         Command::Man { dir, host } => match write_man_pages(&dir, host) {
             Ok(()) => 0,
