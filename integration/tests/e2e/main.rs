@@ -26,6 +26,7 @@ macro_rules! check {
     };
 }
 
+mod bootc;
 mod disk;
 mod errors;
 mod faults;
@@ -580,6 +581,7 @@ fn test_images() -> Vec<String> {
         nokernel(),
         containerdisk(),
         containerdisk_two(),
+        bootc::bootc(),
     ];
     for (name, default) in [
         (
@@ -743,6 +745,23 @@ fn main() {
         t(
             "disk::raw_bios_persistent_then_uefi_throwaway",
             disk::raw_bios_persistent_then_uefi_throwaway,
+        ),
+        t(
+            "bootc::boots_with_its_initramfs",
+            bootc::boots_with_its_initramfs,
+        ),
+        t("bootc::host_run_ssh", bootc::host_run_ssh),
+        t(
+            "to_disk::refused_before_a_vm",
+            bootc::to_disk_refused_before_a_vm,
+        ),
+        t(
+            "to_disk::too_small_fails_with_bootcs_error",
+            bootc::to_disk_too_small_fails_with_bootcs_error,
+        ),
+        t(
+            "to_disk::installs_and_the_result_boots",
+            bootc::to_disk_installs_and_the_result_boots,
         ),
         t("host_cli::man_page_examples", host_cli::man_page_examples),
         t("host_cli::name_in_use", host_cli::name_in_use),
