@@ -170,9 +170,10 @@ additionalimagestores = ["{GUEST_STORE}"]
 EOF
 test -b {device} || fail "the target disk {device} is missing"
 printf '%s\n' {shown}
-{cmd} 2> >(tee /run/bcvk-bootc.err >&2)
+# bootc's stderr shown and kept (pipefail: the pipe's status is bootc's, tee's is 0).
+set -o pipefail
+{{ {cmd} 2>&1 1>&3 3>&- | tee /run/bcvk-bootc.err >&2 3>&-; }} 3>&1
 rc=$?
-wait $! 2>/dev/null
 if [ "$rc" -ne 0 ]; then
   line=$(grep -v '^[[:space:]]*$' /run/bcvk-bootc.err | tail -n 1)
   printf '%s\n' "${{line:-bootc exited with $rc and printed no error}}" > "$port"
@@ -536,7 +537,7 @@ mod tests {
             s.contains(
                 "bootc install to-disk --generic-image --skip-fetch-check --source-imgref \
              containers-storage:localhost/img:latest '--karg=a=\"b c\"' \
-             --composefs-backend /dev/disk/by-id/virtio-output 2> >(tee"
+             --composefs-backend /dev/disk/by-id/virtio-output 2>&1 1>&3 3>&- | tee"
             ),
             "{s}"
         );
