@@ -156,6 +156,8 @@ pub fn to_disk_too_small_fails_with_bootcs_error() -> R {
         "no bootc error in the line: {l}"
     );
     check!(l.ends_with("the target /out/small.raw was removed"), "{l}");
+    // bootc's own words, on the trial's line.
+    eprint!("({l}) ");
     check!(
         !dir.path().join("small.raw").exists(),
         "the failed target is still there"
