@@ -37,6 +37,10 @@ pub enum Command {
     Ssh(SshArgs),
     /// Show the state of this container's VM (use with podman exec).
     Status(StatusArgs),
+    /// Install a bootc image to a disk image file: boot the image, attach the file, run the
+    /// image's own `bootc install to-disk` onto it, the source read from the store.
+    #[command(name = "to-disk")]
+    ToDisk(Box<ToDiskArgs>),
     /// Print the host-side `bcvk` command (a POSIX sh script needing only podman).
     #[command(name = "install-host-cli")]
     InstallHostCli,
@@ -71,7 +75,15 @@ pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
-pub const SUBCOMMANDS: &[&str] = &["run", "ssh", "status", "install-host-cli", "man", "help"];
+pub const SUBCOMMANDS: &[&str] = &[
+    "run",
+    "ssh",
+    "status",
+    "to-disk",
+    "install-host-cli",
+    "man",
+    "help",
+];
 
 pub use crate::config::MAX_TIMEOUT_SECS;
 
@@ -123,6 +135,23 @@ pub enum OnStallArg {
     Restart,
     /// End the run with exit 76
     Fail,
+}
+
+/// The VM's size, one definition for `bcvk run` and `bcvk to-disk` (its installer VM).
+#[derive(Debug, Clone, Args)]
+pub struct VmSize {
+    /// Guest memory: 512M, 2G, or a bare number of MiB [default: 4G, or the --itype's].
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_mib(s).map_err(|e| e.for_flag("--memory")))]
+    pub memory: Option<u64>,
+
+    /// Guest vCPUs [default: the container's CPUs, at most 4, or the --itype's].
+    #[arg(long, value_name = "N", value_parser = vcpus)]
+    pub vcpus: Option<u32>,
+
+    /// An instance type setting vCPUs and memory: u1.nano, u1.micro, u1.small, u1.medium,
+    /// u1.2xmedium, u1.large, u1.xlarge, u1.2xlarge, u1.4xlarge, u1.8xlarge.
+    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_instance_type(s).map_err(|e| e.for_flag("--itype")))]
+    pub itype: Option<config::InstanceType>,
 }
 
 #[derive(Debug, Args)]
@@ -210,18 +239,8 @@ pub struct RunArgs {
     #[arg(long, requires = "persistent")]
     pub reset: bool,
 
-    /// Guest memory: 512M, 2G, or a bare number of MiB [default: 4G, or the --itype's].
-    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_mib(s).map_err(|e| e.for_flag("--memory")))]
-    pub memory: Option<u64>,
-
-    /// Guest vCPUs [default: the container's CPUs, at most 4, or the --itype's].
-    #[arg(long, value_name = "N", value_parser = vcpus)]
-    pub vcpus: Option<u32>,
-
-    /// An instance type setting vCPUs and memory: u1.nano, u1.micro, u1.small, u1.medium,
-    /// u1.2xmedium, u1.large, u1.xlarge, u1.2xlarge, u1.4xlarge, u1.8xlarge.
-    #[arg(long, value_name = "NAME", value_parser = |s: &str| config::parse_instance_type(s).map_err(|e| e.for_flag("--itype")))]
-    pub itype: Option<config::InstanceType>,
+    #[command(flatten)]
+    pub size: VmSize,
 
     /// An extra kernel argument (repeatable).
     #[arg(long = "karg", value_name = "ARG", value_parser = |s: &str| config::parse_karg(s).map_err(|e| e.for_flag("--karg")))]
@@ -343,6 +362,52 @@ pub struct RunArgs {
     /// instead of starting QEMU.
     #[arg(long)]
     pub debug: bool,
+}
+
+/// `bcvk to-disk`: upstream bcvk's options by their names (see crate::to_disk).
+#[derive(Debug, Args)]
+#[command(after_help = crate::exit::help_text())]
+pub struct ToDiskArgs {
+    /// The bootc image to install, from the store (as for bcvk run): it must carry
+    /// /usr/bin/bootc, and is its own installer.
+    pub source_image: String,
+    /// The disk image file to write (in the container: bring its directory in with podman -v).
+    #[arg(value_hint = clap::ValueHint::FilePath)]
+    pub target_disk: PathBuf,
+    /// The root filesystem (bootc install --filesystem) [default: the image's install config].
+    #[arg(long, value_parser = ["ext4", "xfs", "btrfs"])]
+    pub filesystem: Option<String>,
+    /// The disk's size: 10G, 5120M, or a bare number of MiB [default: 10G; sparse].
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_bytes(s).map_err(|e| e.for_flag("--disk-size")))]
+    pub disk_size: Option<u64>,
+    /// The root filesystem's size (bootc install --root-size) [default: the rest of the disk].
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| config::parse_size_bytes(s).map_err(|e| e.for_flag("--root-size")))]
+    pub root_size: Option<u64>,
+    /// The disk image's format.
+    #[arg(long, value_enum, default_value = "raw")]
+    pub format: config::DiskFormat,
+    /// A kernel argument of the installed system (bootc install --karg; repeatable).
+    #[arg(long = "karg", value_name = "ARG", value_parser = |s: &str| config::parse_karg(s).map_err(|e| e.for_flag("--karg")))]
+    pub kargs: Vec<String>,
+    /// Install with bootc's composefs-native backend [default: on when the image has no
+    /// bootupd (/usr/bin/bootupctl), which bootc's ostree backend needs].
+    #[arg(long)]
+    pub composefs_backend: bool,
+    /// The bootloader (bootc install --bootloader): systemd, grub or none.
+    #[arg(long, value_parser = ["systemd", "grub", "none"])]
+    pub bootloader: Option<String>,
+    /// Install without fs-verity (composefs backend) where the filesystem lacks it.
+    #[arg(long)]
+    pub allow_missing_fsverity: bool,
+    /// The installer VM's size.
+    #[command(flatten)]
+    pub size: VmSize,
+    /// Stream the installer VM's console to stderr (bootc's output is on stdout).
+    #[arg(long)]
+    pub console: bool,
+    /// Overwrite TARGET_DISK when it exists (without it, an existing file is refused).
+    #[arg(long, short = 'f')]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -522,6 +587,7 @@ mod tests {
                 "bcvk-run.1",
                 "bcvk-ssh.1",
                 "bcvk-status.1",
+                "bcvk-to-disk.1",
                 "bcvk-install-host-cli.1",
                 "bcvk-man.1"
             ]
@@ -605,13 +671,13 @@ mod tests {
             "exit 42",
         ]);
         assert_eq!(r.image.as_deref(), Some("localhost/img"));
-        assert_eq!(r.memory, Some(2048));
+        assert_eq!(r.size.memory, Some(2048));
         assert_eq!(r.command, vec!["sh", "-c", "exit 42"]);
         let r = run_args(&["bcvk", "run", "img", "--karg", "a=b", "--karg", "quiet"]);
         assert_eq!(r.kargs, vec!["a=b", "quiet"]);
         // Options may come before the image too.
         let r = run_args(&["bcvk", "--vcpus", "2", "img"]);
-        assert_eq!((r.image.as_deref(), r.vcpus), (Some("img"), Some(2)));
+        assert_eq!((r.image.as_deref(), r.size.vcpus), (Some("img"), Some(2)));
     }
 
     #[test]

@@ -30,11 +30,13 @@ pub enum Exit {
     Stalled,
     /// The host or engine refuses what bcvk cannot do without.
     Refused,
+    /// `to-disk`: the image's `bootc install` failed in the guest.
+    InstallFailed,
 }
 
 impl Exit {
     /// Every class, in the order of the table.
-    pub const ALL: [Exit; 10] = [
+    pub const ALL: [Exit; 11] = [
         Exit::Usage,
         Exit::StoreCorrupt,
         Exit::NotFound,
@@ -45,6 +47,7 @@ impl Exit {
         Exit::NotReady,
         Exit::Stalled,
         Exit::Refused,
+        Exit::InstallFailed,
     ];
 
     pub const fn code(self) -> i32 {
@@ -60,21 +63,25 @@ impl Exit {
             // No sysexits code fits; next to 75 since both may pass when run again.
             Exit::Stalled => 76,
             Exit::Refused => 77,
+            // 78 is EX_CONFIG, which no other class of bcvk's uses; the install's own
+            // failure is a separate class so that scripts can tell it from a VM's.
+            Exit::InstallFailed => 78,
         }
     }
 
     /// What the code means, as documented (markdown: backquotes around option names).
     pub const fn meaning(self) -> &'static str {
         match self {
-            Exit::Usage => "bad usage or option value (a missing `--bind` directory or `--ssh-key`, a port bcvk uses, a malformed image reference); `--persistent` with no state directory, or a state made from another image",
+            Exit::Usage => "bad usage or option value (a missing `--bind` directory or `--ssh-key`, a port bcvk uses, a malformed image reference); `--persistent` with no state directory, or a state made from another image; `to-disk`: a target that exists (without `--force`), or whose directory is missing or read-only",
             Exit::StoreCorrupt => "the podman store is unreadable or corrupt; or a disk image is (a truncated or corrupt qcow2, a raw disk shorter than its partition table, a backing file, an unsupported format, a containerDisk with more than one disk); or an image whose layout would lead bcvk's writes through a symlink (`/etc/systemd/system` a symlink, for `--systemd-units`)",
-            Exit::NotFound => "image not found (or a `--rootfs` directory missing or without `usr/`), image without a bootable kernel or disk (the error names every place looked at), no store mounted, a `--disk-image` not there, or a disk the firmware finds nothing to boot on",
+            Exit::NotFound => "image not found (or a `--rootfs` directory missing or without `usr/`), image without a bootable kernel or disk (the error names every place looked at), no store mounted, a `--disk-image` not there, or a disk the firmware finds nothing to boot on; `to-disk`: a source image without `/usr/bin/bootc` (not a bootc image)",
             Exit::Unavailable => "the accelerator is unavailable (`--accel kvm` without `/dev/kvm`, KVM cannot run the guest, or the image is of the other architecture); or the image is for an architecture bcvk cannot boot (it boots linux/amd64 and linux/arm64)",
             Exit::GuestFailed => "the guest failed: kernel panic, reboot, QEMU or virtiofsd died (also while a one-shot command runs: then not ssh's 255)",
             Exit::Internal => "internal error: bcvk's own fault (mount, spawn, files under `/run/bcvk`), never a mistake in the options",
             Exit::StateBusy => "`--persistent`: the state, or the disk image, is in use by another VM (one VM at a time writes it)",
             Exit::NotReady => "the guest never answered SSH within `--ready-timeout`",
             Exit::Stalled => "the guest's kernel stalled before it was ready (its RCU stall report and no later boot phase within 30 s, or no console output for 60 s in the kernel phase); with `--on-stall restart` (the default), in its one restart too: a hazard of TCG, see Troubleshooting",
+            Exit::InstallFailed => "`to-disk`: the image's `bootc install to-disk` failed in the guest (a disk too small, a filesystem or bootloader it cannot use): bootc's last error line is shown and the target file removed",
             Exit::Refused => "the host or engine refuses something bcvk needs and cannot do without: a user namespace (docker's default seccomp profile, `user.max_user_namespaces=0`, AppArmor's userns restriction), the id maps (`CAP_SETUID`/`CAP_SETGID` dropped), whiteouts without `CAP_MKNOD` (kernels before 5.8)",
         }
     }

@@ -37,6 +37,12 @@ pub enum HostCommand {
     /// lifecycle; upstream bcvk's `libvirt` commands).
     #[command(subcommand)]
     Vm(Vm),
+    /// Install a bootc image to a disk image file (upstream bcvk's `to-disk`): a container of
+    /// the bcvk image boots SOURCE_IMAGE with the store read-only, attaches TARGET_DISK (its
+    /// directory is mounted into the container), and runs the image's own `bootc install
+    /// to-disk` onto it. The result boots with `bcvk ephemeral run --disk-image FILE`.
+    #[command(name = "to-disk")]
+    ToDisk(Box<crate::cli::ToDiskArgs>),
     /// Open a shell, or run COMMAND, in a running VM, ephemeral or persistent.
     Ssh(SshTarget),
     /// Show a VM's state, ephemeral or persistent (podman exec NAME bcvk status).
@@ -231,6 +237,10 @@ pub fn command() -> clap::Command {
 
 /// The host command's commands that take `bcvk run`'s options (and podman's); their lists are
 /// `RUN_*` and `PODMAN_*`, the other commands' `HOST_FLAGS_*`.
+/// The commands besides [`RUN_COMMANDS`] that take options with values: the script gets their
+/// list (`HOST_VALUE_OPTS_<command>`).
+const VALUE_COMMANDS: [&str; 1] = ["to-disk"];
+
 const RUN_COMMANDS: [[&str; 2]; 3] = [
     ["ephemeral", "run"],
     ["ephemeral", "run-ssh"],
@@ -351,6 +361,10 @@ pub fn shell_table() -> String {
         let leaves: Vec<&clap::Command> = cmd.get_subcommands().collect();
         if leaves.is_empty() {
             out += &shell_list(&format!("HOST_FLAGS_{key}"), &flags(cmd));
+            if VALUE_COMMANDS.contains(&cmd.get_name()) {
+                let values = ShellOptions::of(cmd.get_arguments()).value;
+                out += &shell_list(&format!("HOST_VALUE_OPTS_{key}"), &values);
+            }
             continue;
         }
         let verbs: Vec<String> = leaves.iter().flat_map(|l| names(l)).collect();
@@ -450,7 +464,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {name} in {table}"));
             line[name.len() + 1..].trim_matches('\'').to_string()
         };
-        assert_eq!(list("HOST_COMMANDS"), " ephemeral vm ssh status ");
+        assert_eq!(list("HOST_COMMANDS"), " ephemeral vm to-disk ssh status ");
+        assert!(list("HOST_VALUE_OPTS_to_disk").contains(" --disk-size "));
         assert_eq!(
             list("HOST_COMMANDS_ephemeral"),
             " run run-ssh ssh ps list rm-all status "
@@ -504,7 +519,9 @@ mod tests {
         let root = command();
         let mut leaves: Vec<(String, &clap::Command)> = Vec::new();
         for cmd in root.get_subcommands() {
-            leaves.push((cmd.get_name().to_string(), cmd));
+            if !VALUE_COMMANDS.contains(&cmd.get_name()) {
+                leaves.push((cmd.get_name().to_string(), cmd));
+            }
             for leaf in cmd.get_subcommands() {
                 if !RUN_COMMANDS.contains(&[cmd.get_name(), leaf.get_name()]) {
                     leaves.push((format!("{} {}", cmd.get_name(), leaf.get_name()), leaf));
@@ -556,6 +573,7 @@ mod tests {
             "bcvk-vm-rm.8",
             "bcvk-ssh.8",
             "bcvk-status.8",
+            "bcvk-to-disk.8",
         ] {
             assert!(names.contains(&want), "{want} missing: {names:?}");
         }

@@ -4,7 +4,7 @@
 //! `arch` knows the architectures, `kernel` finds the kernel, `credentials` and `guestfs` configure the guest, `qemu` and
 //! `virtiofsd` build command lines, `spawn` starts processes, `init` reaps them and takes
 //! signals, `vm` runs one VM's life, `readiness`, `ssh`, `console` and `status` serve it,
-//! `run` ties a `bcvk run` together, and `cli` and `config` read the options. `beneath`
+//! `run` ties a `bcvk run` together, `to_disk` installs a bootc image onto a disk file through one, and `cli` and `config` read the options. `beneath`
 //! opens paths inside what an image or a guest wrote without following their symlinks.
 
 pub mod arch;
@@ -37,6 +37,7 @@ pub mod spawn;
 pub mod ssh;
 pub mod status;
 pub mod store;
+pub mod to_disk;
 pub mod usage;
 pub mod userns;
 pub mod virtiofsd;

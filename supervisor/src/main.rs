@@ -65,6 +65,7 @@ fn main() -> ExitCode {
             },
         },
         Command::Ssh(args) => commands::ssh(&args),
+        Command::ToDisk(args) => bcvk::to_disk::to_disk_subcommand(&args),
         Command::Status(args) => commands::status(&args),
         Command::Man { dir, host } => match write_man_pages(&dir, host) {
             Ok(()) => 0,

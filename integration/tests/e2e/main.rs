@@ -27,6 +27,7 @@ macro_rules! check {
 }
 
 mod arm64;
+mod bootc;
 mod disk;
 mod errors;
 mod faults;
@@ -581,6 +582,7 @@ fn test_images() -> Vec<String> {
         nokernel(),
         containerdisk(),
         containerdisk_two(),
+        bootc::bootc(),
     ];
     for (name, default) in [
         (
@@ -664,6 +666,11 @@ const TRIALS: &[(&str, TrialFn)] = &[
     ("disk::bad_inputs", disk::bad_inputs),
     ("disk::containerdisk_uefi_cloud_init_ignition", disk::containerdisk_uefi_cloud_init_ignition),
     ("disk::raw_bios_persistent_then_uefi_throwaway", disk::raw_bios_persistent_then_uefi_throwaway),
+    ("bootc::boots_with_its_initramfs", bootc::boots_with_its_initramfs),
+    ("bootc::host_run_ssh", bootc::host_run_ssh),
+    ("to_disk::refused_before_a_vm", bootc::to_disk_refused_before_a_vm),
+    ("to_disk::too_small_fails_with_bootcs_error", bootc::to_disk_too_small_fails_with_bootcs_error),
+    ("to_disk::installs_and_the_result_boots", bootc::to_disk_installs_and_the_result_boots),
     ("host_cli::man_page_examples", host_cli::man_page_examples),
     ("host_cli::name_in_use", host_cli::name_in_use),
     ("host_cli::run_ssh_reports_the_supervisor_error", host_cli::run_ssh_reports_the_supervisor_error),

@@ -8,5 +8,6 @@ mod options;
 mod ps_rm;
 mod run;
 mod ssh;
+mod to_disk;
 mod usage;
 mod vm;

@@ -133,7 +133,7 @@ fn guest_path(path: &str) -> Result<PathBuf, String> {
 }
 
 /// A disk file's image format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DiskFormat {
     Raw,
     Qcow2,

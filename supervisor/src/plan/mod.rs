@@ -264,14 +264,15 @@ fn resources(
     accel: Accel,
     accel_warning: Option<String>,
 ) -> Resources {
-    let (vcpus, memory_mib) = match args.itype {
+    let size = &args.size;
+    let (vcpus, memory_mib) = match size.itype {
         Some(t) => (
-            args.vcpus.unwrap_or(t.vcpus),
-            args.memory.unwrap_or(t.memory_mib),
+            size.vcpus.unwrap_or(t.vcpus),
+            size.memory.unwrap_or(t.memory_mib),
         ),
         None => (
-            args.vcpus.unwrap_or(host.cpus.clamp(1, 4)),
-            args.memory.unwrap_or(4096),
+            size.vcpus.unwrap_or(host.cpus.clamp(1, 4)),
+            size.memory.unwrap_or(4096),
         ),
     };
     Resources {
