@@ -43,9 +43,18 @@ pub mod userns;
 pub mod virtiofsd;
 pub mod vm;
 
-/// The host-side command (POSIX sh) as kept in the source tree: a template whose option
-/// table line [`HOST_CLI_TABLE_MARK`] [`host_cli`] replaces.
-pub const HOST_CLI_TEMPLATE: &str = include_str!("../../entrypoint/bcvk-host");
+/// The host-side command (POSIX sh) as kept in the source tree: one script kept in parts by
+/// concern under `entrypoint/bcvk-host/` (helpers, help texts, the run options, the ephemeral
+/// commands, the persistent VMs, to-disk and the dispatch), joined in order: a template whose
+/// option table line [`HOST_CLI_TABLE_MARK`] [`host_cli`] replaces.
+pub const HOST_CLI_TEMPLATE: &str = concat!(
+    include_str!("../../entrypoint/bcvk-host/1-helpers.sh"),
+    include_str!("../../entrypoint/bcvk-host/2-help.sh"),
+    include_str!("../../entrypoint/bcvk-host/3-run-options.sh"),
+    include_str!("../../entrypoint/bcvk-host/4-ephemeral.sh"),
+    include_str!("../../entrypoint/bcvk-host/5-vm.sh"),
+    include_str!("../../entrypoint/bcvk-host/6-to-disk-and-main.sh"),
+);
 
 /// The line of the template that becomes `bcvk run`'s option table.
 pub const HOST_CLI_TABLE_MARK: &str = "# @BCVK_RUN_OPTION_TABLE@\n";
