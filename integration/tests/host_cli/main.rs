@@ -11,3 +11,4 @@ mod ssh;
 mod to_disk;
 mod usage;
 mod vm;
+mod vm_lifecycle;
