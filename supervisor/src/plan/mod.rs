@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::arch::{Arch, ArchError};
 use crate::cli::{AccelArg, NetArg, OnStallArg, RunArgs};
 use crate::config::Initrd;
 use crate::config::{BindSpec, DiskFileSpec, PortSpec, SerialOutSpec};
@@ -355,6 +356,25 @@ pub fn ready_timeout(given: Option<u64>, accel: Accel) -> Duration {
 }
 
 impl Plan {
+    /// A guest of `guest`'s architecture on this host: a foreign one boots under TCG, on
+    /// purpose (returned: the one line that says so), unless `--accel kvm` demanded KVM (an
+    /// auto choice of KVM is not a demand).
+    pub fn for_guest_arch(
+        &mut self,
+        image: &str,
+        guest: Arch,
+    ) -> Result<Option<String>, ArchError> {
+        let r = &mut self.resources;
+        let kvm_demanded = r.accel == Accel::Kvm && !r.tcg_fallback;
+        let notice = crate::arch::plan_emulation(image, guest, Arch::host(), kvm_demanded)?;
+        if notice.is_some() {
+            r.accel = Accel::Tcg;
+            r.tcg_fallback = false;
+            self.session.ready_timeout = self.session.fallback_ready_timeout;
+        }
+        Ok(notice)
+    }
+
     /// The rules that depend on the kind of root, checked once it is known: `store` says
     /// whether the root came from a store, `user_seed` whether `--cloud-init` gave one.
     pub fn admit(&self, shape: RootShape, user_seed: bool) -> Result<(), PlanError> {

@@ -206,3 +206,22 @@ fn persistent_writes_go_to_the_state() {
         }
     );
 }
+
+#[test]
+fn a_foreign_guest_runs_under_tcg_unless_kvm_is_demanded() {
+    use crate::arch::Arch;
+    let other = match Arch::host() {
+        Arch::X86_64 => Arch::Aarch64,
+        Arch::Aarch64 => Arch::X86_64,
+    };
+    let mut p = make(&args(&["img"]), &host(true)).unwrap();
+    assert_eq!(p.for_guest_arch("img", Arch::host()).unwrap(), None);
+    assert_eq!(p.resources.accel, Accel::Kvm);
+    let notice = p.for_guest_arch("img", other).unwrap().unwrap();
+    assert!(notice.contains("TCG"), "{notice}");
+    assert_eq!(p.resources.accel, Accel::Tcg);
+    assert!(!p.resources.tcg_fallback);
+    assert_eq!(p.session.ready_timeout, Duration::from_secs(600));
+    let mut kvm = make(&args(&["--accel", "kvm", "img"]), &host(true)).unwrap();
+    assert!(kvm.for_guest_arch("img", other).is_err());
+}

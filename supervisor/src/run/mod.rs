@@ -8,13 +8,12 @@ use std::time::Instant;
 mod first_boot;
 mod launch;
 
-use crate::arch::{self, Arch};
 use crate::cli::RunArgs;
 use crate::error::run_dir_err;
 pub use crate::error::RunError;
 use crate::init::{self, Children, ExitInfo};
 use crate::plan::{self, HostFacts, Plan};
-use crate::qemu::{self, Accel};
+use crate::qemu;
 use crate::root::{self, Prepared};
 use crate::spawn;
 use crate::status;
@@ -53,7 +52,7 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
     // A restarted container (podman start) still has the last run's status: gone first, so
     // that `bcvk status --wait` never reports the old run as this one.
     let _ = std::fs::remove_file(Path::new(status::RUN_DIR).join(status::STATUS_FILE));
-    let plan = plan::make(&args, &HostFacts::probe())?;
+    let mut plan = plan::make(&args, &HostFacts::probe())?;
     if let Some(w) = &plan.resources.accel_warning {
         tracing::warn!("{w}");
     }
@@ -76,7 +75,7 @@ pub fn run(args: RunArgs) -> Result<i32, RunError> {
         let run_dir = PathBuf::from(status::RUN_DIR);
         let mut prepared = Prepared::new(&run_dir);
         let result = async {
-            let launch = prepare(&plan, &privileges, &run_dir, &mut prepared, started)?;
+            let launch = prepare(&mut plan, &privileges, &run_dir, &mut prepared, started)?;
             if let Ok(init::Request::Stop(sig)) = requests.try_recv() {
                 return Err(RunError::StoppedEarly(sig));
             }
@@ -111,7 +110,7 @@ fn exit_code(plan: &Plan, outcome: Outcome) -> i32 {
 /// Everything before QEMU: the root, its boot, the launch. Nothing is mounted before the
 /// plan, the user's files and the programs have been checked.
 fn prepare(
-    plan: &Plan,
+    plan: &mut Plan,
     privileges: &Privileges,
     run_dir: &Path,
     prepared: &mut Prepared,
@@ -122,14 +121,14 @@ fn prepare(
     fresh_run_dir(run_dir)?;
     let root = root::prepare(plan, privileges, run_dir, prepared)?;
     plan.admit(root.kind.shape(), inputs.user_seed.is_some())?;
-    let emulated;
-    let plan = match emulation(plan, &root)? {
-        Some(p) => {
-            emulated = p;
-            &emulated
-        }
-        None => plan,
-    };
+    // A guest of the other architecture boots under TCG, on purpose, and says so in one line.
+    let notice = plan
+        .for_guest_arch(&root.name, root.arch)
+        .map_err(root::RootError::from)?;
+    if let Some(n) = notice {
+        tracing::warn!("{n}");
+    }
+    let plan = &*plan;
     let programs = programs.with_qemu(root.arch)?;
     let boot = crate::boot::prepare(plan, &root, run_dir)?;
     launch::launch(
@@ -145,24 +144,6 @@ fn prepare(
         },
         prepared,
     )
-}
-
-/// A guest of the other architecture boots under TCG, on purpose, and says so in one line:
-/// the plan under TCG then (`None`: the plan as it is).
-fn emulation(plan: &Plan, root: &root::Root) -> Result<Option<Plan>, RunError> {
-    let r = &plan.resources;
-    // `--accel kvm`, not auto's choice (which may fall back).
-    let kvm_demanded = r.accel == Accel::Kvm && !r.tcg_fallback;
-    let notice = arch::plan_emulation(&root.name, root.arch, Arch::host(), kvm_demanded)
-        .map_err(root::RootError::from)?;
-    Ok(notice.map(|n| {
-        tracing::warn!("{n}");
-        let mut p = plan.clone();
-        p.resources.accel = Accel::Tcg;
-        p.resources.tcg_fallback = false;
-        p.session.ready_timeout = p.session.fallback_ready_timeout;
-        p
-    }))
 }
 
 /// Run the VM, starting it over when it may: under TCG after KVM failed to run it (`--accel
