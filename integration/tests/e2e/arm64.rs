@@ -76,10 +76,8 @@ pub fn foreign_guest_boots_under_emulation() -> R {
     Ok(())
 }
 
-/// An image for an architecture bcvk has no QEMU for is refused from its config, in one line
-/// with exit 69, before anything is mounted or booted.
-pub fn other_architectures_are_refused() -> R {
-    let image = "localhost/bcvk-test/s390x-refused:latest";
+/// A one-file image (no kernel) whose config says linux/s390x, imported as `name`.
+fn import_s390x(name: &str) -> R {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("marker"), "s390x\n").map_err(|e| e.to_string())?;
     let tar = cmd(
@@ -87,12 +85,20 @@ pub fn other_architectures_are_refused() -> R {
         &[
             "-c",
             &format!(
-                "tar -C {} -c . | podman import -q --arch s390x - {image}",
+                "tar -C {} -c . | podman import -q --arch s390x - {name}",
                 dir.path().display()
             ),
         ],
     );
     check!(tar.code == 0, "{}", tar.show());
+    Ok(())
+}
+
+/// An image for an architecture bcvk has no QEMU for is refused from its config, in one line
+/// with exit 69, before anything is mounted or booted.
+pub fn other_architectures_are_refused() -> R {
+    let image = "localhost/bcvk-test/s390x-refused:latest";
+    import_s390x(image)?;
     let r = bcvk_oneshot(&[], &[image, "--", "true"]);
     let _ = podman(&["rmi", "-f", image]);
     check!(r.code == 69, "exit {} instead of 69: {}", r.code, r.show());
@@ -133,19 +139,7 @@ pub fn arm64_image_starts_under_binfmt() -> R {
     );
 
     let refused = "localhost/bcvk-test/s390x-refused-arm64:latest";
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    std::fs::write(dir.path().join("marker"), "s390x\n").map_err(|e| e.to_string())?;
-    let tar = cmd(
-        "sh",
-        &[
-            "-c",
-            &format!(
-                "tar -C {} -c . | podman import -q --arch s390x - {refused}",
-                dir.path().display()
-            ),
-        ],
-    );
-    check!(tar.code == 0, "{}", tar.show());
+    import_s390x(refused)?;
     let store = format!("{}:/run/host-storage:ro", host_store().display());
     let plan = |image: &str| {
         podman(&[
